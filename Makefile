@@ -1,0 +1,28 @@
+# levee's two entry points for a newcomer: `make run` and `make test`.
+# Both set up everything they need first (idempotent).
+
+CARGO ?= cargo
+
+.PHONY: setup run test lint bench
+
+## Install what the build needs: the wasm targets the guests compile for.
+setup:
+	rustup target add wasm32-unknown-unknown wasm32-wasip2
+
+## Build everything and run levee on its embedded defaults.
+run: setup
+	$(CARGO) run --release --locked -p levee -- serve
+
+## Build everything and run the whole test suite.
+test: setup
+	$(CARGO) build --release --locked -p levee --bin levee
+	$(CARGO) test --release --locked --workspace
+
+## Formatting and lints, warnings denied.
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+
+## Benchmarks (criterion).
+bench: setup
+	$(CARGO) bench --locked -p levee

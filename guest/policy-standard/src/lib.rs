@@ -1,0 +1,4 @@
+//! The `standard` policy component: levee-policy-core's `Standard` profile behind
+//! the `levee:policy` WIT contract. It imports nothing.
+
+levee_policy_wit::export_policy!(levee_policy_wit::Standard);

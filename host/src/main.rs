@@ -1,0 +1,16 @@
+//! The `levee` command.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = levee::cli::Cli::parse();
+    levee::cli::init_logging(cli.log.as_deref());
+    match cli.run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
