@@ -7,6 +7,8 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod config;
 pub mod policy;
+pub mod proxy;
 
 pub use levee_policy_core as core;

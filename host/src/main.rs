@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = levee::cli::Cli::parse();
-    levee::cli::init_logging(cli.log.as_deref());
     match cli.run() {
         Ok(code) => code,
         Err(e) => {

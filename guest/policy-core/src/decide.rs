@@ -194,8 +194,9 @@ impl Policy {
     /// - Out of attempts or retry budget: fail, passing on any header delay.
     /// - A 429, a 529 or a network failure moves at once to the next
     ///   available upstream in `order`, when there is one. Other retryable
-    ///   errors move to it too, after the header delay or a backoff. A TLS
-    ///   failure never retries the same upstream.
+    ///   errors move to it too, after a backoff (the failed upstream's
+    ///   `retry-after` does not bind another upstream). A TLS failure never
+    ///   retries the same upstream.
     /// - Otherwise retry the same upstream after `retry-after-ms`, else
     ///   `retry-after`, else backoff. A header wait beyond `max_wait_ms`,
     ///   or any wait that would end past the deadline, fails now instead:
@@ -250,12 +251,14 @@ impl Policy {
         if trouble == Trouble::Network(FailureKind::Tls) {
             return fail(false, None);
         }
-        let target = match alternative {
-            Some(alt) => alt,
-            None if order::find(view, attempt.upstream).is_some() => attempt.upstream,
+        // A header's wait speaks for the upstream that sent it, not for the
+        // alternative: moving to another upstream backs off instead.
+        let (target, header_wait) = match alternative {
+            Some(alt) => (alt, None),
+            None if order::find(view, attempt.upstream).is_some() => (attempt.upstream, header),
             None => return give_up(header),
         };
-        let delay = match header {
+        let delay = match header_wait {
             Some(wait) if wait > s.max_wait_ms => return give_up(header),
             Some(wait) => wait,
             None => backoff::delay_ms(

@@ -1,7 +1,9 @@
 //! The command line: each subcommand is a named step of the architecture.
 
 mod policy_check;
+mod serve;
 
+use crate::config::LogFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Serve(serve::ServeArgs),
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -41,7 +45,12 @@ enum PolicyCommand {
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        if let Command::Serve(args) = self.command {
+            return serve::run(args, self.log.as_deref());
+        }
+        init_logging(self.log.as_deref(), LogFormat::Human);
         match self.command {
+            Command::Serve(_) => unreachable!("handled above"),
             Command::Policy(PolicyCommand::Check { policy, config }) => {
                 policy_check::run(&policy, config.as_deref())
             }
@@ -55,14 +64,17 @@ impl Cli {
     }
 }
 
-/// Logs go to stderr; `filter` overrides `RUST_LOG`.
-pub fn init_logging(filter: Option<&str>) {
+/// Logs go to stderr, as text or JSON lines; `RUST_LOG` wins over
+/// `filter`, which defaults to `warn`.
+pub fn init_logging(filter: Option<&str>, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = filter.map(EnvFilter::new).unwrap_or_else(|| {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
-    });
-    let _ = tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(filter.unwrap_or("warn")));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -405,6 +405,18 @@ fn server_errors_fail_over_after_backoff() {
 }
 
 #[test]
+fn a_server_errors_retry_after_does_not_bind_the_alternative() {
+    let (p, v) = (standard(), two());
+    let mut r = status(503);
+    r.retry_after = Some(3_600_000);
+    assert_eq!(
+        outcome(&p, &response(1, r), &v),
+        retry(2, backoff_of(&p, 1, &v)),
+        "an hour's retry-after on upstream 1 must not stop a retry on upstream 2"
+    );
+}
+
+#[test]
 fn alternative_wraps_around_the_order_and_skips_unavailable() {
     let mut v = view(vec![up(1, 0), up(2, 0), up(3, 1)]);
     v.upstreams[0].rate_limited_until = Some(NOW + 1);

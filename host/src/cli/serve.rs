@@ -1,0 +1,74 @@
+//! `levee serve`: config, engine and policy, upstreams, listeners, signals.
+
+use crate::config::{Config, Overrides};
+use crate::proxy::{Gateway, bind, serve, serve_admin};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Flags of `levee serve`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8787).
+    #[arg(long)]
+    listen: Option<String>,
+    /// An upstream base URL; repeat for several. Replaces the config's list.
+    #[arg(long = "upstream")]
+    upstreams: Vec<String>,
+    /// A TOML config file (see levee.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The policy: `builtin:standard`, `builtin:interactive`, or a .wasm file.
+    #[arg(long)]
+    policy: Option<String>,
+    /// The policy's own config (JSON).
+    #[arg(long)]
+    policy_config: Option<PathBuf>,
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C.
+pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        listen: args.listen,
+        upstreams: args.upstreams,
+        policy: args.policy,
+        policy_config: args.policy_config,
+    };
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    super::init_logging(
+        log_override.or(Some(config.log.level.as_str())),
+        config.log.format,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let gw = Gateway::new(&config, overrides)?;
+        let listener = bind(config.listen).await?;
+        println!("levee listening on {}", listener.local_addr()?);
+        if let Some(addr) = config.admin.listen {
+            let admin = bind(addr).await?;
+            println!("levee admin on {}", admin.local_addr()?);
+            tokio::spawn(serve_admin(gw.clone(), admin, config.admin.token.clone()));
+        }
+        let mut hangup = signal(SignalKind::hangup())?;
+        let reloader = gw.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match reloader.reload() {
+                    Ok(done) => tracing::info!("SIGHUP: {done}"),
+                    Err(e) => tracing::warn!("SIGHUP: reload refused, nothing changed: {e:#}"),
+                }
+            }
+        });
+        let mut terminate = signal(SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        serve(gw, listener, shutdown, config.shutdown_grace).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,149 @@
+//! The gateway's configuration: a TOML file, command-line overrides, and
+//! the validated [`Config`] built from them.
+//!
+//! Loading happens in two steps, as two types:
+//!
+//! 1. `raw`: the file as written, every key optional and unknown keys
+//!    refused at every level (`deny_unknown_fields`). TOML syntax and type
+//!    errors come from here, with the file's name, line and column.
+//! 2. `validate`: each value checked and turned into a runtime type
+//!    ([`Config`], [`Upstream`], [`Rails`], …): ranges enforced, durations
+//!    made [`Duration`](std::time::Duration)s, paths resolved against the
+//!    config file's directory, and files that must exist (CA roots, the
+//!    policy's JSON config, the admin token) read now rather than at first
+//!    use. Every problem is reported, not only the first, each naming its
+//!    dotted key, the value as given, and what would be valid.
+//!
+//! `levee.example.toml` at the repository root documents every key; a test
+//! loads it so it cannot drift from this module.
+
+mod check;
+mod policy_settings;
+mod raw;
+mod types;
+mod upstream;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use types::{
+    Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
+    Upstream,
+};
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the proxy listens.
+    pub listen: SocketAddr,
+    /// How long in-flight requests may take to finish after a shutdown
+    /// signal.
+    pub shutdown_grace: Duration,
+    /// The upstreams, in the order given; never empty.
+    pub upstreams: Vec<Upstream>,
+    /// The policy component and its limits.
+    pub policy: PolicySettings,
+    /// Hard limits no policy can loosen.
+    pub rails: Rails,
+    /// Streaming responses.
+    pub streaming: Streaming,
+    /// The admin listener.
+    pub admin: Admin,
+    /// Logging.
+    pub log: Log,
+    /// The file it was loaded from, if any.
+    pub path: Option<PathBuf>,
+}
+
+/// Command-line values that take precedence over the file. Each replaces
+/// the file's value (which is then not checked); paths in flags are
+/// relative to the working directory.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen ADDR`: replaces `listen`.
+    pub listen: Option<String>,
+    /// `--upstream URL`, repeatable: replaces the whole `[[upstreams]]`
+    /// list with upstreams named `upstream-1`, `upstream-2`, … and default
+    /// settings.
+    pub upstreams: Vec<String>,
+    /// `--policy SPEC`: replaces `policy.source`.
+    pub policy: Option<String>,
+    /// `--policy-config FILE`: replaces `policy.config_file` and
+    /// `[policy.config]`.
+    pub policy_config: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the file at `path` (or, with `None`, starts from the defaults)
+    /// and applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Config::from_toml("", None, overrides);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!(
+                "{}: cannot read the config file: {e}",
+                path.display()
+            )],
+        })?;
+        Config::from_toml(&text, Some(path), overrides)
+    }
+
+    /// Parses and validates `text`. `origin` is the file it came from: its
+    /// name prefixes messages (`<config>` without one) and its directory is
+    /// where relative paths start (the working directory without one).
+    pub fn from_toml(
+        text: &str,
+        origin: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![format!(
+                "{}: {}{}",
+                check::origin_name(origin),
+                e.to_string().trim_end(),
+                hint(text, &e)
+            )],
+        })?;
+        validate::build(raw, origin, overrides)
+    }
+}
+
+/// A hint for a TOML mistake whose message alone does not say what to do.
+fn hint(text: &str, e: &toml::de::Error) -> &'static str {
+    let at = e.span().and_then(|s| text.get(s)).unwrap_or_default();
+    if at.starts_with("[upstreams]") && e.message().starts_with("invalid type: map") {
+        "\nhint: each upstream is an [[upstreams]] table, with double brackets"
+    } else {
+        ""
+    }
+}
+
+/// Why a configuration was refused: one or more problems, each a
+/// self-contained line (a TOML syntax error spans several, with a caret
+/// under the offending text). `Display` prints them all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    problems: Vec<String>,
+}
+
+impl ConfigError {
+    /// Each problem's message, in file order.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,278 @@
+use super::upstream::{Target, UrlError, parse_url};
+use super::*;
+use crate::policy::PolicySource;
+use std::fs;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, None, &Overrides::default())
+}
+
+fn error(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_with_no_file() {
+    let c = Config::load(None, &Overrides::default()).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8787".parse().unwrap());
+    assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.upstreams.len(), 1);
+    let u = &c.upstreams[0];
+    assert_eq!(
+        (u.name.as_str(), u.scheme, u.host.as_str(), u.port),
+        ("anthropic", Scheme::Https, "api.anthropic.com", 443)
+    );
+    assert_eq!((u.base_path.as_str(), u.group, u.weight), ("", 0, 1));
+    assert_eq!(u.max_connections, 64);
+    assert_eq!(u.connect_timeout, Duration::from_secs(10));
+    assert_eq!(u.tls, Tls::default());
+    assert_eq!(u.url(), "https://api.anthropic.com");
+    assert!(matches!(c.policy.source, PolicySource::Builtin("standard")));
+    assert_eq!(c.policy.config_json, "");
+    let limits = crate::policy::Limits::default();
+    assert_eq!(c.policy.limits.call_timeout, limits.call_timeout);
+    assert_eq!(c.policy.limits.memory_bytes, 16 << 20);
+    assert_eq!(c.policy.limits.instances, limits.instances);
+    assert_eq!(
+        c.policy.cache.dir(),
+        crate::policy::CompileCache::default_location().dir()
+    );
+    assert_eq!(
+        c.rails,
+        Rails {
+            max_attempts: 10,
+            request_deadline: Duration::from_secs(1200),
+            max_body_bytes: 32 << 20,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_retries: 3,
+            error_body_bytes: 65536,
+        }
+    );
+    assert_eq!(c.streaming.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.admin.listen, Some("127.0.0.1:8788".parse().unwrap()));
+    assert_eq!(c.admin.token, None);
+    assert_eq!(c.log.format, LogFormat::Human);
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.path, None);
+}
+
+#[test]
+fn an_empty_file_is_the_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c.upstreams[0].name, "anthropic");
+}
+
+#[test]
+fn overrides_replace_the_upstreams() {
+    let overrides = Overrides {
+        listen: Some("0.0.0.0:9000".to_string()),
+        upstreams: vec![
+            "http://127.0.0.1:9001".to_string(),
+            "https://gw.example.com/anthropic/".to_string(),
+        ],
+        ..Overrides::default()
+    };
+    let text = r#"
+        listen = "127.0.0.1:1"
+        [[upstreams]]
+        name = "file"
+        url = "https://file.example.com"
+        weight = 7
+    "#;
+    let c = Config::from_toml(text, None, &overrides).unwrap();
+    assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+    let got: Vec<_> = c
+        .upstreams
+        .iter()
+        .map(|u| (u.name.as_str(), u.url(), u.weight))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("upstream-1", "http://127.0.0.1:9001".to_string(), 1),
+            (
+                "upstream-2",
+                "https://gw.example.com/anthropic".to_string(),
+                1
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_overridden_value_is_not_checked() {
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".to_string()),
+        upstreams: vec!["http://localhost:9".to_string()],
+        ..Overrides::default()
+    };
+    let text = "listen = \"nope\"\n[[upstreams]]\nname = \"BAD\"\nurl = \"ftp://x\"\n";
+    assert!(Config::from_toml(text, None, &overrides).is_ok());
+}
+
+#[test]
+fn relative_paths_start_at_the_config_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir(root.join("etc")).unwrap();
+    fs::write(
+        root.join("etc/ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    fs::write(root.join("etc/policy.json"), r#"{"max_attempts": 3}"#).unwrap();
+    fs::write(root.join("etc/policy.wasm"), b"\0asm").unwrap();
+    fs::write(root.join("etc/token"), "s3cret\n").unwrap();
+    let file = root.join("etc/levee.toml");
+    fs::write(
+        &file,
+        r#"
+        [[upstreams]]
+        name = "a"
+        url = "https://a.example.com"
+        tls = { ca_file = "ca.pem", min_version = "1.3" }
+        [policy]
+        source = "policy.wasm"
+        config_file = "policy.json"
+        cache_dir = "cache"
+        [admin]
+        token_file = "token"
+        "#,
+    )
+    .unwrap();
+    let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+    let etc = root.join("etc");
+    assert_eq!(c.upstreams[0].tls.ca_file, Some(etc.join("ca.pem")));
+    assert_eq!(c.upstreams[0].tls.min_version, TlsVersion::V1_3);
+    assert!(matches!(&c.policy.source, PolicySource::File(p) if *p == etc.join("policy.wasm")));
+    assert_eq!(c.policy.config_json, r#"{"max_attempts": 3}"#);
+    assert_eq!(c.policy.cache.dir(), Some(etc.join("cache").as_path()));
+    assert_eq!(c.admin.token.as_ref().map(Secret::expose), Some("s3cret"));
+    assert_eq!(c.path.as_deref(), Some(file.as_path()));
+}
+
+#[test]
+fn an_inline_policy_config_becomes_a_json_object() {
+    let c = parse("[policy.config]\nmax_attempts = 4\n").unwrap();
+    assert_eq!(c.policy.config_json, r#"{"max_attempts":4}"#);
+
+    let c = parse(
+        "[policy.config]\nbackoff = { jitter = \"full\", cap_ms = 8000 }\n\
+         output_reserve_share = 0.5\ntags = [1, true]\nat = 1979-05-27T07:32:00Z\n",
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&c.policy.config_json).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "backoff": {"jitter": "full", "cap_ms": 8000},
+            "output_reserve_share": 0.5,
+            "tags": [1, true],
+            "at": "1979-05-27T07:32:00Z",
+        })
+    );
+}
+
+#[test]
+fn a_float_json_cannot_hold_is_named_by_its_key() {
+    assert_eq!(
+        error("[policy.config]\nbackoff = { weights = [1.0, nan] }\n"),
+        "<config>: `policy.config.backoff.weights[1]` must be a finite number to pass to \
+         the policy as JSON, got nan"
+    );
+}
+
+#[test]
+fn a_secret_never_shows() {
+    let s = Secret::new("hunter2");
+    assert_eq!(format!("{s}"), "[redacted]");
+    assert_eq!(format!("{s:?}"), "[redacted]");
+    assert_eq!(s.expose(), "hunter2");
+    assert!(s.matches(b"hunter2"));
+    assert!(!s.matches(b"hunter3"));
+    assert!(!s.matches(b"hunter"));
+    let admin = Admin {
+        listen: None,
+        token: Some(s),
+    };
+    assert!(!format!("{admin:?}").contains("hunter2"));
+}
+
+#[test]
+fn an_admin_token_comes_from_the_environment() {
+    // Cargo sets CARGO_PKG_NAME for the tests it runs.
+    let c = parse("[admin]\ntoken_env = \"CARGO_PKG_NAME\"\n").unwrap();
+    assert!(format!("{c:?}").contains("token: Some([redacted])"));
+    assert_eq!(c.admin.token.unwrap().expose(), "levee");
+}
+
+#[test]
+fn urls() {
+    let ok = |url: &str| parse_url(url).unwrap();
+    assert_eq!(
+        ok("http://[::1]:8080/v/"),
+        Target {
+            scheme: Scheme::Http,
+            host: "::1".to_string(),
+            port: 8080,
+            base_path: "/v".to_string(),
+        }
+    );
+    assert_eq!(ok("HTTPS://Example.com:443//").base_path, "");
+    assert_eq!(ok("https://example.com:8443").port, 8443);
+    for bad in [
+        "ftp://x",
+        "localhost:9",
+        "http://",
+        "https:///x",
+        "http://a b",
+        "",
+    ] {
+        assert_eq!(parse_url(bad), Err(UrlError::NotHttp), "{bad}");
+    }
+    for bad in ["http://h/?a=1", "http://h/a#f", "http://h?"] {
+        assert_eq!(parse_url(bad), Err(UrlError::QueryOrFragment), "{bad}");
+    }
+    for bad in ["http://h:0", "http://h:65536", "http://h:"] {
+        assert_eq!(parse_url(bad), Err(UrlError::Port), "{bad}");
+    }
+    assert_eq!(
+        parse_url("https://me:pw@h/x"),
+        Err(UrlError::Credentials("https://[redacted]@h/x".to_string()))
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    assert_eq!(
+        error("[rails]\nmax_attempts = 0\n[log]\nformat = \"text\"\n"),
+        "<config>: `rails.max_attempts` must be between 1 and 20, got 0\n\
+         <config>: `log.format` must be \"human\" or \"json\", got \"text\""
+    );
+}
+
+#[test]
+fn a_flag_is_named_without_the_file() {
+    let overrides = Overrides {
+        listen: Some("8787".to_string()),
+        upstreams: vec!["localhost:9".to_string()],
+        ..Overrides::default()
+    };
+    let e = Config::from_toml("", Some(Path::new("levee.toml")), &overrides).unwrap_err();
+    assert_eq!(
+        e.problems(),
+        [
+            "`--listen` must be an address like 127.0.0.1:8787, got \"8787\"",
+            "`--upstream` must be an http:// or https:// URL with a host, got \"localhost:9\"",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let e = Config::load(Some(Path::new("/nope/levee.toml")), &Overrides::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/nope/levee.toml: cannot read the config file: No such file or directory (os error 2)"
+    );
+}

@@ -1,0 +1,255 @@
+//! From [`RawConfig`] to [`Config`]: every section checked, every problem
+//! collected, so one run reports all of them.
+
+use super::check::{Checker, Key, toml_float};
+use super::raw::{RawAdmin, RawConfig, RawLog, RawRails, RawStreaming};
+use super::types::{Admin, Log, LogFormat, Rails, Secret, Streaming};
+use super::{Config, ConfigError, Overrides, policy_settings, upstream};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8788";
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// Checks `raw` with `overrides` applied. What an override replaces is not
+/// checked: a flag's value stands in for the file's.
+pub(super) fn build(
+    raw: RawConfig,
+    origin: Option<&Path>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut c = Checker::new(origin);
+    let listen = match (&overrides.listen, &raw.listen) {
+        (Some(given), _) => address(&mut c, &Key::Flag("--listen"), given),
+        (None, Some(given)) => address(&mut c, &Key::file("listen"), given),
+        (None, None) => DEFAULT_LISTEN.parse().ok(),
+    };
+    let shutdown_grace = c.millis(
+        "shutdown_grace_ms",
+        raw.shutdown_grace_ms,
+        0..=600_000,
+        DEFAULT_SHUTDOWN_GRACE,
+    );
+    let upstreams = if overrides.upstreams.is_empty() {
+        upstream::from_file(&mut c, raw.upstreams)
+    } else {
+        upstream::from_flags(&mut c, &overrides.upstreams)
+    };
+    let policy = policy_settings::build(&mut c, raw.policy, overrides);
+    let rails = rails(&mut c, raw.rails);
+    let streaming = streaming(&mut c, raw.streaming);
+    let admin = admin(&mut c, raw.admin, listen);
+    let log = log(&mut c, raw.log);
+    c.finish()?;
+    Ok(Config {
+        // `None` only after a reported problem, so `finish` has returned.
+        listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8787))),
+        shutdown_grace,
+        upstreams,
+        policy,
+        rails,
+        streaming,
+        admin,
+        log,
+        path: origin.map(Path::to_path_buf),
+    })
+}
+
+/// A socket address: an IP and a port, no host names.
+fn address(c: &mut Checker<'_>, key: &Key, given: &str) -> Option<SocketAddr> {
+    let parsed = given.parse().ok();
+    if parsed.is_none() {
+        let example = match key {
+            Key::File(k) if k.starts_with("admin.") => DEFAULT_ADMIN_LISTEN,
+            _ => DEFAULT_LISTEN,
+        };
+        c.report(
+            key,
+            format_args!("{key} must be an address like {example}, got {given:?}"),
+        );
+    }
+    parsed
+}
+
+fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
+    let ratio = match raw.retry_budget_ratio {
+        None => 0.2,
+        Some(r) if r.is_finite() && (0.0..=1.0).contains(&r) => r,
+        Some(r) => {
+            let key = Key::file("rails.retry_budget_ratio");
+            c.report(
+                &key,
+                format_args!(
+                    "{key} must be a number from 0.0 to 1.0, got {}",
+                    toml_float(r)
+                ),
+            );
+            0.2
+        }
+    };
+    Rails {
+        max_attempts: c.int("rails.max_attempts", raw.max_attempts, 1..=20, 10),
+        request_deadline: c.millis(
+            "rails.request_deadline_ms",
+            raw.request_deadline_ms,
+            1..=86_400_000,
+            Duration::from_secs(20 * 60),
+        ),
+        max_body_bytes: c.int(
+            "rails.max_body_bytes",
+            raw.max_body_bytes,
+            1..=1 << 30,
+            32 << 20,
+        ),
+        retry_budget_ratio: ratio,
+        retry_budget_min_retries: c.int(
+            "rails.retry_budget_min_retries",
+            raw.retry_budget_min_retries,
+            0..=i64::from(u32::MAX),
+            3,
+        ),
+        error_body_bytes: c.int(
+            "rails.error_body_bytes",
+            raw.error_body_bytes,
+            1024..=1 << 20,
+            64 << 10,
+        ),
+    }
+}
+
+fn streaming(c: &mut Checker<'_>, raw: RawStreaming) -> Streaming {
+    Streaming {
+        idle_timeout: c.millis(
+            "streaming.idle_timeout_ms",
+            raw.idle_timeout_ms,
+            1..=3_600_000,
+            Duration::from_secs(60),
+        ),
+    }
+}
+
+fn admin(c: &mut Checker<'_>, raw: RawAdmin, main: Option<SocketAddr>) -> Admin {
+    let listen_key = Key::file("admin.listen");
+    let listen = match raw.listen.as_deref() {
+        Some("off") => None,
+        Some(given) => address(c, &listen_key, given),
+        None => DEFAULT_ADMIN_LISTEN.parse().ok(),
+    };
+    let token = match (raw.token_env, raw.token_file) {
+        (Some(_), Some(_)) => {
+            c.report(
+                &Key::file("admin.token_env"),
+                "`admin.token_env` and `admin.token_file` cannot both be set; keep one",
+            );
+            None
+        }
+        (Some(name), None) => token_from_env(c, &name),
+        (None, Some(given)) => {
+            let key = Key::file("admin.token_file");
+            let path = c.resolve(&key, &given);
+            match std::fs::read_to_string(&path) {
+                Err(e) => {
+                    c.report(
+                        &key,
+                        format_args!("{key}: cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+                Ok(t) if t.trim().is_empty() => {
+                    c.report(&key, format_args!("{key} {} is empty", path.display()));
+                    None
+                }
+                Ok(t) => Some(Secret::new(t.trim())),
+            }
+        }
+        (None, None) => None,
+    };
+    if let Some(addr) = listen {
+        if !addr.ip().is_loopback() {
+            if raw.allow_remote != Some(true) {
+                c.report(
+                    &listen_key,
+                    format_args!(
+                        "{listen_key} {addr} is not a loopback address; \
+                         set admin.allow_remote = true to expose the admin API"
+                    ),
+                );
+            } else if token.is_none() {
+                c.report(
+                    &Key::file("admin.allow_remote"),
+                    format_args!(
+                        "`admin.allow_remote` exposes the admin API on {addr}, which needs a \
+                         token; set admin.token_env or admin.token_file"
+                    ),
+                );
+            }
+        }
+        if Some(addr) == main && addr.port() != 0 {
+            c.report(
+                &listen_key,
+                format_args!(
+                    "{listen_key} {addr} is also the proxy's `listen` address; \
+                     give the admin API its own port"
+                ),
+            );
+        }
+    }
+    Admin { listen, token }
+}
+
+fn token_from_env(c: &mut Checker<'_>, name: &str) -> Option<Secret> {
+    let key = Key::file("admin.token_env");
+    if name.is_empty() || name.contains(['=', '\0']) {
+        c.report(
+            &key,
+            format_args!("{key} must be the name of an environment variable, got {name:?}"),
+        );
+        return None;
+    }
+    let problem = match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => return Some(Secret::new(v.trim())),
+        Ok(_) => "is empty",
+        Err(std::env::VarError::NotPresent) => "is not set",
+        Err(std::env::VarError::NotUnicode(_)) => "is not valid UTF-8",
+    };
+    c.report(&key, format_args!("{key} names {name}, which {problem}"));
+    None
+}
+
+fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {
+    let format = match raw.format.as_deref() {
+        None | Some("human") => LogFormat::Human,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            let key = Key::file("log.format");
+            c.report(
+                &key,
+                format_args!("{key} must be \"human\" or \"json\", got {other:?}"),
+            );
+            LogFormat::Human
+        }
+    };
+    let level = raw.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
+    let parsed = if level.trim().is_empty() {
+        Err("it is empty".to_string())
+    } else {
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&level)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = parsed {
+        let key = Key::file("log.level");
+        c.report(
+            &key,
+            format_args!(
+                "{key} must be a tracing filter like \"info\" or \"warn,levee=debug\", \
+                 got {level:?}: {e}"
+            ),
+        );
+    }
+    Log { format, level }
+}

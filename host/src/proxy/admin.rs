@@ -1,0 +1,180 @@
+//! The admin listener: loopback by default, and every endpoint except
+//! `/healthz` requires the bearer token.
+//!
+//! - `GET /healthz`: liveness.
+//! - `GET /policy`: the active policy and recent swaps.
+//! - `POST /policy` with `{"source": "builtin:NAME" | "/path/x.wasm", "config": {...}}`:
+//!   swap the policy; the answer says what changed, or why it was refused.
+//! - `POST /reload`: what SIGHUP does.
+
+use super::reply::{Body, full};
+use super::server::Gateway;
+use crate::config::Secret;
+use crate::policy::{PolicySource, describe};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves the admin API on `listener` forever.
+pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, token: Option<Secret>) {
+    let token: Option<Arc<Secret>> = token.map(Arc::new);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (gw, token) = (gw.clone(), token.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let (gw, token) = (gw.clone(), token.clone());
+                async move { Ok::<_, Infallible>(route(&gw, token.as_deref(), req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn route(gw: &Gateway, token: Option<&Secret>, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == "/healthz" {
+        return reply(StatusCode::OK, json!({"status": "ok"}));
+    }
+    if let Err(resp) = authorize(token, req.headers()) {
+        return resp;
+    }
+    match (req.method().clone(), req.uri().path()) {
+        (Method::GET, "/policy") => reply(StatusCode::OK, policy_status(gw)),
+        (Method::POST, "/policy") => swap(gw, req).await,
+        (Method::POST, "/reload") => match gw.reload() {
+            Ok(done) => reply(StatusCode::OK, json!({"reloaded": done})),
+            Err(e) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"refused": format!("{e:#}")}),
+            ),
+        },
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": "no such admin endpoint"}),
+        ),
+    }
+}
+
+fn authorize(token: Option<&Secret>, headers: &http::HeaderMap) -> Result<(), Response<Body>> {
+    let Some(token) = token else {
+        return Err(reply(
+            StatusCode::FORBIDDEN,
+            json!({"error": "the admin API is disabled: set admin.token_env or admin.token_file"}),
+        ));
+    };
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
+        _ => Err(reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "a valid bearer token is required"}),
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn policy_status(gw: &Gateway) -> serde_json::Value {
+    let p = gw.policy.current();
+    let history: Vec<_> = gw
+        .policy
+        .history()
+        .iter()
+        .map(|r| {
+            json!({
+                "at_ms": r.at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                "from": r.from, "to": r.to, "elapsed_ms": r.elapsed.as_secs_f64() * 1e3,
+                "result": match &r.result { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
+            })
+        })
+        .collect();
+    json!({
+        "active": describe(&p),
+        "name": p.info().name, "version": p.info().version, "digest": p.digest(),
+        "source": p.source(), "config": p.config(), "swaps": history,
+    })
+}
+
+async fn swap(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let body: Bytes = match Limited::new(req.into_body(), 1 << 20).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("cannot read the body: {e}")}),
+            );
+        }
+    };
+    let parsed: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("the body must be JSON: {e}")}),
+            );
+        }
+    };
+    let Some(source) = parsed.get("source").and_then(|s| s.as_str()) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "`source` (a string: builtin:NAME or a .wasm path) is required"}),
+        );
+    };
+    let config = match parsed.get("config") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    match gw
+        .policy
+        .swap(&gw.engine, &PolicySource::parse(source), &config)
+    {
+        Ok(record) => reply(
+            StatusCode::OK,
+            json!({"swapped": {"from": record.from, "to": record.to, "elapsed_ms": record.elapsed.as_secs_f64() * 1e3}}),
+        ),
+        Err(e) => reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"refused": {"stage": e.stage.to_string(), "message": e.message, "policy": e.source_name},
+                   "active": describe(&gw.policy.current())}),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison_needs_equal_bytes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,97 @@
+//! The client side: one pooled hyper client per upstream, HTTP/2 by ALPN
+//! where the upstream offers it, and errors classified by layer.
+
+use super::connect::{ConnectError, Connector};
+use crate::config::Upstream;
+use crate::core::FailureKind;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+
+/// How long an idle pooled connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// A pooled client for one upstream.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    client: Client<Connector, Full<Bytes>>,
+}
+
+/// Why an attempt produced no response head.
+#[derive(Clone, Debug)]
+pub struct AttemptError {
+    /// The failing layer.
+    pub kind: FailureKind,
+    /// What happened, in words, without secrets.
+    pub message: String,
+}
+
+impl UpstreamClient {
+    /// A client for `upstream`.
+    pub fn new(upstream: &Upstream) -> anyhow::Result<UpstreamClient> {
+        let tls = match upstream.scheme {
+            crate::config::Scheme::Https => Some(super::tls::client_config(&upstream.tls)?),
+            crate::config::Scheme::Http => None,
+        };
+        let connector = Connector::new(upstream, tls);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(upstream.max_connections)
+            .http2_adaptive_window(true)
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(UpstreamClient { client })
+    }
+
+    /// Sends `req` and waits for the response head, at most `timeout`.
+    pub async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::Response<Incoming>, AttemptError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(AttemptError {
+                kind: FailureKind::Timeout,
+                message: format!("no response head within {} ms", timeout.as_millis()),
+            }),
+        }
+    }
+}
+
+fn classify(e: &hyper_util::client::legacy::Error) -> AttemptError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(c) = err.downcast_ref::<ConnectError>() {
+            return AttemptError {
+                kind: c.kind,
+                message: c.message.clone(),
+            };
+        }
+        source = err.source();
+    }
+    AttemptError {
+        kind: FailureKind::Reset,
+        message: format!("connection failed before the response head: {}", chain(e)),
+    }
+}
+
+/// An error and its sources, joined with ": ".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

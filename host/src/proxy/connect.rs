@@ -1,0 +1,276 @@
+//! Connecting to an upstream, layer by layer: DNS, TCP, TLS. Each failure
+//! says which layer failed, so the client, the policy and the logs can tell
+//! a DNS problem from a refused port from a certificate problem.
+
+use crate::config::{Scheme, Upstream};
+use crate::core::FailureKind;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A failed connection attempt, with the layer that failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{}: {message}", layer_name(*.kind))]
+pub struct ConnectError {
+    /// The layer.
+    pub kind: FailureKind,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// The lower-case name of a failure layer, as used in messages and metrics.
+pub fn layer_name(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Dns => "dns",
+        FailureKind::Connect => "connect",
+        FailureKind::Tls => "tls",
+        FailureKind::Proxy => "proxy",
+        FailureKind::Timeout => "timeout",
+        FailureKind::Reset => "reset",
+    }
+}
+
+/// Opens connections to one upstream, at most `max_connections` at once.
+#[derive(Clone)]
+pub struct Connector {
+    host: Arc<str>,
+    port: u16,
+    tls: Option<TlsConnector>,
+    connect_timeout: Duration,
+    permits: Arc<Semaphore>,
+}
+
+impl Connector {
+    /// A connector for `upstream`, with its TLS config when it is https.
+    pub fn new(upstream: &Upstream, tls: Option<Arc<rustls::ClientConfig>>) -> Connector {
+        Connector {
+            host: upstream.host.as_str().into(),
+            port: upstream.port,
+            tls: match upstream.scheme {
+                Scheme::Https => tls.map(TlsConnector::from),
+                Scheme::Http => None,
+            },
+            connect_timeout: upstream.connect_timeout,
+            permits: Arc::new(Semaphore::new(upstream.max_connections)),
+        }
+    }
+
+    async fn connect(self) -> Result<Conn, ConnectError> {
+        let fail = |kind, message: String| ConnectError { kind, message };
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| fail(FailureKind::Connect, "connector closed".into()))?;
+        let target = format!("{}:{}", self.host, self.port);
+        let addrs: Vec<_> = tokio::net::lookup_host(&target)
+            .await
+            .map_err(|e| {
+                fail(
+                    FailureKind::Dns,
+                    format!("cannot resolve {}: {e}", self.host),
+                )
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(fail(
+                FailureKind::Dns,
+                format!("{} resolved to no addresses", self.host),
+            ));
+        }
+        let mut last = None;
+        let mut tcp = None;
+        for addr in &addrs {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Ok(Err(e)) => last = Some(format!("{addr}: {e}")),
+                Err(_) => {
+                    last = Some(format!(
+                        "{addr}: no answer within {:?}",
+                        self.connect_timeout
+                    ))
+                }
+            }
+        }
+        let tcp = tcp.ok_or_else(|| {
+            fail(
+                FailureKind::Connect,
+                format!("cannot connect to {target} ({})", last.unwrap_or_default()),
+            )
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let io = match &self.tls {
+            None => Io::Plain(tcp),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.to_string()).map_err(
+                    |e| {
+                        fail(
+                            FailureKind::Tls,
+                            format!("{} is not a valid TLS name: {e}", self.host),
+                        )
+                    },
+                )?;
+                let handshake = tls.connect(name, tcp);
+                let stream = tokio::time::timeout(self.connect_timeout, handshake)
+                    .await
+                    .map_err(|_| {
+                        fail(
+                            FailureKind::Tls,
+                            format!("handshake with {} timed out", self.host),
+                        )
+                    })?
+                    .map_err(|e| fail(FailureKind::Tls, super::tls::explain(&e, &self.host)))?;
+                Io::Tls(Box::new(stream))
+            }
+        };
+        let h2 = matches!(&io, Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
+        Ok(Conn {
+            io: TokioIo::new(io),
+            h2,
+            _permit: permit,
+        })
+    }
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = Conn;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Connects to the configured upstream; the URI's authority is the same
+    /// one, as the client builds request URIs from the config.
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        Box::pin(self.clone().connect())
+    }
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// One upstream connection. Holds a connection permit for its lifetime.
+pub struct Conn {
+    io: TokioIo<Io>,
+    h2: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new();
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl Read for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl Write for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}

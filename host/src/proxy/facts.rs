@@ -1,0 +1,166 @@
+//! What levee learns about a client request before sending it: the endpoint
+//! from the path, and a bounded look at the JSON body for `model`, `stream`
+//! and `max_tokens`.
+
+use crate::core::{Endpoint, Method};
+use http::HeaderMap;
+use serde::Deserialize;
+
+/// The body fields the policy and the limiter care about.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BodyFacts {
+    /// `model`
+    pub model: Option<String>,
+    /// `stream` (false when absent)
+    pub stream: bool,
+    /// `max_tokens`, saturated to `u32`
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct Peek {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+}
+
+/// Reads the fields from a JSON body; anything that is not a JSON object
+/// with these fields yields defaults (the upstream judges the request).
+pub fn body_facts(body: &[u8]) -> BodyFacts {
+    match serde_json::from_slice::<Peek>(body) {
+        Ok(p) => BodyFacts {
+            model: p.model,
+            stream: p.stream.unwrap_or(false),
+            max_tokens: p.max_tokens.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+        },
+        Err(_) => BodyFacts::default(),
+    }
+}
+
+/// Input tokens, estimated as one token per four bytes of body.
+///
+/// The body's JSON syntax and field names inflate the count, and non-English
+/// text deflates it: for typical English prompts the estimate is within
+/// about 30% of the API's count. Reconciliation with the response's `usage`
+/// corrects the limiter either way.
+pub fn estimate_input_tokens(body: &[u8]) -> u32 {
+    u32::try_from(body.len().div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// The API endpoint a path names.
+pub fn endpoint(path: &str) -> Endpoint {
+    let path = path.trim_end_matches('/');
+    match path {
+        "/v1/messages" => Endpoint::Messages,
+        "/v1/messages/count_tokens" => Endpoint::CountTokens,
+        p if p == "/v1/models" || p.starts_with("/v1/models/") => Endpoint::Models,
+        p if p.starts_with("/v1/messages/batches") => Endpoint::Batches,
+        _ => Endpoint::Other,
+    }
+}
+
+/// The endpoint's label for logs and metrics (bounded: never a raw path).
+pub fn endpoint_label(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::Messages => "messages",
+        Endpoint::CountTokens => "count_tokens",
+        Endpoint::Models => "models",
+        Endpoint::Batches => "batches",
+        Endpoint::Other => "other",
+    }
+}
+
+/// The method, as the contract names it.
+pub fn method(m: &http::Method) -> Method {
+    match *m {
+        http::Method::GET => Method::Get,
+        http::Method::HEAD => Method::Head,
+        http::Method::POST => Method::Post,
+        http::Method::PUT => Method::Put,
+        http::Method::PATCH => Method::Patch,
+        http::Method::DELETE => Method::Delete,
+        http::Method::OPTIONS => Method::Options,
+        _ => Method::Other,
+    }
+}
+
+/// The client's own timeout from `x-stainless-timeout` (seconds, possibly
+/// fractional), in milliseconds, when it is a sane positive number.
+pub fn client_timeout_ms(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get("x-stainless-timeout")?.to_str().ok()?.trim();
+    let secs: f64 = value.parse().ok()?;
+    (secs.is_finite() && secs > 0.0 && secs <= 86_400.0).then(|| (secs * 1000.0).ceil() as u64)
+}
+
+/// `x-stainless-retry-count`, when it is a number.
+pub fn client_retry_count(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get("x-stainless-retry-count")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_facts_read_the_three_fields_and_nothing_else() {
+        let facts = body_facts(
+            br#"{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(
+            facts,
+            BodyFacts {
+                model: Some("claude-sonnet-4-5".into()),
+                stream: true,
+                max_tokens: Some(1024)
+            }
+        );
+        assert_eq!(body_facts(b"not json"), BodyFacts::default());
+        assert_eq!(body_facts(b"[1,2]"), BodyFacts::default());
+        assert_eq!(
+            body_facts(br#"{"max_tokens": 99999999999}"#).max_tokens,
+            Some(u32::MAX)
+        );
+        assert_eq!(body_facts(br#"{"stream": "yes"}"#), BodyFacts::default());
+    }
+
+    #[test]
+    fn endpoints_are_classified_without_raw_paths() {
+        assert_eq!(endpoint("/v1/messages"), Endpoint::Messages);
+        assert_eq!(endpoint("/v1/messages/"), Endpoint::Messages);
+        assert_eq!(endpoint("/v1/messages/count_tokens"), Endpoint::CountTokens);
+        assert_eq!(endpoint("/v1/models/claude-x"), Endpoint::Models);
+        assert_eq!(
+            endpoint("/v1/messages/batches/abc/results"),
+            Endpoint::Batches
+        );
+        assert_eq!(endpoint("/v1/complete"), Endpoint::Other);
+    }
+
+    #[test]
+    fn client_timeout_is_read_in_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert("x-stainless-timeout", "600".parse().unwrap());
+        assert_eq!(client_timeout_ms(&h), Some(600_000));
+        h.insert("x-stainless-timeout", "1.5".parse().unwrap());
+        assert_eq!(client_timeout_ms(&h), Some(1_500));
+        for bad in ["-1", "0", "nan", "inf", "abc", "1e10"] {
+            h.insert("x-stainless-timeout", bad.parse().unwrap());
+            assert_eq!(client_timeout_ms(&h), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_estimate_is_a_quarter_of_the_bytes() {
+        assert_eq!(estimate_input_tokens(b""), 0);
+        assert_eq!(estimate_input_tokens(b"abcde"), 2);
+    }
+}

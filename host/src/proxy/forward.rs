@@ -1,0 +1,489 @@
+//! One client request, from admission to delivery.
+//!
+//! 1. Read the body (bounded by `rails.max_body_bytes`) and its facts.
+//! 2. Ask the policy for admission: admit, queue until a time, or reject.
+//! 3. Attempt: send to the planned upstream, wait for the head (per-try
+//!    timeout), and for an error status read a bounded prefix of the body.
+//! 4. Ask the policy what follows; the rails (attempt ceiling, deadline,
+//!    retry budget) may overrule a retry, never the other way round.
+//! 5. Deliver: the response as it came (plus `x-levee-attempts`, and the
+//!    verdict headers when levee gave up), streamed under watch.
+
+use super::client::AttemptError;
+use super::reply::{Body, LocalError, set_attempts, set_verdict, strip_hop_by_hop};
+use super::server::Gateway;
+use super::stream::Guarded;
+use super::{Runtime, facts, now_ms};
+use crate::core::{
+    Admission, Attempt, FailureKind, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts,
+    headers,
+};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Serves one client request.
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let id = gw.next_request_id();
+    let request_id = format!("levee_{id:016x}");
+    let rt = gw.runtime();
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, rt.rails.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let message = format!(
+                "request body is larger than the {} bytes levee accepts",
+                rt.rails.max_body_bytes
+            );
+            return LocalError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                error_type: "request_too_large",
+                message: &message,
+                should_retry: false,
+                retry_after_ms: None,
+            }
+            .into_response(&request_id, 0);
+        }
+        Err(e) => {
+            let message = format!("could not read the request body: {e}");
+            return LocalError {
+                status: StatusCode::BAD_REQUEST,
+                error_type: "invalid_request_error",
+                message: &message,
+                should_retry: false,
+                retry_after_ms: None,
+            }
+            .into_response(&request_id, 0);
+        }
+    };
+    let received = now_ms();
+    let body_facts = facts::body_facts(&body);
+    let mut deadline = received.saturating_add(rt.rails.request_deadline.as_millis() as u64);
+    if let Some(client_ms) = facts::client_timeout_ms(&parts.headers) {
+        deadline = deadline.min(received.saturating_add(client_ms));
+    }
+    let request = RequestFacts {
+        id,
+        method: facts::method(&parts.method),
+        endpoint: facts::endpoint(parts.uri.path()),
+        model: body_facts.model,
+        stream: body_facts.stream,
+        max_tokens: body_facts.max_tokens,
+        est_input_tokens: facts::estimate_input_tokens(&body),
+        client: None,
+        priority: 0,
+        client_retry_count: facts::client_retry_count(&parts.headers),
+        received_at: received,
+        deadline,
+    };
+    let endpoint = request.endpoint;
+    let started = Instant::now();
+    let exchange = Exchange {
+        gw: &gw,
+        rt: &rt,
+        request_id: &request_id,
+        parts: &parts,
+        body,
+        facts: request,
+    };
+    let resp = exchange.run().await;
+    tracing::info!(
+        target: "levee::access",
+        request_id,
+        method = %parts.method,
+        endpoint = facts::endpoint_label(endpoint),
+        status = resp.status().as_u16(),
+        attempts = resp.headers().get(super::reply::ATTEMPTS).and_then(|v| v.to_str().ok()).unwrap_or("0"),
+        head_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
+struct Exchange<'a> {
+    gw: &'a Arc<Gateway>,
+    rt: &'a Arc<Runtime>,
+    request_id: &'a str,
+    parts: &'a http::request::Parts,
+    body: Bytes,
+    facts: RequestFacts,
+}
+
+/// The last thing an attempt produced, kept for delivery if levee gives up.
+enum Last {
+    Response {
+        head: http::response::Parts,
+        prefix: Bytes,
+        rest: Option<Incoming>,
+    },
+    Failure {
+        upstream: u32,
+        error: AttemptError,
+    },
+}
+
+impl Exchange<'_> {
+    async fn run(self) -> Response<Body> {
+        let _active = self.gw.budget.enter();
+        // The whole request is decided by one policy, even across a swap.
+        let policy = self.gw.policy.current();
+        let plan = loop {
+            let view = self.rt.view(now_ms(), self.gw.budget.has_room());
+            match policy.on_request(&self.facts, &view) {
+                Admission::Admit(plan) => break plan,
+                Admission::Queue(until) => {
+                    let now = now_ms();
+                    if until >= self.facts.deadline {
+                        return self.local(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limit_error",
+                            "every upstream is busy beyond this request's deadline",
+                            true,
+                            Some(until.saturating_sub(now)),
+                            0,
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(until.saturating_sub(now).max(1)))
+                        .await;
+                }
+                Admission::Reject(r) => {
+                    let status =
+                        StatusCode::from_u16(r.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    return self.local(
+                        status,
+                        &r.error_type,
+                        &r.message,
+                        r.should_retry,
+                        r.retry_after_ms,
+                        0,
+                    );
+                }
+            }
+        };
+        let order: Vec<u32> = plan
+            .upstreams
+            .iter()
+            .copied()
+            .filter(|&id| (id as usize) < self.rt.upstreams.len())
+            .collect();
+        let Some(&first) = order.first() else {
+            return self.local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "the policy planned no configured upstream",
+                false,
+                None,
+                0,
+            );
+        };
+        let deadline = plan.deadline.min(self.facts.deadline);
+        let mut upstream = first;
+        let mut prev_delay_ms = 0;
+        let mut number = 0u32;
+        let mut _retry_token = None;
+        loop {
+            let now = now_ms();
+            let try_timeout = u64::from(plan.try_timeout_ms)
+                .min(deadline.saturating_sub(now))
+                .max(1);
+            let attempts = number + 1;
+            let (last, outcome) = match self
+                .attempt(upstream, Duration::from_millis(try_timeout))
+                .await
+            {
+                Ok(resp) => return self.deliver(resp, attempts),
+                Err(failed) => failed,
+            };
+            let view = self.rt.view(now_ms(), self.gw.budget.has_room());
+            let attempt = Attempt {
+                number,
+                upstream,
+                prev_delay_ms,
+                outcome,
+            };
+            let step = match policy.on_outcome(&self.facts, &order, &attempt, &view) {
+                NextStep::Retry(r) => {
+                    match self.rails_allow(attempts, r.upstream, r.delay_ms, deadline) {
+                        Ok(()) => match self.gw.budget.try_retry() {
+                            Some(token) => {
+                                _retry_token = Some(token);
+                                NextStep::Retry(r)
+                            }
+                            None => NextStep::Fail(GiveUp {
+                                should_retry: false,
+                                retry_after_ms: None,
+                            }),
+                        },
+                        Err(give_up) => NextStep::Fail(give_up),
+                    }
+                }
+                other => other,
+            };
+            match step {
+                NextStep::Retry(r) => {
+                    tracing::debug!(
+                        request_id = self.request_id,
+                        attempt = number,
+                        next = r.upstream,
+                        delay_ms = r.delay_ms,
+                        "retrying"
+                    );
+                    drop(last);
+                    tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
+                    upstream = r.upstream;
+                    prev_delay_ms = r.delay_ms;
+                    number += 1;
+                }
+                NextStep::Deliver => return self.give_up(last, None, attempts),
+                NextStep::Fail(g) => return self.give_up(last, Some(g), attempts),
+            }
+        }
+    }
+
+    /// The host's rails: a retry must fit the attempt ceiling and the
+    /// deadline, and go to a configured upstream.
+    fn rails_allow(
+        &self,
+        attempts: u32,
+        upstream: u32,
+        delay_ms: u64,
+        deadline: u64,
+    ) -> Result<(), GiveUp> {
+        if attempts >= self.rt.rails.max_attempts || (upstream as usize) >= self.rt.upstreams.len()
+        {
+            return Err(GiveUp {
+                should_retry: false,
+                retry_after_ms: None,
+            });
+        }
+        if now_ms().saturating_add(delay_ms) >= deadline {
+            return Err(GiveUp {
+                should_retry: true,
+                retry_after_ms: Some(delay_ms),
+            });
+        }
+        Ok(())
+    }
+
+    /// One attempt: the response when it is a success, otherwise what to
+    /// keep for delivery and the outcome for the policy.
+    async fn attempt(
+        &self,
+        id: u32,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, (Last, Outcome)> {
+        let up = &self.rt.upstreams[id as usize];
+        let _in_flight = up.state.start();
+        let started = Instant::now();
+        let sent = up.client.send(self.upstream_request(id), timeout).await;
+        let elapsed_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(error) => {
+                tracing::debug!(request_id = self.request_id, upstream = %up.config.name, %error.message, "attempt failed");
+                let outcome = Outcome::Failure(error.kind);
+                return Err((
+                    Last::Failure {
+                        upstream: id,
+                        error,
+                    },
+                    outcome,
+                ));
+            }
+        };
+        up.state.observe_ttfb(elapsed_ms);
+        if resp.status().as_u16() < 400 {
+            return Ok(resp);
+        }
+        let (head, body) = resp.into_parts();
+        let (prefix, rest) = read_prefix(body, self.rt.rails.error_body_bytes, timeout).await;
+        let facts = self.response_facts(&head.headers, head.status.as_u16(), &prefix, elapsed_ms);
+        let now = now_ms();
+        let header_wait = facts
+            .retry_after_ms
+            .filter(|&v| v > 0)
+            .or(facts.retry_after);
+        match facts.status {
+            429 if !facts.spend_cap => up.state.rate_limited(now, header_wait.unwrap_or(0)),
+            529 => up.state.overloaded(now, header_wait),
+            _ => {}
+        }
+        Err((
+            Last::Response { head, prefix, rest },
+            Outcome::Response(facts),
+        ))
+    }
+
+    fn response_facts(
+        &self,
+        h: &HeaderMap,
+        status: u16,
+        body: &[u8],
+        elapsed_ms: u32,
+    ) -> ResponseFacts {
+        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let (error, spend_cap) = if body.is_empty() {
+            (None, false)
+        } else {
+            headers::parse_error_body(body)
+        };
+        ResponseFacts {
+            status,
+            should_retry: text("x-should-retry").and_then(headers::parse_should_retry),
+            retry_after_ms: text("retry-after-ms").and_then(headers::parse_retry_after_ms),
+            retry_after: text("retry-after").and_then(|v| headers::parse_retry_after(v, now_ms())),
+            error,
+            spend_cap,
+            elapsed_ms,
+        }
+    }
+
+    fn upstream_request(&self, id: u32) -> Request<Full<Bytes>> {
+        let up = &self.rt.upstreams[id as usize].config;
+        let path = self.parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let scheme = match up.scheme {
+            crate::config::Scheme::Http => "http",
+            crate::config::Scheme::Https => "https",
+        };
+        let uri = format!("{scheme}://{}:{}{}{}", up.host, up.port, up.base_path, path);
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = uri
+            .parse()
+            .expect("built from a validated host and a client path");
+        let headers = req.headers_mut();
+        headers.clone_from(&self.parts.headers);
+        strip_hop_by_hop(headers);
+        headers.remove(http::header::HOST);
+        headers.remove(http::header::CONTENT_LENGTH);
+        req
+    }
+
+    fn deliver(&self, resp: Response<Incoming>, attempts: u32) -> Response<Body> {
+        let (mut head, body) = resp.into_parts();
+        let sse = is_sse(&head.headers);
+        strip_hop_by_hop(&mut head.headers);
+        set_attempts(&mut head.headers, attempts);
+        let body = self.guard(body, Bytes::new(), sse);
+        Response::from_parts(head, body)
+    }
+
+    fn give_up(&self, last: Last, verdict: Option<GiveUp>, attempts: u32) -> Response<Body> {
+        match last {
+            Last::Response {
+                mut head,
+                prefix,
+                rest,
+            } => {
+                strip_hop_by_hop(&mut head.headers);
+                set_attempts(&mut head.headers, attempts);
+                if let Some(g) = verdict {
+                    set_verdict(&mut head.headers, g.should_retry, g.retry_after_ms, false);
+                }
+                let body = match rest {
+                    Some(rest) => self.guard(rest, prefix, false),
+                    None => super::reply::full(prefix),
+                };
+                Response::from_parts(head, body)
+            }
+            Last::Failure { upstream, error } => {
+                let name = &self.rt.upstreams[upstream as usize].config.name;
+                let (status, error_type) = match error.kind {
+                    FailureKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
+                    _ => (StatusCode::BAD_GATEWAY, "api_error"),
+                };
+                let message = format!(
+                    "{}: {} (upstream `{name}`, after {attempts} attempt{})",
+                    super::layer_name(error.kind),
+                    error.message,
+                    if attempts == 1 { "" } else { "s" }
+                );
+                let g = verdict.unwrap_or(GiveUp {
+                    should_retry: false,
+                    retry_after_ms: None,
+                });
+                self.local(
+                    status,
+                    error_type,
+                    &message,
+                    g.should_retry,
+                    g.retry_after_ms,
+                    attempts,
+                )
+            }
+        }
+    }
+
+    fn guard(&self, body: Incoming, prefix: Bytes, sse: bool) -> Body {
+        let request_id = self.request_id.to_owned();
+        let on_end: super::stream::OnEnd = Box::new(move |how, bytes| {
+            tracing::debug!(
+                request_id,
+                termination = how.label(),
+                bytes,
+                "response body ended"
+            );
+        });
+        Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, on_end).boxed()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn local(
+        &self,
+        status: StatusCode,
+        error_type: &str,
+        message: &str,
+        should_retry: bool,
+        retry_after_ms: Option<u64>,
+        attempts: u32,
+    ) -> Response<Body> {
+        LocalError {
+            status,
+            error_type,
+            message,
+            should_retry,
+            retry_after_ms,
+        }
+        .into_response(self.request_id, attempts)
+    }
+}
+
+fn is_sse(h: &HeaderMap) -> bool {
+    h.get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
+}
+
+/// Reads up to `limit` bytes of an error body (within `timeout`); returns
+/// them and, when more remains, the rest of the body.
+async fn read_prefix(
+    mut body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> (Bytes, Option<Incoming>) {
+    let mut buf = BytesMut::new();
+    let read = async {
+        while buf.len() < limit {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(_)) | None => return true,
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(true) => (buf.freeze(), None),
+        Ok(false) | Err(_) => (buf.freeze(), Some(body)),
+    }
+}

@@ -1,0 +1,143 @@
+//! The listener: HTTP/1.1 and HTTP/2 from clients, graceful shutdown on
+//! SIGTERM, and reload on SIGHUP.
+
+use super::{RetryBudget, Runtime, forward};
+use crate::config::{Config, Overrides};
+use crate::policy::{EngineOptions, PolicyEngine, PolicyHandle, describe};
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The gateway's shared state.
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    /// The active policy.
+    pub policy: PolicyHandle,
+    /// The engine that loads policies.
+    pub engine: PolicyEngine,
+    /// The global retry budget.
+    pub budget: RetryBudget,
+    next_id: AtomicU64,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+}
+
+impl Gateway {
+    /// Builds the gateway: the policy engine, the configured policy (a bad
+    /// one stops start-up with the reason), and the upstream clients.
+    pub fn new(config: &Config, overrides: Overrides) -> anyhow::Result<Arc<Gateway>> {
+        let engine = PolicyEngine::new(EngineOptions {
+            cache: config.policy.cache.clone(),
+            limits: config.policy.limits,
+        })?;
+        let policy = engine.load(&config.policy.source, &config.policy.config_json)?;
+        tracing::info!(policy = %describe(&policy), "policy loaded");
+        Ok(Arc::new(Gateway {
+            runtime: ArcSwap::from_pointee(Runtime::new(config)?),
+            policy: PolicyHandle::new(policy),
+            engine,
+            budget: RetryBudget::new(
+                config.rails.retry_budget_ratio,
+                config.rails.retry_budget_min_retries,
+            ),
+            next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
+            config_path: config.path.clone(),
+            overrides,
+        }))
+    }
+
+    /// The runtime for one request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub(super) fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Re-reads the config file and applies it: a new policy (swapped only
+    /// if it loads, configures and self-checks) and new upstreams and
+    /// rails. On any error nothing changes. Listen addresses, the retry
+    /// budget and the engine limits need a restart.
+    pub fn reload(&self) -> anyhow::Result<String> {
+        let config = Config::load(self.config_path.as_deref(), &self.overrides)?;
+        let runtime = Runtime::new(&config)?;
+        let swap = self.policy.swap(
+            &self.engine,
+            &config.policy.source,
+            &config.policy.config_json,
+        )?;
+        self.runtime.store(Arc::new(runtime));
+        Ok(format!("reloaded; policy {}", swap.to))
+    }
+}
+
+/// Serves clients on `listener` until `shutdown` resolves, then stops
+/// accepting and lets in-flight requests and streams finish for up to
+/// `grace`.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gw.clone();
+                let service = service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(forward::handle(gw, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "client connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections; finishing in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// Binds `addr`, naming it in the error.
+pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}

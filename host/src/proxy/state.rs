@@ -1,0 +1,108 @@
+//! What levee knows about each upstream at runtime, and the read-only view
+//! of it that the policy decides on.
+
+use crate::core::{Circuit, Health, UpstreamView};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// How long a 529 keeps an upstream marked overloaded when it gave no
+/// `retry-after`.
+pub const OVERLOAD_COOLDOWN_MS: u64 = 2_000;
+
+/// Mutable facts about one upstream, shared by every request.
+#[derive(Debug, Default)]
+pub struct UpstreamState {
+    in_flight: AtomicU32,
+    rate_limited_until: AtomicU64,
+    overloaded_until: AtomicU64,
+    /// Smoothed time to first byte, ms; 0 until measured.
+    ttfb_ms: AtomicU32,
+}
+
+/// Counts a request in flight to an upstream until dropped.
+pub struct InFlight<'a>(&'a UpstreamState);
+
+impl UpstreamState {
+    /// Marks an attempt in flight.
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// A 429 closes the upstream until `now + wait`.
+    pub fn rate_limited(&self, now: u64, wait_ms: u64) {
+        self.rate_limited_until
+            .fetch_max(now.saturating_add(wait_ms), Ordering::Relaxed);
+    }
+
+    /// A 529 marks the upstream overloaded for `wait_ms` (or a cool-down).
+    pub fn overloaded(&self, now: u64, wait_ms: Option<u64>) {
+        let until = now.saturating_add(wait_ms.unwrap_or(OVERLOAD_COOLDOWN_MS));
+        self.overloaded_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Folds a time-to-first-byte sample into the moving average (1/8 weight).
+    pub fn observe_ttfb(&self, ms: u32) {
+        let ms = ms.max(1);
+        let _ = self
+            .ttfb_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 { ms } else { old - old / 8 + ms / 8 })
+            });
+    }
+
+    /// The policy's view of this upstream at `now`.
+    pub fn view(&self, id: u32, group: u8, weight: u16, now: u64) -> UpstreamView {
+        let future = |v: u64| (v > now).then_some(v);
+        let ttfb = self.ttfb_ms.load(Ordering::Relaxed);
+        UpstreamView {
+            id,
+            group,
+            weight,
+            health: Health::Unknown,
+            circuit: Circuit::Closed,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            rate_limited_until: future(self.rate_limited_until.load(Ordering::Relaxed)),
+            overloaded_until: future(self.overloaded_until.load(Ordering::Relaxed)),
+            budgets: Vec::new(),
+            ttfb_ms: (ttfb > 0).then_some(ttfb),
+            slow: false,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_show_in_the_view_until_they_lapse() {
+        let s = UpstreamState::default();
+        s.rate_limited(1_000, 500);
+        s.overloaded(1_000, None);
+        let v = s.view(3, 1, 2, 1_200);
+        assert_eq!((v.id, v.group, v.weight), (3, 1, 2));
+        assert_eq!(v.rate_limited_until, Some(1_500));
+        assert_eq!(v.overloaded_until, Some(1_000 + OVERLOAD_COOLDOWN_MS));
+        let later = s.view(3, 1, 2, 10_000);
+        assert_eq!(
+            (later.rate_limited_until, later.overloaded_until),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn in_flight_counts_until_dropped() {
+        let s = UpstreamState::default();
+        let a = s.start();
+        let _b = s.start();
+        assert_eq!(s.view(0, 0, 1, 0).in_flight, 2);
+        drop(a);
+        assert_eq!(s.view(0, 0, 1, 0).in_flight, 1);
+    }
+}

@@ -1,0 +1,304 @@
+//! Delivering a response body: passed through as it arrives, watched for
+//! stalls and cuts, and never ended silently when it breaks.
+//!
+//! For SSE (`text/event-stream`), levee forwards each event as soon as its
+//! terminating blank line arrives, so a failure never leaves half an event
+//! on the wire: the terminal `event: error` frame that follows is always
+//! parseable. (The API writes each event whole, so this adds no delay.) A
+//! stream that ends without `message_stop` is cut, even if the upstream
+//! closed cleanly. A broken non-SSE body is aborted, so the client sees an
+//! incomplete response rather than a short one.
+
+use super::reply::{BoxError, error_json};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// How a delivered body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Termination {
+    /// Every byte arrived (and, for SSE, `message_stop` or an upstream
+    /// `error` event was seen).
+    Complete,
+    /// The client went away first.
+    ClientGone,
+    /// No bytes for the idle timeout.
+    Stall,
+    /// The upstream failed or closed early.
+    UpstreamCut,
+}
+
+impl Termination {
+    /// The label used in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Termination::Complete => "complete",
+            Termination::ClientGone => "client_gone",
+            Termination::Stall => "stall",
+            Termination::UpstreamCut => "upstream_cut",
+        }
+    }
+}
+
+/// Called once when the body ends, with how it ended and the bytes sent.
+pub type OnEnd = Box<dyn FnOnce(Termination, u64) + Send + Sync>;
+
+/// A response body under watch.
+pub struct Guarded<B> {
+    inner: B,
+    prefix: Option<Bytes>,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    sse: Option<SseCursor>,
+    sent: u64,
+    ended: bool,
+    on_end: Option<OnEnd>,
+}
+
+impl<B> Guarded<B> {
+    /// Watches `inner`, whose first bytes (already read) are `prefix`.
+    pub fn new(inner: B, prefix: Bytes, sse: bool, idle: Duration, on_end: OnEnd) -> Guarded<B> {
+        Guarded {
+            inner,
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            sse: sse.then(SseCursor::default),
+            sent: 0,
+            ended: false,
+            on_end: Some(on_end),
+        }
+    }
+
+    fn finish(&mut self, how: Termination) {
+        self.ended = true;
+        if let Some(f) = self.on_end.take() {
+            f(how, self.sent);
+        }
+    }
+
+    fn emit(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.sent += data.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    /// Ends a broken body: SSE gets a terminal error frame, anything else
+    /// is aborted.
+    fn break_off(
+        &mut self,
+        how: Termination,
+        why: String,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        tracing::warn!(termination = how.label(), reason = %why, "response body broke off");
+        let sse = self.sse.is_some();
+        self.finish(how);
+        if sse {
+            let message = format!("levee: {why}; the response is incomplete");
+            let frame = format!(
+                "event: error\ndata: {}\n\n",
+                String::from_utf8_lossy(&error_json("api_error", &message, ""))
+            );
+            self.emit(Bytes::from(frame))
+        } else {
+            Poll::Ready(Some(Err(why.into())))
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(prefix) = this.prefix.take() {
+            return match this.sse.as_mut().map(|s| s.push(prefix.clone())) {
+                None => this.emit(prefix),
+                Some(ready) if !ready.is_empty() => this.emit(ready),
+                Some(_) => Pin::new(this).poll_frame(cx),
+            };
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.timer.as_mut().reset(Instant::now() + this.idle);
+                    let frame = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                    };
+                    let out = match this.sse.as_mut() {
+                        Some(sse) => sse.push(frame),
+                        None => frame,
+                    };
+                    if !out.is_empty() {
+                        return this.emit(out);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return this.break_off(
+                        Termination::UpstreamCut,
+                        format!("upstream failed mid-stream: {e}"),
+                    );
+                }
+                Poll::Ready(None) => {
+                    let incomplete = this.sse.as_ref().is_some_and(|s| !s.complete);
+                    if incomplete {
+                        return this.break_off(
+                            Termination::UpstreamCut,
+                            "upstream closed the stream before message_stop".into(),
+                        );
+                    }
+                    let rest = this
+                        .sse
+                        .as_mut()
+                        .map(SseCursor::take_rest)
+                        .unwrap_or_default();
+                    this.finish(Termination::Complete);
+                    return if rest.is_empty() {
+                        Poll::Ready(None)
+                    } else {
+                        this.sent += rest.len() as u64;
+                        Poll::Ready(Some(Ok(Frame::data(rest))))
+                    };
+                }
+                Poll::Pending => {
+                    ready!(this.timer.as_mut().poll(cx));
+                    let why = format!(
+                        "upstream stalled: no bytes for {} ms",
+                        this.idle.as_millis()
+                    );
+                    return this.break_off(Termination::Stall, why);
+                }
+            }
+        }
+    }
+}
+
+impl<B> Drop for Guarded<B> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.finish(Termination::ClientGone);
+        }
+    }
+}
+
+/// Tracks SSE event boundaries: holds back a partial event, and notes when
+/// the stream has really finished.
+#[derive(Default)]
+struct SseCursor {
+    pending: BytesMut,
+    complete: bool,
+}
+
+impl SseCursor {
+    /// Takes new bytes; returns the complete events ready to forward.
+    fn push(&mut self, data: Bytes) -> Bytes {
+        let ready = if self.pending.is_empty() {
+            match last_boundary(&data) {
+                Some(end) if end == data.len() => data,
+                Some(end) => {
+                    self.pending.extend_from_slice(&data[end..]);
+                    data.slice(..end)
+                }
+                None => {
+                    self.pending.extend_from_slice(&data);
+                    Bytes::new()
+                }
+            }
+        } else {
+            self.pending.extend_from_slice(&data);
+            match last_boundary(&self.pending) {
+                Some(end) => self.pending.split_to(end).freeze(),
+                None => Bytes::new(),
+            }
+        };
+        if !ready.is_empty() && !self.complete {
+            self.complete = finishes_stream(&ready);
+        }
+        ready
+    }
+
+    fn take_rest(&mut self) -> Bytes {
+        self.pending.split().freeze()
+    }
+}
+
+/// The end of the last complete event: just past the last blank line.
+fn last_boundary(data: &[u8]) -> Option<usize> {
+    let n = data.len();
+    (1..n).rev().find_map(|i| match (data[i - 1], data[i]) {
+        (b'\n', b'\n') | (b'\r', b'\r') => Some(i + 1),
+        (b'\n', b'\r') if data.get(i + 1) == Some(&b'\n') => Some(i + 2),
+        _ => None,
+    })
+}
+
+/// Whether these complete events include the stream's last: `message_stop`,
+/// or an upstream `error` event (which the API sends as the last event).
+fn finishes_stream(events: &[u8]) -> bool {
+    events.split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        matches!(
+            line,
+            b"event: message_stop" | b"event:message_stop" | b"event: error" | b"event:error"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_events_pass_at_once_and_partial_ones_wait() {
+        let mut c = SseCursor::default();
+        assert_eq!(
+            c.push(Bytes::from_static(b"event: ping\ndata: {}\n\n")),
+            &b"event: ping\ndata: {}\n\n"[..]
+        );
+        assert_eq!(
+            c.push(Bytes::from_static(b"event: a\ndata: 1\n\nevent: b\nda")),
+            &b"event: a\ndata: 1\n\n"[..]
+        );
+        assert_eq!(c.push(Bytes::from_static(b"ta: 2\n")), &b""[..]);
+        assert_eq!(
+            c.push(Bytes::from_static(b"\n")),
+            &b"event: b\ndata: 2\n\n"[..]
+        );
+        assert!(!c.complete);
+        c.push(Bytes::from_static(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ));
+        assert!(c.complete);
+    }
+
+    #[test]
+    fn crlf_boundaries_count() {
+        let mut c = SseCursor::default();
+        assert_eq!(
+            c.push(Bytes::from_static(b"data: 1\r\n\r\ndata: 2")),
+            &b"data: 1\r\n\r\n"[..]
+        );
+        assert_eq!(c.take_rest(), &b"data: 2"[..]);
+    }
+
+    #[test]
+    fn an_upstream_error_event_finishes_the_stream() {
+        assert!(finishes_stream(b"event: error\ndata: {}\n\n"));
+        assert!(!finishes_stream(b"event: errors\ndata: {}\n\n"));
+        assert!(!finishes_stream(b"data: event: message_stop\n\n"));
+    }
+}
