@@ -5,9 +5,14 @@ CARGO ?= cargo
 
 .PHONY: setup run test lint bench
 
-## Install what the build needs: the wasm targets the guests compile for.
+VENV := .venv
+
+## Install what the build and the tests need: the wasm targets the guests
+## compile for, and a virtualenv with the official Anthropic SDK.
 setup:
 	rustup target add wasm32-unknown-unknown wasm32-wasip2
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 
 ## Build everything and run levee on its embedded defaults.
 run: setup

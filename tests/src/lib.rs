@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+pub mod levee;
+pub mod mock;
+
 /// The hostile and malformed policy components built by `build.rs`.
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));

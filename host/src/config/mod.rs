@@ -8,11 +8,11 @@
 //!    errors come from here, with the file's name, line and column.
 //! 2. `validate`: each value checked and turned into a runtime type
 //!    ([`Config`], [`Upstream`], [`Rails`], …): ranges enforced, durations
-//!    made [`Duration`](std::time::Duration)s, paths resolved against the
-//!    config file's directory, and files that must exist (CA roots, the
-//!    policy's JSON config, the admin token) read now rather than at first
-//!    use. Every problem is reported, not only the first, each naming its
-//!    dotted key, the value as given, and what would be valid.
+//!    made [`Duration`]s, paths resolved against the config file's
+//!    directory, and files that must exist (CA roots, the policy's JSON
+//!    config, the admin token) read now rather than at first use. Every
+//!    problem is reported, not only the first, each naming its dotted key,
+//!    the value as given, and what would be valid.
 //!
 //! `levee.example.toml` at the repository root documents every key; a test
 //! loads it so it cannot drift from this module.

@@ -46,8 +46,8 @@ async fn route(gw: &Gateway, token: Option<&Secret>, req: Request<Incoming>) -> 
     if req.uri().path() == "/healthz" {
         return reply(StatusCode::OK, json!({"status": "ok"}));
     }
-    if let Err(resp) = authorize(token, req.headers()) {
-        return resp;
+    if let Some(refusal) = refuse_unauthorized(token, req.headers()) {
+        return refusal;
     }
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/policy") => reply(StatusCode::OK, policy_status(gw)),
@@ -66,9 +66,13 @@ async fn route(gw: &Gateway, token: Option<&Secret>, req: Request<Incoming>) -> 
     }
 }
 
-fn authorize(token: Option<&Secret>, headers: &http::HeaderMap) -> Result<(), Response<Body>> {
+/// The refusal for a request without the right bearer token, if any.
+fn refuse_unauthorized(
+    token: Option<&Secret>,
+    headers: &http::HeaderMap,
+) -> Option<Response<Body>> {
     let Some(token) = token else {
-        return Err(reply(
+        return Some(reply(
             StatusCode::FORBIDDEN,
             json!({"error": "the admin API is disabled: set admin.token_env or admin.token_file"}),
         ));
@@ -78,16 +82,12 @@ fn authorize(token: Option<&Secret>, headers: &http::HeaderMap) -> Result<(), Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
-        _ => Err(reply(
+        Some(given) if token.matches(given.as_bytes()) => None,
+        _ => Some(reply(
             StatusCode::UNAUTHORIZED,
             json!({"error": "a valid bearer token is required"}),
         )),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn policy_status(gw: &Gateway) -> serde_json::Value {
@@ -165,16 +165,4 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Body> {
         http::HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison_needs_equal_bytes() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
 }

@@ -1,0 +1,147 @@
+//! The downstream contract when levee answers itself, and what it passes on.
+
+use super::{MESSAGE, client, header, levee_for, post};
+use levee_tests::levee::Levee;
+use levee_tests::mock::{MockUpstream, Script, Step};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_upstream_is_named_with_its_layer() {
+    // Bind and drop: nothing listens on this port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let levee = Levee::start(&format!(
+        "{}\n[[upstreams]]\nname = \"primary\"\nurl = \"http://127.0.0.1:{port}\"\n",
+        super::FAST_POLICY
+    ));
+    let resp = post(&levee, MESSAGE).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("4"));
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "api_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("connect: cannot connect to 127.0.0.1:{port}")),
+        "{message}"
+    );
+    assert!(message.contains("Connection refused"), "{message}");
+    assert!(
+        message.ends_with("(upstream `primary`, after 4 attempts)"),
+        "{message}"
+    );
+    assert!(body["request_id"].as_str().unwrap().starts_with("levee_"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_body_gets_413_in_the_api_shape_without_reaching_the_upstream() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "[rails]\nmax_body_bytes = 1024\n");
+    let big = format!(
+        r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2048)
+    );
+    let resp = post(&levee, &big).await;
+    assert_eq!(resp.status(), 413);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("0"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "request_too_large");
+    assert_eq!(
+        body["error"]["message"],
+        "request body is larger than the 1024 bytes levee accepts"
+    );
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_headers_pass_untouched_and_hop_by_hop_ones_do_not() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    let resp = client()
+        .post(format!("{}/v1/messages?beta=true", levee.url()))
+        .header("x-api-key", "sk-ant-test-secret-0001")
+        .header("authorization", "Bearer sk-ant-test-secret-0002")
+        .header("anthropic-version", "2023-06-01")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "private to this hop")
+        .header("te", "trailers")
+        .body(MESSAGE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        header(&resp, "request-id").is_some_and(|id| id.starts_with("req_mock_")),
+        "request-id passes back"
+    );
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.path, "/v1/messages?beta=true");
+    assert_eq!(seen.header("x-api-key"), Some("sk-ant-test-secret-0001"));
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Bearer sk-ant-test-secret-0002")
+    );
+    assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(seen.header("x-hop"), None);
+    assert_eq!(seen.header("te"), None);
+    let log = levee.log();
+    assert!(
+        log.contains("levee::access"),
+        "the access log line is there: {log}"
+    );
+    assert!(
+        !log.contains("sk-ant-test-secret"),
+        "a key leaked into the log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_clients_own_timeout_shortens_the_deadline() {
+    let upstream = MockUpstream::start(Script::always(Step::Hang)).await;
+    let levee = levee_for(&upstream, "");
+    let started = Instant::now();
+    let resp = client()
+        .post(format!("{}/v1/messages", levee.url()))
+        .header("x-stainless-timeout", "0.6")
+        .body(MESSAGE)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "timeout_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("timeout: no response head within")
+    );
+    assert!(
+        took >= Duration::from_millis(600),
+        "gave up after {took:?}, before the client's timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_clients_are_served() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .post(format!("{}/v1/messages", levee.url()))
+        .body(MESSAGE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+}

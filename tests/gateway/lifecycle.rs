@@ -1,0 +1,232 @@
+//! Shutdown, hot swap, reload, the admin API, and config errors.
+
+use super::{MESSAGE, STREAM_MESSAGE, client, header, levee_for, post};
+use levee_tests::fixtures::Fixture;
+use levee_tests::levee::{ADMIN_TOKEN, Levee};
+use levee_tests::mock::{MockUpstream, Script, SseScript, Step};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections() {
+    let script = SseScript::message("a stream that takes a while to finish, word by word")
+        .chunk_delay(Duration::from_millis(60));
+    let expected = script.bytes();
+    let upstream = MockUpstream::start(Script::always(Step::Sse(script))).await;
+    let mut levee = levee_for(&upstream, "");
+    let mut resp = post(&levee, STREAM_MESSAGE).await;
+    let mut body = resp.chunk().await.unwrap().expect("first bytes").to_vec();
+    levee.signal("TERM");
+    // The listener closes; a new connection is refused.
+    let addr = levee.addr.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(&addr).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    });
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    assert!(refused.await.unwrap(), "levee kept accepting after SIGTERM");
+    assert_eq!(body, expected, "the stream in flight finished whole");
+    assert_eq!(levee.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+async fn swap(levee: &Levee, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = client()
+        .post(format!("{}/policy", levee.admin_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn active_policy(levee: &Levee) -> String {
+    let v: serde_json::Value = client()
+        .get(format!("{}/policy", levee.admin_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["name"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swapping_the_policy_under_load_fails_no_request() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = Arc::new(levee_for(&upstream, ""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (levee, stop, done) = (levee.clone(), stop.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let client = client();
+            while !stop.load(Ordering::Relaxed) {
+                let resp = client
+                    .post(format!("{}/v1/messages", levee.url()))
+                    .body(MESSAGE)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "a request failed during a swap");
+                resp.bytes().await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for i in 0..10 {
+        let name = if i % 2 == 0 {
+            "interactive"
+        } else {
+            "standard"
+        };
+        let (status, body) = swap(
+            &levee,
+            serde_json::json!({"source": format!("builtin:{name}")}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body["swapped"]["to"].as_str().unwrap().starts_with(name),
+            "{body}"
+        );
+        let before = done.load(Ordering::Relaxed);
+        while done.load(Ordering::Relaxed) < before + 20 {
+            tokio::task::yield_now().await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.expect("no worker saw a failure");
+    }
+    assert!(done.load(Ordering::Relaxed) >= 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_policy_is_refused_and_the_old_one_keeps_serving() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    for (fixture, stage) in [
+        (Fixture::Trap, "self-check"),
+        (Fixture::WasiImport, "imports"),
+        (Fixture::WrongWorld, "exports"),
+    ] {
+        let (status, body) = swap(&levee, serde_json::json!({"source": fixture.path()})).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["refused"]["stage"], stage, "{body}");
+        assert!(
+            body["active"].as_str().unwrap().starts_with("standard@"),
+            "{body}"
+        );
+    }
+    let (status, body) = swap(
+        &levee,
+        serde_json::json!({"source": "builtin:standard", "config": {"max_attempts": 0}}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["refused"]["stage"], "configure");
+    assert!(
+        body["refused"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`max_attempts`"),
+        "{body}"
+    );
+    assert_eq!(active_policy(&levee).await, "standard");
+    assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_requires_its_token_except_for_liveness() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    let url = format!("{}/policy", levee.admin_url());
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client()
+            .get(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client()
+            .get(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let health = client()
+        .get(format!("{}/healthz", levee.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_policy_from_the_config_file() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    assert_eq!(active_policy(&levee).await, "standard");
+    let path = levee.dir().join("levee.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("builtin:standard", "builtin:interactive");
+    std::fs::write(&path, text).unwrap();
+    levee.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while active_policy(&levee).await != "interactive" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not swap the policy:\n{}",
+            levee.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = post(&levee, MESSAGE).await;
+    assert_eq!(
+        (resp.status().as_u16(), header(&resp, "x-levee-attempts")),
+        (200, Some("1"))
+    );
+}
+
+#[test]
+fn a_config_error_stops_start_up_with_the_exact_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[rails]\nmax_attempts = 0\n").unwrap();
+    let out = std::process::Command::new(levee_tests::levee_bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}: `rails.max_attempts` must be between 1 and 20, got 0",
+            path.display()
+        )
+    );
+}

@@ -1,0 +1,61 @@
+//! The gateway end to end: the real `levee` binary between a client and the
+//! scriptable mock upstream.
+
+mod contract;
+mod lifecycle;
+mod retries;
+mod sdk;
+mod streaming;
+mod tls;
+
+use levee_tests::levee::Levee;
+use levee_tests::mock::MockUpstream;
+
+/// A short-scale standard policy: small backoff, four attempts.
+pub const FAST_POLICY: &str = r#"
+[policy]
+source = "builtin:standard"
+[policy.config]
+max_attempts = 4
+backoff = { base_ms = 20, cap_ms = 100 }
+"#;
+
+/// Levee in front of one mock upstream, with `extra` TOML (policy, rails,
+/// streaming sections) or [`FAST_POLICY`] when `extra` is empty.
+pub fn levee_for(upstream: &MockUpstream, extra: &str) -> Levee {
+    let extra = if extra.is_empty() { FAST_POLICY } else { extra };
+    Levee::start(&format!(
+        "{extra}\n\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n",
+        upstream.url()
+    ))
+}
+
+/// A client that never retries or pools in surprising ways.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().expect("client")
+}
+
+/// POSTs a small Messages request.
+pub async fn post(levee: &Levee, body: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/messages", levee.url()))
+        .header("x-api-key", "sk-ant-test-secret-0001")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("levee answers")
+}
+
+/// A minimal Messages request body.
+pub const MESSAGE: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// The same, streaming.
+pub const STREAM_MESSAGE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A response header as text.
+pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,261 @@
+//! A fast standalone stand-in for the Messages API, for benchmarks.
+//!
+//! `mock-upstream --listen 127.0.0.1:PORT [--sse-interval-ms N] [--threads N]`
+//!
+//! `POST /v1/messages` answers a fixed 200 JSON message, or, when the
+//! request body has `"stream": true`, the API's SSE event sequence (one
+//! event per chunk, `N` ms apart with `--sse-interval-ms`, so that many
+//! streams can be held open). Anything else gets a 404 in the API's error
+//! shape. It prints `listening on ADDR` once bound. Every response body is
+//! static: no per-request logging, allocation of bodies, or locks.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use levee_tests::mock::SseScript;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
+
+const USAGE: &str = "usage: mock-upstream --listen ADDR [--sse-interval-ms N] [--threads N]";
+
+/// The fixed non-streaming answer (about 400 bytes).
+const MESSAGE: &str = concat!(
+    r#"{"id":"msg_bench_0123456789abcdef","type":"message","role":"assistant","#,
+    r#""model":"claude-mock-1","content":[{"type":"text","text":"This is a fixed "#,
+    r#"answer from the benchmark mock upstream. It is long enough to look like a "#,
+    r#"short real reply, and it never changes."}],"stop_reason":"end_turn","#,
+    r#""stop_sequence":null,"usage":{"input_tokens":25,"cache_creation_input_tokens":0,"#,
+    r#""cache_read_input_tokens":0,"output_tokens":32}}"#
+);
+
+const NOT_FOUND: &str = r#"{"type":"error","error":{"type":"not_found_error","message":"Not found"},"request_id":"req_bench"}"#;
+
+/// What every connection shares, leaked once at startup.
+struct Config {
+    chunks: &'static [Bytes],
+    interval: Duration,
+}
+
+struct Args {
+    listen: SocketAddr,
+    interval: Duration,
+    threads: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut listen = None;
+    let mut interval = Duration::ZERO;
+    let mut threads = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--listen" => {
+                let v = value("--listen")?;
+                listen = Some(v.parse().map_err(|e| format!("--listen {v}: {e}"))?);
+            }
+            "--sse-interval-ms" => {
+                let v = value("--sse-interval-ms")?;
+                let ms = v
+                    .parse()
+                    .map_err(|e| format!("--sse-interval-ms {v}: {e}"))?;
+                interval = Duration::from_millis(ms);
+            }
+            "--threads" => {
+                let v = value("--threads")?;
+                threads = Some(v.parse().map_err(|e| format!("--threads {v}: {e}"))?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let listen = listen.ok_or("--listen is required")?;
+    Ok(Args {
+        listen,
+        interval,
+        threads,
+    })
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("mock-upstream: {e}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime.enable_all().build().expect("tokio runtime");
+    runtime.block_on(serve(args));
+}
+
+async fn serve(args: Args) {
+    let chunks: Vec<Bytes> = SseScript::message("This is a fixed streamed answer from the mock.")
+        .chunks
+        .into_iter()
+        .map(|(_, bytes)| Bytes::from_static(Box::leak(bytes.to_vec().into_boxed_slice())))
+        .collect();
+    let config: &'static Config = Box::leak(Box::new(Config {
+        chunks: Box::leak(chunks.into_boxed_slice()),
+        interval: args.interval,
+    }));
+    let listener = TcpListener::bind(args.listen).await.unwrap_or_else(|e| {
+        eprintln!("mock-upstream: bind {}: {e}", args.listen);
+        std::process::exit(1);
+    });
+    let addr = listener.local_addr().expect("local addr");
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening on {addr}");
+    let _ = stdout.flush();
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(config, req));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    config: &'static Config,
+    req: Request<Incoming>,
+) -> Result<Response<Reply>, Infallible> {
+    let is_messages = req.method() == Method::POST && req.uri().path() == "/v1/messages";
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let (status, content_type, reply) = if !is_messages {
+        (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            Reply::Full(Some(Bytes::from_static(NOT_FOUND.as_bytes()))),
+        )
+    } else if wants_stream(&body) {
+        let sse = Reply::Sse {
+            chunks: config.chunks,
+            next: 0,
+            interval: config.interval,
+            sleep: None,
+            waiting: false,
+        };
+        (StatusCode::OK, "text/event-stream", sse)
+    } else {
+        (
+            StatusCode::OK,
+            "application/json",
+            Reply::Full(Some(Bytes::from_static(MESSAGE.as_bytes()))),
+        )
+    };
+    let mut response = Response::new(reply);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert("request-id", HeaderValue::from_static("req_bench"));
+    Ok(response)
+}
+
+/// Whether a JSON body sets `"stream": true` (a byte scan, no parse).
+fn wants_stream(body: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"stream\"";
+    let mut rest = body;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[at + KEY.len()..];
+        let value = rest.trim_ascii_start();
+        if let Some(value) = value.strip_prefix(b":") {
+            return value.trim_ascii_start().starts_with(b"true");
+        }
+    }
+    false
+}
+
+/// A static body, or the SSE chunks paced by `interval`.
+enum Reply {
+    Full(Option<Bytes>),
+    Sse {
+        chunks: &'static [Bytes],
+        next: usize,
+        interval: Duration,
+        sleep: Option<Pin<Box<Sleep>>>,
+        /// Whether `sleep` is armed for the next chunk.
+        waiting: bool,
+    },
+}
+
+impl Body for Reply {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Reply::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Reply::Sse {
+                chunks,
+                next,
+                interval,
+                sleep,
+                waiting,
+            } => {
+                let Some(chunk) = chunks.get(*next) else {
+                    return Poll::Ready(None);
+                };
+                if *next > 0 && !interval.is_zero() {
+                    let timer =
+                        sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*interval)));
+                    if !*waiting {
+                        timer.as_mut().reset(Instant::now() + *interval);
+                        *waiting = true;
+                    }
+                    ready!(timer.as_mut().poll(cx));
+                    *waiting = false;
+                }
+                *next += 1;
+                Poll::Ready(Some(Ok(Frame::data(chunk.clone()))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Reply::Full(bytes) => bytes.is_none(),
+            Reply::Sse { chunks, next, .. } => *next >= chunks.len(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Reply::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Reply::Sse { .. } => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Runs the real `levee` binary for end-to-end tests: a config written to a
+//! temp dir, ports chosen by the OS, and the process stopped by its PID.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The admin token the test configs use.
+pub const ADMIN_TOKEN: &str = "test-admin-token-7c1f";
+
+/// A running `levee serve`.
+pub struct Levee {
+    child: Child,
+    /// The client-facing address, e.g. `127.0.0.1:41234`.
+    pub addr: String,
+    /// The admin address.
+    pub admin: String,
+    dir: tempfile::TempDir,
+}
+
+impl Levee {
+    /// Starts levee with `config` (TOML) appended to a base that listens on
+    /// free loopback ports and enables the admin API with [`ADMIN_TOKEN`].
+    pub fn start(config: &str) -> Levee {
+        Self::start_with(config, &[])
+    }
+
+    /// As [`Levee::start`], with extra command-line arguments.
+    pub fn start_with(config: &str, args: &[&str]) -> Levee {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("levee.toml");
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 10000\n{config}\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"LEVEE_TEST_ADMIN_TOKEN\"\n"
+        );
+        std::fs::write(&path, text).expect("write config");
+        let log = std::fs::File::create(dir.path().join("levee.log")).expect("log file");
+        let mut child = Command::new(crate::levee_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env("LEVEE_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("levee starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut next = |prefix: &str| -> String {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with(prefix) => {
+                    line[prefix.len()..].trim().to_owned()
+                }
+                other => {
+                    let log =
+                        std::fs::read_to_string(dir.path().join("levee.log")).unwrap_or_default();
+                    panic!("levee did not print `{prefix}`: {other:?}\nits log:\n{log}")
+                }
+            }
+        };
+        let addr = next("levee listening on");
+        let admin = next("levee admin on");
+        Levee {
+            child,
+            addr,
+            admin,
+            dir,
+        }
+    }
+
+    /// `http://ADDR`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://ADMIN`
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    /// Everything levee logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("levee.log")).unwrap_or_default()
+    }
+
+    /// The temp dir holding the config and the log.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, at most `limit`; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Levee {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

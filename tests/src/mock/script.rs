@@ -1,0 +1,309 @@
+//! What the mock answers: a queue of [`Step`]s, one per request, and the
+//! [`Reply`] builders that speak the API's error and success shapes.
+
+use super::sse::SseScript;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Numbers the `req_mock_N` / `msg_mock_N` ids handed out by the builders.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh, process-unique number for mock ids.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the mock does with one request.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Answer with a complete response.
+    Reply(Reply),
+    /// Read the request, then drop the connection with `SO_LINGER 0` (a TCP
+    /// RST) before any response byte: "reset before the head". On HTTP/2
+    /// this kills the whole connection.
+    Reset,
+    /// Read the request, then close the connection cleanly (FIN, no TLS
+    /// `close_notify`) without responding.
+    Close,
+    /// Read the request and never answer; the connection stays open until
+    /// the mock stops.
+    Hang,
+    /// Answer `200 text/event-stream` and play an SSE script.
+    Sse(SseScript),
+}
+
+impl From<Reply> for Step {
+    fn from(reply: Reply) -> Self {
+        Step::Reply(reply)
+    }
+}
+
+impl From<SseScript> for Step {
+    fn from(sse: SseScript) -> Self {
+        Step::Sse(sse)
+    }
+}
+
+/// A queue of steps consumed one per request, and the step used once the
+/// queue is empty.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// Steps still to play, front first.
+    pub steps: VecDeque<Step>,
+    /// What every request gets once `steps` is empty.
+    pub fallback: Step,
+}
+
+impl Default for Script {
+    /// No steps; the fallback is [`Reply::message`].
+    fn default() -> Self {
+        Script {
+            steps: VecDeque::new(),
+            fallback: Step::Reply(Reply::message()),
+        }
+    }
+}
+
+impl Script {
+    /// An empty queue with the default fallback (a 200 Messages response).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// These steps in order, then the default fallback.
+    pub fn of<S: Into<Step>>(steps: impl IntoIterator<Item = S>) -> Self {
+        Script {
+            steps: steps.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Every request gets `step`.
+    pub fn always(step: impl Into<Step>) -> Self {
+        Script {
+            steps: VecDeque::new(),
+            fallback: step.into(),
+        }
+    }
+
+    /// Appends one step to the queue.
+    pub fn then(mut self, step: impl Into<Step>) -> Self {
+        self.steps.push_back(step.into());
+        self
+    }
+
+    /// Replaces the fallback.
+    pub fn otherwise(mut self, step: impl Into<Step>) -> Self {
+        self.fallback = step.into();
+        self
+    }
+
+    /// The step for the next request: the queue's front, else the fallback.
+    pub(crate) fn next_step(&mut self) -> Step {
+        self.steps
+            .pop_front()
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+}
+
+/// The delay a rate-limited reply asks for, and the header that carries it.
+#[derive(Clone, Copy, Debug)]
+pub enum RetryAfter {
+    /// `retry-after-ms: N`.
+    Ms(u64),
+    /// `retry-after: N` (seconds).
+    Secs(u64),
+    /// `retry-after: <IMF-fixdate>`.
+    Date(SystemTime),
+}
+
+impl RetryAfter {
+    /// The header name and value.
+    pub fn header(self) -> (&'static str, String) {
+        match self {
+            RetryAfter::Ms(ms) => ("retry-after-ms", ms.to_string()),
+            RetryAfter::Secs(s) => ("retry-after", s.to_string()),
+            RetryAfter::Date(t) => ("retry-after", http_date(t)),
+        }
+    }
+}
+
+/// A complete response.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers in order. `content-length` is added when absent.
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: Bytes,
+    /// How long to wait, after reading the request, before sending the head.
+    pub head_delay: Duration,
+}
+
+impl Reply {
+    /// `status` with no headers and an empty body.
+    pub fn new(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            head_delay: Duration::ZERO,
+        }
+    }
+
+    /// `status` with a JSON body, `content-type: application/json` and a
+    /// fresh `request-id: req_mock_N`.
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Self::json_with_id(status, body.into(), format!("req_mock_{}", next_id()))
+    }
+
+    fn json_with_id(status: u16, body: Bytes, request_id: String) -> Self {
+        Reply {
+            body,
+            ..Reply::new(status)
+        }
+        .header("content-type", "application/json")
+        .header("request-id", request_id)
+    }
+
+    /// A 200 Messages API response with a short text answer and `usage`
+    /// (12 input tokens, 8 output tokens).
+    pub fn message() -> Self {
+        Self::message_with("Hello from the mock upstream.", 12, 8)
+    }
+
+    /// A 200 Messages API response answering `text`, reporting this usage.
+    pub fn message_with(text: &str, input_tokens: u64, output_tokens: u64) -> Self {
+        let id = next_id();
+        let text = serde_json::to_string(text).expect("a string serializes");
+        let body = format!(
+            concat!(
+                r#"{{"id":"msg_mock_{id}","type":"message","role":"assistant","#,
+                r#""model":"claude-mock-1","content":[{{"type":"text","text":{text}}}],"#,
+                r#""stop_reason":"end_turn","stop_sequence":null,"usage":{{"#,
+                r#""input_tokens":{input},"cache_creation_input_tokens":0,"#,
+                r#""cache_read_input_tokens":0,"output_tokens":{output}}}}}"#
+            ),
+            id = id,
+            text = text,
+            input = input_tokens,
+            output = output_tokens,
+        );
+        Self::json_with_id(200, body.into(), format!("req_mock_{id}"))
+    }
+
+    /// The API's error shape:
+    /// `{"type":"error","error":{"type":..,"message":..},"request_id":"req_.."}`,
+    /// with the same id in the `request-id` header.
+    pub fn error(status: u16, error_type: &str, message: &str) -> Self {
+        Self::error_with(status, error_type, message, None)
+    }
+
+    fn error_with(status: u16, error_type: &str, message: &str, details: Option<&str>) -> Self {
+        let request_id = format!("req_mock_{}", next_id());
+        let details = details.map_or(String::new(), |d| format!(r#","details":{d}"#));
+        let body = format!(
+            r#"{{"type":"error","error":{{"type":{},"message":{}{details}}},"request_id":"{request_id}"}}"#,
+            serde_json::to_string(error_type).expect("a string serializes"),
+            serde_json::to_string(message).expect("a string serializes"),
+        );
+        Self::json_with_id(status, body.into(), request_id)
+    }
+
+    /// `529 overloaded_error`.
+    pub fn overloaded() -> Self {
+        Self::error(529, "overloaded_error", "Overloaded")
+    }
+
+    /// `429 rate_limit_error` with the given retry header.
+    pub fn rate_limited(retry_after: RetryAfter) -> Self {
+        let (name, value) = retry_after.header();
+        Self::error(
+            429,
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization.",
+        )
+        .header(name, value)
+    }
+
+    /// `429` for a reached spend cap: `error.details.error_code =
+    /// "enforced_spend_limit_reached"` and no retry header.
+    pub fn spend_cap() -> Self {
+        Self::error_with(
+            429,
+            "rate_limit_error",
+            "You have reached your specified API usage limits.",
+            Some(r#"{"error_code":"enforced_spend_limit_reached"}"#),
+        )
+    }
+
+    /// Sets a header, replacing any of the same name (case-insensitive).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        set_header(&mut self.headers, name.into(), value.into());
+        self
+    }
+
+    /// Waits `delay` before sending the head.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.head_delay = delay;
+        self
+    }
+
+    /// Sets `x-should-retry: true` or `false`.
+    pub fn should_retry(self, retry: bool) -> Self {
+        self.header("x-should-retry", if retry { "true" } else { "false" })
+    }
+
+    /// The `request-id` header's value, if any.
+    pub fn request_id(&self) -> Option<&str> {
+        header_value(&self.headers, "request-id")
+    }
+}
+
+/// Sets `name: value` in `headers`, replacing same-named entries.
+pub(crate) fn set_header(headers: &mut Vec<(String, String)>, name: String, value: String) {
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+    headers.push((name, value));
+}
+
+/// The first value of `name` (case-insensitive) in `headers`.
+pub(crate) fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// `t` as an IMF-fixdate HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+/// Times before 1970 are clamped to the epoch.
+pub fn http_date(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
