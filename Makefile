@@ -18,10 +18,12 @@ setup:
 run: setup
 	$(CARGO) run --release --locked -p levee -- serve
 
-## Build everything and run the whole test suite.
+## Build everything, check formatting and lints, and run the whole test suite.
 test: setup
+	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --locked -p levee --bin levee
 	$(CARGO) test --release --locked --workspace
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 ## Formatting and lints, warnings denied.
 lint: setup

@@ -138,3 +138,38 @@ async fn a_hung_upstream_costs_one_per_try_timeout_then_a_retry() {
     let seen = upstream.requests();
     assert!(seen[1].at - seen[0].at >= Duration::from_millis(300));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hosts_attempt_ceiling_overrules_the_policy() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::overloaded()))).await;
+    let levee = levee_for(
+        &upstream,
+        &format!("{}\n[rails]\nmax_attempts = 2\n", super::FAST_POLICY),
+    );
+    let resp = post(&levee, MESSAGE).await;
+    assert_eq!(resp.status(), 529);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_retry_budget_stops_retries() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::overloaded()))).await;
+    let levee = levee_for(
+        &upstream,
+        &format!(
+            "{}\n[rails]\nretry_budget_ratio = 0.0\nretry_budget_min_retries = 0\n",
+            super::FAST_POLICY
+        ),
+    );
+    let resp = post(&levee, MESSAGE).await;
+    assert_eq!(resp.status(), 529);
+    assert_eq!(
+        header(&resp, "x-levee-attempts"),
+        Some("1"),
+        "no retry without budget"
+    );
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    assert_eq!(upstream.requests().len(), 1);
+}
