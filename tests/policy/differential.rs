@@ -7,7 +7,7 @@ use levee::policy::PolicySource;
 const CASES: usize = 5_000;
 
 fn compare(name: &'static str, profile: Profile, config: &str, seed: u64) {
-    let engine = super::engine();
+    let engine = super::patient_engine();
     let wasm = engine
         .load(&PolicySource::Builtin(name), config)
         .expect("built-in loads");

@@ -88,7 +88,7 @@ fn classify(admission: &Admission, step: &NextStep) -> Option<Answer> {
 
 #[test]
 fn swapping_under_load_never_fails_or_mixes_a_request() {
-    let engine = Arc::new(super::engine());
+    let engine = Arc::new(super::patient_engine());
     let handle = Arc::new(PolicyHandle::new(
         engine.load(&PolicySource::Builtin("standard"), "").unwrap(),
     ));
