@@ -30,6 +30,7 @@ const FIXTURES: &[(&str, &str, &[&str], Target)] = &[
         &["wrong-world"],
         Target::Bare,
     ),
+    ("mirror", "levee-fixtures", &["mirror"], Target::Bare),
     // The standard policy built the wrong way: std for wasm32-wasip2
     // imports WASI as soon as it allocates.
     ("wasi-import", "levee-policy-standard", &[], Target::Wasip2),

@@ -29,6 +29,8 @@ fn expectation(f: Fixture) -> Expect {
             Expect::Refused(Stage::Exports, "does not export levee:policy/policy@0.1.0")
         }
         Fixture::WasiImport => Expect::Refused(Stage::Imports, "wasm32-unknown-unknown"),
+        // Well-behaved; see `mirror.rs`.
+        Fixture::Mirror => Expect::Loads,
     }
 }
 

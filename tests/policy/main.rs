@@ -3,6 +3,7 @@
 mod check_cli;
 mod differential;
 mod hostile;
+mod mirror;
 mod swap;
 
 use levee::policy::{CompileCache, EngineOptions, Limits, PolicyEngine};

@@ -169,19 +169,19 @@ impl Policy {
         } else {
             &[LimitScope::Upstream]
         };
-        scopes
-            .iter()
-            .flat_map(|&scope| {
-                amounts
-                    .iter()
-                    .filter(|&&(_, amount)| amount > 0)
-                    .map(move |&(kind, amount)| Charge {
+        let mut charges = Vec::with_capacity(scopes.len() * amounts.len());
+        for &scope in scopes {
+            for &(kind, amount) in &amounts {
+                if amount > 0 {
+                    charges.push(Charge {
                         scope,
                         kind,
                         amount,
-                    })
-            })
-            .collect()
+                    });
+                }
+            }
+        }
+        charges
     }
 
     /// Decides what follows an attempt, by the API's retry rules.

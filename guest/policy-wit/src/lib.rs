@@ -1,14 +1,25 @@
-//! Guest-side bindings of the `policy-component` world, and the one adapter
-//! from them to `levee-policy-core`.
+//! Guest-side bindings of the `policy-component` world, on
+//! `levee-policy-core`'s own types.
 //!
 //! Each policy component is a three-line crate that picks a profile:
 //! `levee_policy_wit::export_policy!(levee_policy_wit::Standard);`.
 //! Generated code lives here, in one place.
+//!
+//! Every WIT type is mapped (`with`) onto its mirror in
+//! `levee_policy_core::types`, so the generated code lifts arguments
+//! straight into the types the decisions take and lowers their results as
+//! they are: no conversion and no copy between two sets of types.
 
-mod convert;
+mod arena;
+
+/// Every component built on this crate allocates from a per-call arena
+/// (see [`arena`]).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: arena::PerCall = arena::PerCall;
 
 #[doc(hidden)]
-#[allow(missing_docs, unsafe_code, clippy::all)]
+#[allow(missing_docs, unsafe_code, unused_unsafe, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "policy-component",
@@ -16,12 +27,39 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "levee_policy_wit::bindings",
+        with: {
+            "levee:policy/types@0.1.0/method": ::levee_policy_core::Method,
+            "levee:policy/types@0.1.0/endpoint": ::levee_policy_core::Endpoint,
+            "levee:policy/types@0.1.0/limit-kind": ::levee_policy_core::LimitKind,
+            "levee:policy/types@0.1.0/limit-scope": ::levee_policy_core::LimitScope,
+            "levee:policy/types@0.1.0/charge": ::levee_policy_core::Charge,
+            "levee:policy/types@0.1.0/request-facts": ::levee_policy_core::RequestFacts,
+            "levee:policy/types@0.1.0/health": ::levee_policy_core::Health,
+            "levee:policy/types@0.1.0/circuit": ::levee_policy_core::Circuit,
+            "levee:policy/types@0.1.0/budget": ::levee_policy_core::Budget,
+            "levee:policy/types@0.1.0/upstream-view": ::levee_policy_core::UpstreamView,
+            "levee:policy/types@0.1.0/view": ::levee_policy_core::View,
+            "levee:policy/types@0.1.0/plan": ::levee_policy_core::Plan,
+            "levee:policy/types@0.1.0/rejection": ::levee_policy_core::Rejection,
+            "levee:policy/types@0.1.0/admission": ::levee_policy_core::Admission,
+            "levee:policy/types@0.1.0/failure-kind": ::levee_policy_core::FailureKind,
+            "levee:policy/types@0.1.0/error-kind": ::levee_policy_core::ErrorKind,
+            "levee:policy/types@0.1.0/response-facts": ::levee_policy_core::ResponseFacts,
+            "levee:policy/types@0.1.0/outcome": ::levee_policy_core::Outcome,
+            "levee:policy/types@0.1.0/attempt": ::levee_policy_core::Attempt,
+            "levee:policy/types@0.1.0/retry": ::levee_policy_core::Retry,
+            "levee:policy/types@0.1.0/give-up": ::levee_policy_core::GiveUp,
+            "levee:policy/types@0.1.0/next-step": ::levee_policy_core::NextStep,
+            "levee:policy/types@0.1.0/policy-info": ::levee_policy_core::PolicyInfo,
+            "levee:policy/types@0.1.0/config-error": ::levee_policy_core::ConfigError,
+        },
     });
 }
 
 use bindings::exports::levee::policy::policy::Guest;
-use bindings::exports::levee::policy::types as wit;
-use levee_policy_core::{Policy, Profile};
+use levee_policy_core::{
+    Admission, Attempt, ConfigError, NextStep, Policy, PolicyInfo, Profile, RequestFacts, View,
+};
 use std::cell::RefCell;
 
 thread_local! {
@@ -60,29 +98,20 @@ impl ProfileChoice for Interactive {
 pub struct Component<P>(std::marker::PhantomData<P>);
 
 impl<P: ProfileChoice> Guest for Component<P> {
-    fn info() -> wit::PolicyInfo {
-        with_policy(P::PROFILE, |p| p.info().into())
+    fn info() -> PolicyInfo {
+        with_policy(P::PROFILE, |p| p.info())
     }
 
-    fn configure(config: String) -> Result<(), wit::ConfigError> {
-        with_policy(P::PROFILE, |p| p.configure(&config).map_err(Into::into))
+    fn configure(config: String) -> Result<(), ConfigError> {
+        with_policy(P::PROFILE, |p| p.configure(&config))
     }
 
-    fn on_request(req: wit::RequestFacts, view: wit::View) -> wit::Admission {
-        let (req, view) = (req.into(), view.into());
-        with_policy(P::PROFILE, |p| p.on_request(&req, &view).into())
+    fn on_request(req: RequestFacts, view: View) -> Admission {
+        with_policy(P::PROFILE, |p| p.on_request(&req, &view))
     }
 
-    fn on_outcome(
-        req: wit::RequestFacts,
-        order: Vec<u32>,
-        attempt: wit::Attempt,
-        view: wit::View,
-    ) -> wit::NextStep {
-        let (req, attempt, view) = (req.into(), attempt.into(), view.into());
-        with_policy(P::PROFILE, |p| {
-            p.on_outcome(&req, &order, &attempt, &view).into()
-        })
+    fn on_outcome(req: RequestFacts, order: Vec<u32>, attempt: Attempt, view: View) -> NextStep {
+        with_policy(P::PROFILE, |p| p.on_outcome(&req, &order, &attempt, &view))
     }
 }
 

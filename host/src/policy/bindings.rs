@@ -1,179 +1,169 @@
-//! The host's bindings of the `policy-component` world (generated once,
-//! here), and conversions from and to `levee-policy-core`'s types.
+//! The host's side of the `policy` interface: its four functions, found in a
+//! component by name and type-checked once per instance, then called with
+//! `levee-policy-core`'s types as they are.
+//!
+//! Why not `wasmtime::component::bindgen!`: it generates a second set of
+//! types, and every call would convert the request facts and the view into
+//! them (a `String` and a `Vec` each) and the decision back. The core's
+//! types derive wasmtime's `Lower` and `Lift` instead (its `wasmtime`
+//! feature), and wasmtime checks them against the component's WIT types
+//! here, when an instance is created.
 
-#![allow(missing_docs)]
-
-wasmtime::component::bindgen!({
-    world: "policy-component",
-    path: "../wit",
-});
-
-pub use exports::levee::policy::policy::Guest as PolicyExports;
-use exports::levee::policy::types as wit;
-use levee_policy_core as core;
+use levee_policy_core::{
+    Admission, Attempt, ConfigError, NextStep, PolicyInfo, RequestFacts, View,
+};
+use wasmtime::component::{ComponentExportIndex, Func, Instance, InstancePre, TypedFunc};
+use wasmtime::{AsContextMut, Engine, Store};
 
 /// The interface name a policy component must export.
 pub const POLICY_INTERFACE: &str = "levee:policy/policy@0.1.0";
 
-/// Maps a fieldless enum both ways, case for case.
-macro_rules! same_enum {
-    ($wit:ident <-> $core:ident { $($case:ident),+ $(,)? }) => {
-        impl From<wit::$wit> for core::$core {
-            fn from(v: wit::$wit) -> Self {
-                match v { $(wit::$wit::$case => core::$core::$case),+ }
+type ConfigureParams<'a> = (&'a str,);
+type ConfigureResult = (Result<(), ConfigError>,);
+type RequestParams<'a> = (&'a RequestFacts, &'a View);
+type OutcomeParams<'a> = (&'a RequestFacts, &'a [u32], &'a Attempt, &'a View);
+
+/// A component ready to instantiate, with its policy functions located.
+pub(crate) struct PolicyPre<T: 'static> {
+    pre: InstancePre<T>,
+    info: ComponentExportIndex,
+    configure: ComponentExportIndex,
+    on_request: ComponentExportIndex,
+    on_outcome: ComponentExportIndex,
+}
+
+impl<T: 'static> PolicyPre<T> {
+    /// Finds the policy interface and its functions; fails naming the first
+    /// one that is missing.
+    pub fn new(pre: InstancePre<T>) -> wasmtime::Result<Self> {
+        let component = pre.component();
+        let (_, interface) = component
+            .get_export(None, POLICY_INTERFACE)
+            .ok_or_else(|| wasmtime::format_err!("no export named `{POLICY_INTERFACE}`"))?;
+        let func = |name: &str| {
+            component
+                .get_export_index(Some(&interface), name)
+                .ok_or_else(|| {
+                    wasmtime::format_err!("`{POLICY_INTERFACE}` has no function `{name}`")
+                })
+        };
+        Ok(PolicyPre {
+            info: func("info")?,
+            configure: func("configure")?,
+            on_request: func("on-request")?,
+            on_outcome: func("on-outcome")?,
+            pre,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.pre.engine()
+    }
+
+    /// A new instance in `store`, its functions checked against the
+    /// contract's types.
+    pub fn instantiate(&self, store: &mut Store<T>) -> wasmtime::Result<PolicyFuncs> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        let func = |store: &mut Store<T>, index: &ComponentExportIndex, name: &str| {
+            instance_func(&instance, store, index, name)
+        };
+        let info = func(store, &self.info, "info")?;
+        let configure = func(store, &self.configure, "configure")?;
+        let on_request = func(store, &self.on_request, "on-request")?;
+        let on_outcome = func(store, &self.on_outcome, "on-outcome")?;
+        let mismatch = |name: &'static str| {
+            move |e: wasmtime::Error| {
+                e.context(format!(
+                    "`{name}` does not have the type `{POLICY_INTERFACE}` gives it"
+                ))
             }
-        }
-        impl From<core::$core> for wit::$wit {
-            fn from(v: core::$core) -> Self {
-                match v { $(core::$core::$case => wit::$wit::$case),+ }
-            }
-        }
-    };
-}
-
-same_enum!(Method <-> Method { Get, Head, Post, Put, Patch, Delete, Options, Other });
-same_enum!(Endpoint <-> Endpoint { Messages, CountTokens, Models, Batches, Other });
-same_enum!(LimitKind <-> LimitKind { Requests, InputTokens, OutputTokens, Concurrency });
-same_enum!(LimitScope <-> LimitScope { Upstream, Client });
-same_enum!(Health <-> Health { Unknown, Healthy, Unhealthy });
-same_enum!(Circuit <-> Circuit { Closed, Open, HalfOpen });
-same_enum!(FailureKind <-> FailureKind { Dns, Connect, Tls, Proxy, Timeout, Reset });
-same_enum!(ErrorKind <-> ErrorKind {
-    InvalidRequest, Authentication, Billing, Permission, NotFound, RequestTooLarge,
-    RateLimit, ApiError, TimeoutError, Overloaded, Other,
-});
-
-pub fn request(r: &core::RequestFacts) -> wit::RequestFacts {
-    wit::RequestFacts {
-        id: r.id,
-        method: r.method.into(),
-        endpoint: r.endpoint.into(),
-        model: r.model.clone(),
-        stream: r.stream,
-        max_tokens: r.max_tokens,
-        est_input_tokens: r.est_input_tokens,
-        client: r.client.clone(),
-        priority: r.priority,
-        client_retry_count: r.client_retry_count,
-        received_at: r.received_at,
-        deadline: r.deadline,
+        };
+        configure
+            .typed::<ConfigureParams<'_>, ConfigureResult>(&*store)
+            .map_err(mismatch("configure"))?;
+        on_request
+            .typed::<RequestParams<'_>, (Admission,)>(&*store)
+            .map_err(mismatch("on-request"))?;
+        on_outcome
+            .typed::<OutcomeParams<'_>, (NextStep,)>(&*store)
+            .map_err(mismatch("on-outcome"))?;
+        Ok(PolicyFuncs {
+            info: info.typed(&*store).map_err(mismatch("info"))?,
+            configure,
+            on_request,
+            on_outcome,
+        })
     }
 }
 
-pub fn view(v: &core::View) -> wit::View {
-    wit::View {
-        now: v.now,
-        random: v.random,
-        retry_budget: v.retry_budget,
-        upstreams: v
-            .upstreams
-            .iter()
-            .map(|u| wit::UpstreamView {
-                id: u.id,
-                group: u.group,
-                weight: u.weight,
-                health: u.health.into(),
-                circuit: u.circuit.into(),
-                in_flight: u.in_flight,
-                rate_limited_until: u.rate_limited_until,
-                overloaded_until: u.overloaded_until,
-                budgets: u
-                    .budgets
-                    .iter()
-                    .map(|b| wit::Budget {
-                        kind: b.kind.into(),
-                        remaining: b.remaining,
-                        limit: b.limit,
-                        reset_at: b.reset_at,
-                    })
-                    .collect(),
-                ttfb_ms: u.ttfb_ms,
-                slow: u.slow,
-            })
-            .collect(),
-    }
+fn instance_func<T>(
+    instance: &Instance,
+    store: &mut Store<T>,
+    index: &ComponentExportIndex,
+    name: &str,
+) -> wasmtime::Result<Func> {
+    instance
+        .get_func(store, index)
+        .ok_or_else(|| wasmtime::format_err!("`{POLICY_INTERFACE}#{name}` is not a function"))
 }
 
-pub fn attempt(a: &core::Attempt) -> wit::Attempt {
-    wit::Attempt {
-        number: a.number,
-        upstream: a.upstream,
-        prev_delay_ms: a.prev_delay_ms,
-        outcome: match a.outcome {
-            core::Outcome::Response(r) => wit::Outcome::Response(wit::ResponseFacts {
-                status: r.status,
-                should_retry: r.should_retry,
-                retry_after_ms: r.retry_after_ms,
-                retry_after: r.retry_after,
-                error: r.error.map(Into::into),
-                spend_cap: r.spend_cap,
-                elapsed_ms: r.elapsed_ms,
-            }),
-            core::Outcome::Failure(kind) => wit::Outcome::Failure(kind.into()),
-        },
-    }
+/// One instance's policy functions.
+///
+/// The three whose parameters borrow are kept untyped, because a struct
+/// cannot name the lifetime of a call's arguments; each was type-checked
+/// against its parameter types (for any lifetime) when the instance was
+/// created, which is the check `TypedFunc::new_unchecked` asks of its
+/// caller.
+pub(crate) struct PolicyFuncs {
+    info: TypedFunc<(), (PolicyInfo,)>,
+    configure: Func,
+    on_request: Func,
+    on_outcome: Func,
 }
 
-impl From<wit::Admission> for core::Admission {
-    fn from(a: wit::Admission) -> Self {
-        match a {
-            wit::Admission::Admit(p) => core::Admission::Admit(core::Plan {
-                upstreams: p.upstreams,
-                try_timeout_ms: p.try_timeout_ms,
-                deadline: p.deadline,
-                charges: p
-                    .charges
-                    .into_iter()
-                    .map(|c| core::Charge {
-                        scope: c.scope.into(),
-                        kind: c.kind.into(),
-                        amount: c.amount,
-                    })
-                    .collect(),
-            }),
-            wit::Admission::Queue(until) => core::Admission::Queue(until),
-            wit::Admission::Reject(r) => core::Admission::Reject(core::Rejection {
-                status: r.status,
-                error_type: r.error_type,
-                message: r.message,
-                retry_after_ms: r.retry_after_ms,
-                should_retry: r.should_retry,
-            }),
-        }
+impl PolicyFuncs {
+    pub fn info(&self, store: impl AsContextMut) -> wasmtime::Result<PolicyInfo> {
+        Ok(self.info.call(store, ())?.0)
     }
-}
 
-impl From<wit::NextStep> for core::NextStep {
-    fn from(n: wit::NextStep) -> Self {
-        match n {
-            wit::NextStep::Deliver => core::NextStep::Deliver,
-            wit::NextStep::Retry(r) => core::NextStep::Retry(core::Retry {
-                upstream: r.upstream,
-                delay_ms: r.delay_ms,
-            }),
-            wit::NextStep::Fail(g) => core::NextStep::Fail(core::GiveUp {
-                should_retry: g.should_retry,
-                retry_after_ms: g.retry_after_ms,
-            }),
-        }
+    pub fn configure(
+        &self,
+        store: impl AsContextMut,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), ConfigError>> {
+        // SAFETY: type-checked as exactly these types in `instantiate`.
+        #[allow(unsafe_code)]
+        let f = unsafe {
+            TypedFunc::<ConfigureParams<'_>, ConfigureResult>::new_unchecked(self.configure)
+        };
+        Ok(f.call(store, (config,))?.0)
     }
-}
 
-impl From<wit::PolicyInfo> for core::PolicyInfo {
-    fn from(i: wit::PolicyInfo) -> Self {
-        core::PolicyInfo {
-            name: i.name,
-            version: i.version,
-            summary: i.summary,
-        }
+    pub fn on_request(
+        &self,
+        store: impl AsContextMut,
+        req: &RequestFacts,
+        view: &View,
+    ) -> wasmtime::Result<Admission> {
+        // SAFETY: type-checked as exactly these types in `instantiate`.
+        #[allow(unsafe_code)]
+        let f =
+            unsafe { TypedFunc::<RequestParams<'_>, (Admission,)>::new_unchecked(self.on_request) };
+        Ok(f.call(store, (req, view))?.0)
     }
-}
 
-impl From<wit::ConfigError> for core::ConfigError {
-    fn from(e: wit::ConfigError) -> Self {
-        core::ConfigError {
-            key: e.key,
-            message: e.message,
-        }
+    pub fn on_outcome(
+        &self,
+        store: impl AsContextMut,
+        req: &RequestFacts,
+        order: &[u32],
+        attempt: &Attempt,
+        view: &View,
+    ) -> wasmtime::Result<NextStep> {
+        // SAFETY: type-checked as exactly these types in `instantiate`.
+        #[allow(unsafe_code)]
+        let f =
+            unsafe { TypedFunc::<OutcomeParams<'_>, (NextStep,)>::new_unchecked(self.on_outcome) };
+        Ok(f.call(store, (req, order, attempt, view))?.0)
     }
 }

@@ -15,7 +15,7 @@
 //! 6. `self-check`: a few decisions on known inputs must respect the host's
 //!    invariants.
 
-use super::bindings::{POLICY_INTERFACE, PolicyComponentPre};
+use super::bindings::{POLICY_INTERFACE, PolicyPre};
 use super::cache::CompileCache;
 use super::loaded::{LoadedPolicy, Stats};
 use super::pool::{EPOCH_TICK, Limits, Pool, PoolError, StoreState};
@@ -213,7 +213,7 @@ impl PolicyEngine {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PolicyComponentPre::new)
+            .and_then(PolicyPre::new)
             .map_err(|e| {
                 fail(
                     Stage::Exports,
@@ -225,9 +225,8 @@ impl PolicyEngine {
             PoolError::Configure(m) => fail(Stage::Configure, m),
         })?;
         let info = pool
-            .call(|p, s| p.call_info(s))
-            .map_err(|e| fail(Stage::SelfCheck, format!("info(): {e}")))?
-            .into();
+            .call(|p, s| p.info(s))
+            .map_err(|e| fail(Stage::SelfCheck, format!("info(): {e}")))?;
         let policy =
             LoadedPolicy::new(name.clone(), &bytes, info, config, pool, self.stats.clone());
         selfcheck::run(&policy).map_err(|m| fail(Stage::SelfCheck, m))?;

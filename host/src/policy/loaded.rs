@@ -1,7 +1,7 @@
 //! A loaded policy: a pool of configured instances, and the native fallback
 //! that answers whenever the component cannot.
 
-use super::bindings;
+use super::bindings::PolicyFuncs;
 use super::pool::{CallError, Pool, StoreState};
 use levee_policy_core::{
     Admission, Attempt, NextStep, Policy, PolicyInfo, Profile, RequestFacts, View,
@@ -114,9 +114,7 @@ impl LoadedPolicy {
 
     /// Admission, by the component only.
     pub fn try_on_request(&self, req: &RequestFacts, view: &View) -> Result<Admission, CallError> {
-        let (req, view) = (bindings::request(req), bindings::view(view));
-        self.call(|p, s| p.call_on_request(s, &req, &view))
-            .map(Into::into)
+        self.call(|p, s| p.on_request(s, req, view))
     }
 
     /// The next step, by the component only.
@@ -127,22 +125,13 @@ impl LoadedPolicy {
         attempt: &Attempt,
         view: &View,
     ) -> Result<NextStep, CallError> {
-        let (req, attempt, view) = (
-            bindings::request(req),
-            bindings::attempt(attempt),
-            bindings::view(view),
-        );
-        self.call(|p, s| p.call_on_outcome(s, &req, order, attempt, &view))
-            .map(Into::into)
+        self.call(|p, s| p.on_outcome(s, req, order, attempt, view))
     }
 
     /// One call into the component, counted; failures are counted by kind.
     fn call<R>(
         &self,
-        f: impl FnOnce(
-            &bindings::PolicyExports,
-            &mut wasmtime::Store<StoreState>,
-        ) -> wasmtime::Result<R>,
+        f: impl FnOnce(&PolicyFuncs, &mut wasmtime::Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.pool.call(f);

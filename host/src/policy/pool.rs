@@ -6,7 +6,7 @@
 //! traps, overruns its deadline or exhausts its memory discards its
 //! instance; the slot is refilled on its next use.
 
-use super::bindings::{PolicyComponent, PolicyComponentPre, PolicyExports};
+use super::bindings::{PolicyFuncs, PolicyPre};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -57,11 +57,11 @@ pub(crate) struct StoreState {
 
 struct Slot {
     store: Store<StoreState>,
-    policy: PolicyComponent,
+    funcs: PolicyFuncs,
 }
 
 pub(crate) struct Pool {
-    pre: PolicyComponentPre<StoreState>,
+    pre: PolicyPre<StoreState>,
     config: String,
     limits: Limits,
     slots: Box<[Mutex<Option<Slot>>]>,
@@ -72,7 +72,7 @@ impl Pool {
     /// Creates every instance and configures it, so that a pool that
     /// exists is ready to serve.
     pub fn new(
-        pre: PolicyComponentPre<StoreState>,
+        pre: PolicyPre<StoreState>,
         config: &str,
         limits: Limits,
     ) -> Result<Pool, PoolError> {
@@ -92,7 +92,7 @@ impl Pool {
     /// Runs `f` on a free instance, under the call deadline.
     pub fn call<R>(
         &self,
-        f: impl FnOnce(&PolicyExports, &mut Store<StoreState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&PolicyFuncs, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.slots.len();
@@ -112,7 +112,7 @@ impl Pool {
         let slot = guard.as_mut().expect("filled above");
         slot.store
             .set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
-        match f(slot.policy.levee_policy_policy(), &mut slot.store) {
+        match f(&slot.funcs, &mut slot.store) {
             Ok(r) => Ok(r),
             Err(e) => {
                 // The instance's state is unknown after a trap: drop it.
@@ -132,11 +132,7 @@ pub(crate) enum PoolError {
     Configure(String),
 }
 
-fn new_slot(
-    pre: &PolicyComponentPre<StoreState>,
-    config: &str,
-    limits: Limits,
-) -> Result<Slot, PoolError> {
+fn new_slot(pre: &PolicyPre<StoreState>, config: &str, limits: Limits) -> Result<Slot, PoolError> {
     let state = StoreState {
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
@@ -146,18 +142,13 @@ fn new_slot(
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
-    let policy = pre
+    let funcs = pre
         .instantiate(&mut store)
         .map_err(|e| PoolError::Instantiate(classify(&e, limits.call_timeout).to_string()))?;
     store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
-    match policy
-        .levee_policy_policy()
-        .call_configure(&mut store, config)
-    {
-        Ok(Ok(())) => Ok(Slot { store, policy }),
-        Ok(Err(e)) => Err(PoolError::Configure(
-            levee_policy_core::ConfigError::from(e).to_string(),
-        )),
+    match funcs.configure(&mut store, config) {
+        Ok(Ok(())) => Ok(Slot { store, funcs }),
+        Ok(Err(e)) => Err(PoolError::Configure(e.to_string())),
         Err(e) => Err(PoolError::Configure(
             classify(&e, limits.call_timeout).to_string(),
         )),

@@ -76,44 +76,135 @@ pub(super) struct Ranking {
 /// in a weighted random order drawn from `view.random` (weight 0 last).
 /// Rate-limited and overloaded upstreams instead sort by when they are
 /// free, then by group.
+///
+/// One pass classifies the upstreams into a scratch array (on the stack for
+/// up to [`INLINE`] upstreams), one stable sort puts them in tier order, and
+/// the weighted shuffles run in place; the only allocation is the order.
 pub(super) fn rank(view: &View) -> Ranking {
-    let mut seen = Vec::with_capacity(view.upstreams.len());
-    let mut available = Vec::new();
-    let mut overloaded = Vec::new();
-    let mut limited = Vec::new();
-    let mut unhealthy = Vec::new();
-    let mut open = Vec::new();
+    let n = view.upstreams.len();
+    let mut inline = [Entry::default(); INLINE];
+    let mut heap = Vec::new();
+    let scratch: &mut [Entry] = if n <= INLINE {
+        &mut inline[..n]
+    } else {
+        heap.resize(n, Entry::default());
+        &mut heap
+    };
+    let mut len = 0;
+    let (mut open, mut any_available, mut soonest) = (0, false, None::<TimestampMs>);
     for u in &view.upstreams {
-        if seen.contains(&u.id) {
+        if scratch[..len].iter().any(|e| e.id == u.id) {
             continue;
         }
-        seen.push(u.id);
-        match standing(u, view.now) {
-            Standing::Available => available.push(u),
-            Standing::Overloaded { until } => overloaded.push((until, u)),
-            Standing::RateLimited { until } => limited.push((until, u)),
-            Standing::Unhealthy => unhealthy.push(u),
-            Standing::Open => open.push(u),
+        let (tier, until) = match standing(u, view.now) {
+            Standing::Available => (Tier::Available, 0),
+            Standing::Overloaded { until } => (Tier::Overloaded, until),
+            Standing::RateLimited { until } => (Tier::RateLimited, until),
+            Standing::Unhealthy => (Tier::Unhealthy, 0),
+            Standing::Open => (Tier::Open, 0),
+        };
+        match tier {
+            Tier::Available => any_available = true,
+            Tier::Overloaded | Tier::RateLimited => {
+                soonest = Some(soonest.map_or(until, |s| s.min(until)));
+            }
+            Tier::Open => open += 1,
+            Tier::Unhealthy => {}
         }
+        scratch[len] = Entry::new(u, tier, until);
+        len += 1;
     }
-    let soonest = overloaded.iter().chain(&limited).map(|&(t, _)| t).min();
-    let any_available = !available.is_empty();
+    // Open circuits take part only when every upstream is open.
+    let panic_mode = open == len;
+    let entries = &mut scratch[..len];
+    entries.sort_by_key(|e| e.key(panic_mode));
+    let kept = if panic_mode { len } else { len - open };
+    let entries = &mut entries[..kept];
     let mut draws = Draws(view.random);
-    let mut order = Vec::with_capacity(seen.len());
-    if open.len() == seen.len() {
-        order.extend(arrange(open, &mut draws));
-    } else {
-        order.extend(arrange(available, &mut draws));
-        for mut tier in [overloaded, limited] {
-            tier.sort_by_key(|&(until, u)| (until, u.group));
-            order.extend(tier.iter().map(|(_, u)| u.id));
+    let mut start = 0;
+    while let Some(&first) = entries.get(start) {
+        let end = start
+            + entries[start..]
+                .iter()
+                .take_while(|e| e.same_run(&first))
+                .count();
+        if first.shuffled() {
+            weighted_shuffle(&mut entries[start..end], &mut draws);
         }
-        order.extend(arrange(unhealthy, &mut draws));
+        start = end;
     }
     Ranking {
-        order,
+        order: entries.iter().map(|e| e.id).collect(),
         any_available,
         soonest,
+    }
+}
+
+/// Upstreams ranked without a heap allocation for scratch space.
+const INLINE: usize = 16;
+
+/// Where an upstream falls in the order, best first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Tier {
+    #[default]
+    Available,
+    Overloaded,
+    RateLimited,
+    Unhealthy,
+    Open,
+}
+
+/// One distinct upstream being ranked.
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    tier: Tier,
+    /// When an overloaded or rate-limited upstream is free; 0 otherwise.
+    until: TimestampMs,
+    group: u8,
+    slow: bool,
+    weight: u16,
+    id: u32,
+}
+
+impl Entry {
+    fn new(u: &UpstreamView, tier: Tier, until: TimestampMs) -> Entry {
+        Entry {
+            tier,
+            until,
+            group: u.group,
+            slow: u.slow,
+            weight: u.weight,
+            id: u.id,
+        }
+    }
+
+    /// Whether its tier is put in weighted random order (rather than by
+    /// when it is free).
+    fn shuffled(&self) -> bool {
+        matches!(self.tier, Tier::Available | Tier::Unhealthy | Tier::Open)
+    }
+
+    /// The sort key: the tier (open circuits last, and in panic mode as if
+    /// available), then by when it is free and group, or by group, non-slow
+    /// first and weight 0 last. The sort is stable, so ties keep the view's
+    /// order.
+    fn key(&self, panic_mode: bool) -> (Tier, TimestampMs, u8, bool, bool) {
+        let tier = match self.tier {
+            Tier::Open if panic_mode => Tier::Available,
+            t => t,
+        };
+        if self.shuffled() {
+            (tier, 0, self.group, self.slow, self.weight == 0)
+        } else {
+            (tier, self.until, self.group, false, false)
+        }
+    }
+
+    /// Whether `self` is in the same run as `first`: same tier and, for
+    /// shuffled tiers, the same group and slowness.
+    fn same_run(&self, first: &Entry) -> bool {
+        self.tier == first.tier
+            && (!first.shuffled() || (self.group, self.slow) == (first.group, first.slow))
     }
 }
 
@@ -132,36 +223,28 @@ pub(super) fn alternative(order: &[u32], failed: u32, view: &View) -> Option<u32
         })
 }
 
-/// Orders one tier: by group, non-slow first, then weighted random.
-fn arrange(mut tier: Vec<&UpstreamView>, draws: &mut Draws) -> Vec<u32> {
-    tier.sort_by_key(|u| (u.group, u.slow));
-    let mut order = Vec::with_capacity(tier.len());
-    for run in tier.chunk_by(|a, b| (a.group, a.slow) == (b.group, b.slow)) {
-        weighted_shuffle(run, draws, &mut order);
-    }
-    order
-}
-
-/// Appends `run`'s ids in weighted random order without replacement: each
-/// pick has probability proportional to weight among those left. Weight-0
-/// upstreams follow in their given order.
-fn weighted_shuffle(run: &[&UpstreamView], draws: &mut Draws, out: &mut Vec<u32>) {
-    let mut left: Vec<&UpstreamView> = run.iter().copied().filter(|u| u.weight > 0).collect();
-    while !left.is_empty() {
-        let total: u64 = left.iter().map(|u| u64::from(u.weight)).sum();
+/// Puts `run` (one group and slowness of one tier, weight-0 upstreams
+/// already last) in weighted random order without replacement: each pick
+/// has probability proportional to weight among those left, and those left
+/// keep their order. Weight-0 upstreams stay last in their given order.
+fn weighted_shuffle(run: &mut [Entry], draws: &mut Draws) {
+    let positive = run.iter().take_while(|e| e.weight > 0).count();
+    let mut total: u64 = run[..positive].iter().map(|e| u64::from(e.weight)).sum();
+    for i in 0..positive {
+        let left = &mut run[i..positive];
         let mut point = draws.below(total);
         let mut pick = left.len() - 1;
-        for (i, u) in left.iter().enumerate() {
-            let w = u64::from(u.weight);
+        for (j, e) in left.iter().enumerate() {
+            let w = u64::from(e.weight);
             if point < w {
-                pick = i;
+                pick = j;
                 break;
             }
             point -= w;
         }
-        out.push(left.remove(pick).id);
+        total -= u64::from(left[pick].weight);
+        left[..=pick].rotate_right(1);
     }
-    out.extend(run.iter().filter(|u| u.weight == 0).map(|u| u.id));
 }
 
 /// A deterministic stream of draws derived from one random value

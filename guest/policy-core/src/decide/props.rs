@@ -4,6 +4,7 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 
+use super::order;
 use super::*;
 use crate::types::{Budget, Circuit, Endpoint, Health, Method, ResponseFacts, UpstreamView};
 
@@ -262,5 +263,140 @@ proptest! {
                 prop_assert_eq!(r.should_retry, r.retry_after_ms.is_some());
             }
         }
+    }
+}
+
+/// The ranking as it was first written (a vector per tier, sorted and
+/// shuffled tier by tier): the reference that the allocation-free
+/// [`order::rank`] must match exactly.
+mod reference {
+    use super::order::{Ranking, Standing, standing};
+    use crate::backoff::mix64;
+    use crate::types::{UpstreamView, View};
+
+    /// Ranks the view's upstreams at `view.now`.
+    ///
+    /// Each tier is ordered by group (lowest first), non-slow before slow, then
+    /// in a weighted random order drawn from `view.random` (weight 0 last).
+    /// Rate-limited and overloaded upstreams instead sort by when they are
+    /// free, then by group.
+    pub(super) fn rank(view: &View) -> Ranking {
+        let mut seen = Vec::with_capacity(view.upstreams.len());
+        let mut available = Vec::new();
+        let mut overloaded = Vec::new();
+        let mut limited = Vec::new();
+        let mut unhealthy = Vec::new();
+        let mut open = Vec::new();
+        for u in &view.upstreams {
+            if seen.contains(&u.id) {
+                continue;
+            }
+            seen.push(u.id);
+            match standing(u, view.now) {
+                Standing::Available => available.push(u),
+                Standing::Overloaded { until } => overloaded.push((until, u)),
+                Standing::RateLimited { until } => limited.push((until, u)),
+                Standing::Unhealthy => unhealthy.push(u),
+                Standing::Open => open.push(u),
+            }
+        }
+        let soonest = overloaded.iter().chain(&limited).map(|&(t, _)| t).min();
+        let any_available = !available.is_empty();
+        let mut draws = Draws(view.random);
+        let mut order = Vec::with_capacity(seen.len());
+        if open.len() == seen.len() {
+            order.extend(arrange(open, &mut draws));
+        } else {
+            order.extend(arrange(available, &mut draws));
+            for mut tier in [overloaded, limited] {
+                tier.sort_by_key(|&(until, u)| (until, u.group));
+                order.extend(tier.iter().map(|(_, u)| u.id));
+            }
+            order.extend(arrange(unhealthy, &mut draws));
+        }
+        Ranking {
+            order,
+            any_available,
+            soonest,
+        }
+    }
+
+    /// Orders one tier: by group, non-slow first, then weighted random.
+    fn arrange(mut tier: Vec<&UpstreamView>, draws: &mut Draws) -> Vec<u32> {
+        tier.sort_by_key(|u| (u.group, u.slow));
+        let mut order = Vec::with_capacity(tier.len());
+        for run in tier.chunk_by(|a, b| (a.group, a.slow) == (b.group, b.slow)) {
+            weighted_shuffle(run, draws, &mut order);
+        }
+        order
+    }
+
+    /// Appends `run`'s ids in weighted random order without replacement: each
+    /// pick has probability proportional to weight among those left. Weight-0
+    /// upstreams follow in their given order.
+    fn weighted_shuffle(run: &[&UpstreamView], draws: &mut Draws, out: &mut Vec<u32>) {
+        let mut left: Vec<&UpstreamView> = run.iter().copied().filter(|u| u.weight > 0).collect();
+        while !left.is_empty() {
+            let total: u64 = left.iter().map(|u| u64::from(u.weight)).sum();
+            let mut point = draws.below(total);
+            let mut pick = left.len() - 1;
+            for (i, u) in left.iter().enumerate() {
+                let w = u64::from(u.weight);
+                if point < w {
+                    pick = i;
+                    break;
+                }
+                point -= w;
+            }
+            out.push(left.remove(pick).id);
+        }
+        out.extend(run.iter().filter(|u| u.weight == 0).map(|u| u.id));
+    }
+
+    /// A deterministic stream of draws derived from one random value
+    /// (splitmix64).
+    struct Draws(u64);
+
+    impl Draws {
+        /// A draw from `0..n` (`n > 0`).
+        fn below(&mut self, n: u64) -> u64 {
+            let x = mix64(self.0);
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            ((u128::from(x) * u128::from(n)) >> 64) as u64
+        }
+    }
+}
+
+/// Views of up to 24 upstreams with few distinct ids, groups and weights,
+/// so that ties, repeats, weight 0 and the heap-allocated scratch path all
+/// occur.
+fn crowded_view() -> impl Strategy<Value = View> {
+    let upstream = (
+        upstream(),
+        0u32..30,
+        prop_oneof![Just(0u16), 1u16..4, any::<u16>()],
+    )
+        .prop_map(|(mut u, id, weight)| {
+            u.id = id;
+            u.weight = weight;
+            u
+        });
+    (time(), any::<u64>(), vec(upstream, 0..25)).prop_map(|(now, random, upstreams)| View {
+        now,
+        random,
+        upstreams,
+        retry_budget: true,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn rank_matches_the_reference(view in prop_oneof![view(), crowded_view()]) {
+        let (new, old) = (order::rank(&view), reference::rank(&view));
+        prop_assert_eq!(&new.order, &old.order);
+        prop_assert_eq!(new.any_available, old.any_available);
+        prop_assert_eq!(new.soonest, old.soonest);
     }
 }
