@@ -1,7 +1,7 @@
 //! `levee serve`: config, engine and policy, upstreams, listeners, signals.
 
 use crate::config::{Config, Overrides};
-use crate::proxy::{Gateway, bind, serve, serve_admin};
+use crate::proxy::{Gateway, Workers, bind, serve, serve_admin};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::signal::unix::{SignalKind, signal};
@@ -39,12 +39,15 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
         log_override.or(Some(config.log.level.as_str())),
         config.log.format,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The acceptor, the admin API and signals run here, on the main thread;
+    // clients are served by the workers (see `proxy::Workers`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let gw = Gateway::new(&config, overrides)?;
         let listener = bind(config.listen).await?;
+        let workers = Workers::start(&gw, config.worker_count(), config.shutdown_grace)?;
         println!("levee listening on {}", listener.local_addr()?);
         if let Some(addr) = config.admin.listen {
             let admin = bind(addr).await?;
@@ -55,9 +58,12 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
         let reloader = gw.clone();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                match reloader.reload() {
-                    Ok(done) => tracing::info!("SIGHUP: {done}"),
-                    Err(e) => tracing::warn!("SIGHUP: reload refused, nothing changed: {e:#}"),
+                let gw = reloader.clone();
+                // Off this thread: compiling a new policy must not stall accepting.
+                match tokio::task::spawn_blocking(move || gw.reload()).await {
+                    Ok(Ok(done)) => tracing::info!("SIGHUP: {done}"),
+                    Ok(Err(e)) => tracing::warn!("SIGHUP: reload refused, nothing changed: {e:#}"),
+                    Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
                 }
             }
         });
@@ -68,7 +74,7 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(gw, listener, shutdown, config.shutdown_grace).await
+        serve(listener, workers, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

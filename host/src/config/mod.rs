@@ -45,6 +45,9 @@ pub struct Config {
     /// How long in-flight requests may take to finish after a shutdown
     /// signal.
     pub shutdown_grace: Duration,
+    /// Worker threads serving clients; 0 for one per CPU core (see
+    /// [`Config::worker_count`]).
+    pub workers: usize,
     /// The upstreams, in the order given; never empty.
     pub upstreams: Vec<Upstream>,
     /// The policy component and its limits.
@@ -80,6 +83,15 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// How many worker threads serve clients: `workers`, or one per CPU
+    /// core when it is 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Loads the file at `path` (or, with `None`, starts from the defaults)
     /// and applies `overrides`.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {

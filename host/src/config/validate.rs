@@ -33,6 +33,7 @@ pub(super) fn build(
         0..=600_000,
         DEFAULT_SHUTDOWN_GRACE,
     );
+    let workers = c.int("workers", raw.workers, 0..=256, 0);
     let upstreams = if overrides.upstreams.is_empty() {
         upstream::from_file(&mut c, raw.upstreams)
     } else {
@@ -48,6 +49,7 @@ pub(super) fn build(
         // `None` only after a reported problem, so `finish` has returned.
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8787))),
         shutdown_grace,
+        workers,
         upstreams,
         policy,
         rails,

@@ -10,7 +10,7 @@
 use super::reply::{Body, full};
 use super::server::Gateway;
 use crate::config::Secret;
-use crate::policy::{PolicySource, describe};
+use crate::policy::{LoadError, PolicySource, describe};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -42,7 +42,11 @@ pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, token: Option<
     }
 }
 
-async fn route(gw: &Gateway, token: Option<&Secret>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    gw: &Arc<Gateway>,
+    token: Option<&Secret>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.uri().path() == "/healthz" {
         return reply(StatusCode::OK, json!({"status": "ok"}));
     }
@@ -52,7 +56,7 @@ async fn route(gw: &Gateway, token: Option<&Secret>, req: Request<Incoming>) -> 
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/policy") => reply(StatusCode::OK, policy_status(gw)),
         (Method::POST, "/policy") => swap(gw, req).await,
-        (Method::POST, "/reload") => match gw.reload() {
+        (Method::POST, "/reload") => match off_thread(gw, |gw| gw.reload()).await {
             Ok(done) => reply(StatusCode::OK, json!({"reloaded": done})),
             Err(e) => reply(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,7 +115,7 @@ fn policy_status(gw: &Gateway) -> serde_json::Value {
     })
 }
 
-async fn swap(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+async fn swap(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let body: Bytes = match Limited::new(req.into_body(), 1 << 20).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -141,20 +145,42 @@ async fn swap(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    match gw
-        .policy
-        .swap(&gw.engine, &PolicySource::parse(source), &config)
-    {
+    let source = PolicySource::parse(source);
+    let swapped = off_thread(gw, move |gw| {
+        gw.policy
+            .swap(&gw.engine, &source, &config)
+            .map_err(anyhow::Error::from)
+    })
+    .await;
+    match swapped {
         Ok(record) => reply(
             StatusCode::OK,
             json!({"swapped": {"from": record.from, "to": record.to, "elapsed_ms": record.elapsed.as_secs_f64() * 1e3}}),
         ),
-        Err(e) => reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"refused": {"stage": e.stage.to_string(), "message": e.message, "policy": e.source_name},
-                   "active": describe(&gw.policy.current())}),
-        ),
+        Err(e) => match e.downcast::<LoadError>() {
+            Ok(e) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"refused": {"stage": e.stage.to_string(), "message": e.message, "policy": e.source_name},
+                       "active": describe(&gw.policy.current())}),
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": format!("{e:#}")}),
+            ),
+        },
     }
+}
+
+/// Runs `f` on the blocking pool: loading a policy compiles it, which must
+/// not stall the thread that accepts connections.
+async fn off_thread<T: Send + 'static>(
+    gw: &Arc<Gateway>,
+    f: impl FnOnce(&Gateway) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let gw = gw.clone();
+    tokio::task::spawn_blocking(move || f(&gw))
+        .await
+        .map_err(|e| anyhow::anyhow!("the admin task failed: {e}"))?
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<Body> {

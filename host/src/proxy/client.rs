@@ -9,7 +9,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -30,21 +32,27 @@ pub struct AttemptError {
 }
 
 impl UpstreamClient {
-    /// A client for `upstream`.
-    pub fn new(upstream: &Upstream) -> anyhow::Result<UpstreamClient> {
+    /// `workers` clients for `upstream`, one per worker thread, sharing
+    /// its TLS config and its cap on open connections.
+    pub fn per_worker(upstream: &Upstream, workers: usize) -> anyhow::Result<Box<[Self]>> {
         let tls = match upstream.scheme {
             crate::config::Scheme::Https => Some(super::tls::client_config(&upstream.tls)?),
             crate::config::Scheme::Http => None,
         };
-        let connector = Connector::new(upstream, tls);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(upstream.max_connections)
-            .http2_adaptive_window(true)
-            .timer(TokioTimer::new())
-            .build(connector);
-        Ok(UpstreamClient { client })
+        let permits = Arc::new(Semaphore::new(upstream.max_connections));
+        Ok((0..workers.max(1))
+            .map(|_| {
+                let connector = Connector::new(upstream, tls.clone(), permits.clone());
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(POOL_IDLE)
+                    .pool_timer(TokioTimer::new())
+                    .pool_max_idle_per_host(upstream.max_connections)
+                    .http2_adaptive_window(true)
+                    .timer(TokioTimer::new())
+                    .build(connector);
+                UpstreamClient { client }
+            })
+            .collect())
     }
 
     /// Sends `req` and waits for the response head, at most `timeout`.

@@ -51,8 +51,14 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// A connector for `upstream`, with its TLS config when it is https.
-    pub fn new(upstream: &Upstream, tls: Option<Arc<rustls::ClientConfig>>) -> Connector {
+    /// A connector for `upstream`, with its TLS config when it is https,
+    /// opening connections under `permits` (shared by every worker's
+    /// connector for the upstream).
+    pub fn new(
+        upstream: &Upstream,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        permits: Arc<Semaphore>,
+    ) -> Connector {
         Connector {
             host: upstream.host.as_str().into(),
             port: upstream.port,
@@ -61,7 +67,7 @@ impl Connector {
                 Scheme::Http => None,
             },
             connect_timeout: upstream.connect_timeout,
-            permits: Arc::new(Semaphore::new(upstream.max_connections)),
+            permits,
         }
     }
 

@@ -278,7 +278,7 @@ impl Exchange<'_> {
         let up = &self.rt.upstreams[id as usize];
         let _in_flight = up.state.start();
         let started = Instant::now();
-        let sent = up.client.send(self.upstream_request(id), timeout).await;
+        let sent = up.client().send(self.upstream_request(id), timeout).await;
         let elapsed_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
         let resp = match sent {
             Ok(resp) => resp,
@@ -342,18 +342,10 @@ impl Exchange<'_> {
     }
 
     fn upstream_request(&self, id: u32) -> Request<Full<Bytes>> {
-        let up = &self.rt.upstreams[id as usize].config;
-        let path = self.parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let scheme = match up.scheme {
-            crate::config::Scheme::Http => "http",
-            crate::config::Scheme::Https => "https",
-        };
-        let uri = format!("{scheme}://{}:{}{}{}", up.host, up.port, up.base_path, path);
+        let up = &self.rt.upstreams[id as usize];
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.parts.method.clone();
-        *req.uri_mut() = uri
-            .parse()
-            .expect("built from a validated host and a client path");
+        *req.uri_mut() = up.uri(self.parts.uri.path_and_query());
         let headers = req.headers_mut();
         headers.clone_from(&self.parts.headers);
         strip_hop_by_hop(headers);

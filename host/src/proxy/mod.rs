@@ -17,24 +17,77 @@ mod server;
 mod state;
 mod stream;
 mod tls;
+mod workers;
 
 pub use admin::serve_admin;
 pub use budget::RetryBudget;
 pub use connect::{ConnectError, layer_name};
 pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
+pub use workers::Workers;
 
-use crate::config::{Config, Rails, Streaming, Upstream};
+use crate::config::{Config, Rails, Scheme, Streaming, Upstream};
 use anyhow::Context;
 use client::UpstreamClient;
 use state::UpstreamState;
 
-/// One upstream at runtime: its config, its pooled client, its state.
+/// One upstream at runtime: its config, a pooled client per worker (all
+/// under one connection cap), its state.
 pub struct UpstreamRuntime {
     /// As configured.
     pub config: Upstream,
-    client: UpstreamClient,
+    clients: Box<[UpstreamClient]>,
     state: UpstreamState,
+    scheme: http::uri::Scheme,
+    /// Host (bracketed if IPv6) and port, always explicit.
+    authority: http::uri::Authority,
+}
+
+impl UpstreamRuntime {
+    fn new(config: &Upstream, workers: usize) -> anyhow::Result<UpstreamRuntime> {
+        let host = if config.host.contains(':') {
+            format!("[{}]", config.host)
+        } else {
+            config.host.clone()
+        };
+        Ok(UpstreamRuntime {
+            clients: UpstreamClient::per_worker(config, workers)?,
+            state: UpstreamState::default(),
+            scheme: match config.scheme {
+                Scheme::Http => http::uri::Scheme::HTTP,
+                Scheme::Https => http::uri::Scheme::HTTPS,
+            },
+            authority: format!("{host}:{}", config.port)
+                .parse()
+                .context("the upstream's host and port do not form a URI authority")?,
+            config: config.clone(),
+        })
+    }
+
+    /// The upstream URI for a client's path and query: the base path goes
+    /// first.
+    fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> http::Uri {
+        let path = path_and_query.map_or("/", |p| p.as_str());
+        let path_and_query = if self.config.base_path.is_empty() {
+            path_and_query.cloned()
+        } else {
+            format!("{}{path}", self.config.base_path).parse().ok()
+        };
+        http::Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query =
+                path_and_query.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+            parts
+        })
+        .expect("scheme, authority and path are each valid")
+    }
+
+    /// The calling worker's client: its connections live on this thread.
+    fn client(&self) -> &UpstreamClient {
+        &self.clients[workers::current() % self.clients.len()]
+    }
 }
 
 /// Everything a request needs that SIGHUP can replace.
@@ -48,18 +101,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds clients for every upstream in `config`.
+    /// Builds clients for every upstream in `config`, one per worker.
     pub fn new(config: &Config) -> anyhow::Result<Runtime> {
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| {
-                Ok(UpstreamRuntime {
-                    client: UpstreamClient::new(u)
-                        .with_context(|| format!("upstream `{}`", u.name))?,
-                    config: u.clone(),
-                    state: UpstreamState::default(),
-                })
+                UpstreamRuntime::new(u, config.worker_count())
+                    .with_context(|| format!("upstream `{}`", u.name))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Runtime {
@@ -89,4 +138,43 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn upstream(url: &str) -> UpstreamRuntime {
+        let overrides = Overrides {
+            upstreams: vec![url.to_owned()],
+            ..Overrides::default()
+        };
+        let config = Config::load(None, &overrides).expect("a valid upstream URL");
+        UpstreamRuntime::new(&config.upstreams[0], 1).expect("an upstream runtime")
+    }
+
+    #[test]
+    fn upstream_uris_keep_the_path_and_query_after_the_base_path() {
+        let pq = |s: &str| s.parse::<http::uri::PathAndQuery>().unwrap();
+        let plain = upstream("http://127.0.0.1:9000");
+        assert_eq!(
+            plain.uri(Some(&pq("/v1/messages?beta=true"))),
+            "http://127.0.0.1:9000/v1/messages?beta=true"
+        );
+        assert_eq!(plain.uri(None), "http://127.0.0.1:9000/");
+        let based = upstream("https://gw.example.com/anthropic");
+        assert_eq!(
+            based.uri(Some(&pq("/v1/messages?x=1"))),
+            "https://gw.example.com:443/anthropic/v1/messages?x=1"
+        );
+    }
+
+    #[test]
+    fn ipv6_upstreams_get_brackets_in_the_uri() {
+        let v6 = upstream("http://[::1]:8080");
+        let uri = v6.uri(Some(&"/v1/models".parse().unwrap()));
+        assert_eq!(uri, "http://[::1]:8080/v1/models");
+        assert_eq!(uri.host(), Some("[::1]"));
+    }
 }

@@ -1,6 +1,7 @@
 //! The listener: HTTP/1.1 and HTTP/2 from clients, graceful shutdown on
 //! SIGTERM, and reload on SIGHUP.
 
+use super::workers::{self, Workers};
 use super::{RetryBudget, Runtime, forward};
 use crate::config::{Config, Overrides};
 use crate::policy::{EngineOptions, PolicyEngine, PolicyHandle, describe};
@@ -14,9 +15,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// The gateway's shared state.
 pub struct Gateway {
@@ -82,57 +84,79 @@ impl Gateway {
     }
 }
 
-/// Serves clients on `listener` until `shutdown` resolves, then stops
-/// accepting and lets in-flight requests and streams finish for up to
-/// `grace`.
+/// Accepts clients on `listener` and hands each to a worker, until
+/// `shutdown` resolves. Then stops accepting and lets the workers finish
+/// their connections, each within its grace period.
 pub async fn serve(
-    gw: Arc<Gateway>,
     listener: TcpListener,
+    workers: Workers,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
 ) -> anyhow::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let gw = gw.clone();
-                let service = service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(forward::handle(gw, req).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "client connection ended with an error");
-                    }
-                });
-            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => workers.dispatch(stream),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
             () = &mut shutdown => break,
         }
     }
     drop(listener);
-    tracing::info!(
-        grace_ms = grace.as_millis() as u64,
-        "shutting down: no new connections; finishing in-flight requests"
-    );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
-    }
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    tokio::task::spawn_blocking(move || workers.finish()).await?;
     Ok(())
+}
+
+/// One worker's loop: serves each connection it is handed (`load` counts
+/// them) until the acceptor hangs up, then lets them finish for up to
+/// `grace`.
+pub(super) async fn serve_connections(
+    gw: Arc<Gateway>,
+    mut handed: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    load: Arc<AtomicUsize>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    while let Some(stream) = handed.recv().await {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                load.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "cannot serve a handed connection");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        let service = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(forward::handle(gw, req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let load = load.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+            load.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!(worker = workers::current(), "all connections finished"),
+        () = tokio::time::sleep(grace) => tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "grace period over; closing remaining connections"
+        ),
+    }
 }
 
 /// Binds `addr`, naming it in the error.

