@@ -10,6 +10,7 @@ use super::engine::{LoadError, PolicyEngine, PolicySource};
 use super::loaded::LoadedPolicy;
 use arc_swap::ArcSwap;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,6 +47,8 @@ pub struct SwapRecord {
 pub struct PolicyHandle {
     current: ArcSwap<LoadedPolicy>,
     history: Mutex<VecDeque<SwapRecord>>,
+    swapped: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl PolicyHandle {
@@ -54,7 +57,17 @@ impl PolicyHandle {
         PolicyHandle {
             current: ArcSwap::new(initial),
             history: Mutex::new(VecDeque::new()),
+            swapped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Swaps since the handle was made: (done, refused).
+    pub fn swap_counts(&self) -> (u64, u64) {
+        (
+            self.swapped.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
     }
 
     /// The policy to use for one whole request.
@@ -83,11 +96,13 @@ impl PolicyHandle {
         let record = match &loaded {
             Ok(new) => {
                 self.current.store(new.clone());
+                self.swapped.fetch_add(1, Ordering::Relaxed);
                 let r = record(describe(new), Ok(()));
                 tracing::info!(from = %r.from, to = %r.to, elapsed = ?r.elapsed, "policy swapped");
                 r
             }
             Err(e) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 let r = record(source.name(), Err(e.to_string()));
                 tracing::warn!(from = %r.from, error = %e, "policy swap refused; the current policy stays");
                 r

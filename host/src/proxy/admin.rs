@@ -3,6 +3,7 @@
 //!
 //! - `GET /healthz`: liveness.
 //! - `GET /policy`: the active policy and recent swaps.
+//! - `GET /metrics`: Prometheus metrics (see `metrics.rs`).
 //! - `POST /policy` with `{"source": "builtin:NAME" | "/path/x.wasm", "config": {...}}`:
 //!   swap the policy; the answer says what changed, or why it was refused.
 //! - `POST /reload`: what SIGHUP does.
@@ -55,6 +56,16 @@ async fn route(
     }
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/policy") => reply(StatusCode::OK, policy_status(gw)),
+        (Method::GET, "/metrics") => {
+            let mut resp = Response::new(full(gw.render_metrics()));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            resp
+        }
         (Method::POST, "/policy") => swap(gw, req).await,
         (Method::POST, "/reload") => match off_thread(gw, |gw| gw.reload()).await {
             Ok(done) => reply(StatusCode::OK, json!({"reloaded": done})),

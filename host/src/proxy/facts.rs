@@ -73,6 +73,54 @@ pub fn endpoint_label(e: Endpoint) -> &'static str {
     }
 }
 
+/// The method as a metrics label; methods outside the standard set are
+/// `OTHER`, so the label set stays bounded.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The budgets an upstream reported as remaining: each
+/// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-remaining`,
+/// and the generic `x-ratelimit-remaining`. A value that is not a plain
+/// non-negative integer is ignored (and logged at debug).
+pub fn remaining_budgets(h: &http::HeaderMap) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    const HEADERS: [(&str, &str); 5] = [
+        ("anthropic-ratelimit-requests-remaining", "requests"),
+        ("anthropic-ratelimit-tokens-remaining", "tokens"),
+        ("anthropic-ratelimit-input-tokens-remaining", "input_tokens"),
+        (
+            "anthropic-ratelimit-output-tokens-remaining",
+            "output_tokens",
+        ),
+        ("x-ratelimit-remaining", "generic"),
+    ];
+    HEADERS.into_iter().filter_map(|(name, dimension)| {
+        let value = h.get(name)?;
+        let parsed = value
+            .to_str()
+            .ok()
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok());
+        if parsed.is_none() {
+            tracing::debug!(
+                header = name,
+                ?value,
+                "ignored a malformed rate-limit header"
+            );
+        }
+        Some((dimension, parsed?))
+    })
+}
+
 /// The method, as the contract names it.
 pub fn method(m: &http::Method) -> Method {
     match *m {

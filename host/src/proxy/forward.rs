@@ -10,6 +10,8 @@
 //!    verdict headers when levee gave up), streamed under watch.
 
 use super::client::AttemptError;
+use super::layer_name;
+use super::metrics::attempt_outcome;
 use super::reply::{Body, LocalError, set_attempts, set_verdict, strip_hop_by_hop};
 use super::server::Gateway;
 use super::stream::Guarded;
@@ -25,8 +27,18 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Serves one client request.
+/// Serves one client request, and counts it.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let arrived = Instant::now();
+    let method = facts::method_label(req.method());
+    let endpoint = facts::endpoint_label(facts::endpoint(req.uri().path()));
+    let resp = respond(gw.clone(), req).await;
+    gw.metrics
+        .request(resp.status().as_u16(), method, endpoint, arrived.elapsed());
+    resp
+}
+
+async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let id = gw.next_request_id();
     let request_id = format!("levee_{id:016x}");
     let rt = gw.runtime();
@@ -38,6 +50,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
                 "request body is larger than the {} bytes levee accepts",
                 rt.rails.max_body_bytes
             );
+            gw.metrics.local_rejection("body_too_large");
             return LocalError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 error_type: "request_too_large",
@@ -49,6 +62,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
         }
         Err(e) => {
             let message = format!("could not read the request body: {e}");
+            gw.metrics.local_rejection("body_unreadable");
             return LocalError {
                 status: StatusCode::BAD_REQUEST,
                 error_type: "invalid_request_error",
@@ -132,11 +146,15 @@ impl Exchange<'_> {
         let policy = self.gw.policy.current();
         let plan = loop {
             let view = self.rt.view(now_ms(), self.gw.budget.has_room());
-            match policy.on_request(&self.facts, &view) {
+            let asked = Instant::now();
+            let admission = policy.on_request(&self.facts, &view);
+            self.gw.metrics.policy_call("on-request", asked.elapsed());
+            match admission {
                 Admission::Admit(plan) => break plan,
                 Admission::Queue(until) => {
                     let now = now_ms();
                     if until >= self.facts.deadline {
+                        self.gw.metrics.local_rejection("queue_deadline");
                         return self.local(
                             StatusCode::TOO_MANY_REQUESTS,
                             "rate_limit_error",
@@ -152,6 +170,7 @@ impl Exchange<'_> {
                 Admission::Reject(r) => {
                     let status =
                         StatusCode::from_u16(r.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    self.gw.metrics.local_rejection("policy_reject");
                     return self.local(
                         status,
                         &r.error_type,
@@ -170,6 +189,7 @@ impl Exchange<'_> {
             .filter(|&id| (id as usize) < self.rt.upstreams.len())
             .collect();
         let Some(&first) = order.first() else {
+            self.gw.metrics.local_rejection("no_upstream");
             return self.local(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error",
@@ -204,7 +224,10 @@ impl Exchange<'_> {
                 prev_delay_ms,
                 outcome,
             };
-            let step = match policy.on_outcome(&self.facts, &order, &attempt, &view) {
+            let asked = Instant::now();
+            let decided = policy.on_outcome(&self.facts, &order, &attempt, &view);
+            self.gw.metrics.policy_call("on-outcome", asked.elapsed());
+            let step = match decided {
                 NextStep::Retry(r) => {
                     match self.rails_allow(attempts, r.upstream, r.delay_ms, deadline) {
                         Ok(()) => match self.gw.budget.try_retry() {
@@ -212,10 +235,13 @@ impl Exchange<'_> {
                                 _retry_token = Some(token);
                                 NextStep::Retry(r)
                             }
-                            None => NextStep::Fail(GiveUp {
-                                should_retry: false,
-                                retry_after_ms: None,
-                            }),
+                            None => {
+                                self.gw.metrics.retry_budget_exhausted();
+                                NextStep::Fail(GiveUp {
+                                    should_retry: false,
+                                    retry_after_ms: None,
+                                })
+                            }
                         },
                         Err(give_up) => NextStep::Fail(give_up),
                     }
@@ -224,6 +250,7 @@ impl Exchange<'_> {
             };
             match step {
                 NextStep::Retry(r) => {
+                    self.gw.metrics.retry(outcome_label(&attempt.outcome));
                     tracing::debug!(
                         request_id = self.request_id,
                         attempt = number,
@@ -283,6 +310,9 @@ impl Exchange<'_> {
         let resp = match sent {
             Ok(resp) => resp,
             Err(error) => {
+                self.gw
+                    .metrics
+                    .attempt(&up.label, layer_name(error.kind), None);
                 tracing::debug!(request_id = self.request_id, upstream = %up.config.name, %error.message, "attempt failed");
                 let outcome = Outcome::Failure(error.kind);
                 return Err((
@@ -295,6 +325,15 @@ impl Exchange<'_> {
             }
         };
         up.state.observe_ttfb(elapsed_ms);
+        let metrics = &self.gw.metrics;
+        metrics.attempt(
+            &up.label,
+            attempt_outcome(Ok(resp.status().as_u16())),
+            Some(started.elapsed()),
+        );
+        for (dimension, left) in facts::remaining_budgets(resp.headers()) {
+            metrics.rate_limit_remaining(&up.label, dimension, left);
+        }
         if resp.status().as_u16() < 400 {
             return Ok(resp);
         }
@@ -411,7 +450,9 @@ impl Exchange<'_> {
 
     fn guard(&self, body: Incoming, prefix: Bytes, sse: bool) -> Body {
         let request_id = self.request_id.to_owned();
+        let gw = self.gw.clone();
         let on_end: super::stream::OnEnd = Box::new(move |how, bytes| {
+            gw.metrics.stream_end(how);
             tracing::debug!(
                 request_id,
                 termination = how.label(),
@@ -440,6 +481,14 @@ impl Exchange<'_> {
             retry_after_ms,
         }
         .into_response(self.request_id, attempts)
+    }
+}
+
+/// The label of an attempt's outcome, as `levee_attempts_total` has it.
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Response(r) => attempt_outcome(Ok(r.status)),
+        Outcome::Failure(kind) => attempt_outcome(Err(*kind)),
     }
 }
 

@@ -12,6 +12,7 @@ mod client;
 mod connect;
 mod facts;
 mod forward;
+mod metrics;
 mod reply;
 mod server;
 mod state;
@@ -22,6 +23,7 @@ mod workers;
 pub use admin::serve_admin;
 pub use budget::RetryBudget;
 pub use connect::{ConnectError, layer_name};
+pub use metrics::Metrics;
 pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
 pub use workers::Workers;
@@ -30,6 +32,7 @@ use crate::config::{Config, Rails, Scheme, Streaming, Upstream};
 use anyhow::Context;
 use client::UpstreamClient;
 use state::UpstreamState;
+use std::sync::Arc;
 
 /// One upstream at runtime: its config, a pooled client per worker (all
 /// under one connection cap), its state.
@@ -38,6 +41,8 @@ pub struct UpstreamRuntime {
     pub config: Upstream,
     clients: Box<[UpstreamClient]>,
     state: UpstreamState,
+    /// The name, as a metrics label.
+    label: Arc<String>,
     scheme: http::uri::Scheme,
     /// Host (bracketed if IPv6) and port, always explicit.
     authority: http::uri::Authority,
@@ -53,6 +58,7 @@ impl UpstreamRuntime {
         Ok(UpstreamRuntime {
             clients: UpstreamClient::per_worker(config, workers)?,
             state: UpstreamState::default(),
+            label: Arc::new(config.name.clone()),
             scheme: match config.scheme {
                 Scheme::Http => http::uri::Scheme::HTTP,
                 Scheme::Https => http::uri::Scheme::HTTPS,

@@ -29,6 +29,8 @@ pub struct Gateway {
     pub engine: PolicyEngine,
     /// The global retry budget.
     pub budget: RetryBudget,
+    /// Prometheus metrics.
+    pub metrics: super::Metrics,
     next_id: AtomicU64,
     config_path: Option<PathBuf>,
     overrides: Overrides,
@@ -52,6 +54,7 @@ impl Gateway {
                 config.rails.retry_budget_ratio,
                 config.rails.retry_budget_min_retries,
             ),
+            metrics: super::Metrics::default(),
             next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
             config_path: config.path.clone(),
             overrides,
@@ -65,6 +68,12 @@ impl Gateway {
 
     pub(super) fn next_request_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `/metrics`: everything, in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .render(&self.engine, &self.policy, &self.runtime().upstreams)
     }
 
     /// Re-reads the config file and applies it: a new policy (swapped only

@@ -22,6 +22,11 @@ pub struct UpstreamState {
 pub struct InFlight<'a>(&'a UpstreamState);
 
 impl UpstreamState {
+    /// Attempts in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Marks an attempt in flight.
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -143,8 +143,17 @@ where
                         Some(sse) => sse.push(frame),
                         None => frame,
                     };
+                    // A body of known length is over with its last byte,
+                    // and hyper drops it then without polling for the end:
+                    // finish it here, or the drop would count it as a client
+                    // gone away.
+                    let last = this.inner.is_end_stream() && this.sse.is_none();
                     if !out.is_empty() {
-                        return this.emit(out);
+                        let poll = this.emit(out);
+                        if last {
+                            this.finish(Termination::Complete);
+                        }
+                        return poll;
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -261,6 +270,7 @@ fn finishes_stream(events: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn whole_events_pass_at_once_and_partial_ones_wait() {
@@ -293,6 +303,57 @@ mod tests {
             &b"data: 1\r\n\r\n"[..]
         );
         assert_eq!(c.take_rest(), &b"data: 2"[..]);
+    }
+
+    /// Where a test body's termination (and bytes sent) lands.
+    type Seen = Arc<Mutex<Option<(Termination, u64)>>>;
+
+    /// A guarded `inner` whose termination lands in the returned slot.
+    fn watched<B>(inner: B) -> (Guarded<B>, Seen) {
+        let seen = Arc::new(Mutex::new(None));
+        let slot = seen.clone();
+        let on_end: OnEnd = Box::new(move |how, bytes| {
+            *slot.lock().unwrap() = Some((how, bytes));
+        });
+        let guarded = Guarded::new(inner, Bytes::new(), false, Duration::from_secs(60), on_end);
+        (guarded, seen)
+    }
+
+    #[tokio::test]
+    async fn a_body_of_known_length_is_complete_with_its_last_byte() {
+        use http_body_util::BodyExt;
+        let (mut body, seen) = watched(http_body_util::Full::new(Bytes::from_static(b"hello")));
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), &b"hello"[..]);
+        // hyper drops a body once its content-length is written.
+        drop(body);
+        assert_eq!(*seen.lock().unwrap(), Some((Termination::Complete, 5)));
+    }
+
+    /// One data frame, then nothing, with no end in sight.
+    struct OneThenSilence(Option<Bytes>);
+
+    impl Body for OneThenSilence {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            match self.0.take() {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_is_a_client_gone() {
+        use http_body_util::BodyExt;
+        let (mut body, seen) = watched(OneThenSilence(Some(Bytes::from_static(b"part"))));
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        assert_eq!(*seen.lock().unwrap(), Some((Termination::ClientGone, 4)));
     }
 
     #[test]

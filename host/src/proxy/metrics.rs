@@ -1,0 +1,338 @@
+//! Prometheus metrics, served on the admin listener's `/metrics`.
+//!
+//! The seed's three keep their exact names and labels
+//! (`api_requests_total{status_code,method}`,
+//! `api_latency_seconds{endpoint}`, `rate_limit_remaining{upstream,dimension}`);
+//! everything else is prefixed `levee_`. Every label value comes from a
+//! bounded set: configured upstream names, enum labels, status codes. No
+//! request ids, keys or raw paths.
+//!
+//! Counters updated on the request path live here; the policy engine's
+//! counters and each upstream's live state are read when scraped.
+
+use super::stream::Termination;
+use crate::core::FailureKind;
+use crate::policy::{PolicyEngine, PolicyHandle};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The seed's latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 5] = [0.1, 0.5, 1.0, 2.0, 5.0];
+/// Time to first byte from an upstream, in seconds.
+const TTFB_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+/// A policy call, in seconds (they take microseconds).
+const POLICY_BUCKETS: [f64; 8] = [
+    0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.001, 0.01,
+];
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    status_code: u16,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    upstream: Arc<String>,
+    dimension: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    upstream: Arc<String>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: Arc<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    call: &'static str,
+}
+
+/// What an attempt came to, as a label: the status class for a response,
+/// the failing layer otherwise.
+pub fn attempt_outcome(status: Result<u16, FailureKind>) -> &'static str {
+    match status {
+        Ok(200..=299) => "2xx",
+        Ok(429) => "429",
+        Ok(529) => "529",
+        Ok(400..=499) => "4xx",
+        Ok(500..=599) => "5xx",
+        Ok(_) => "other",
+        Err(kind) => super::connect::layer_name(kind),
+    }
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<EndpointLabels>,
+    rate_limit_remaining: Family<BudgetLabels, Gauge>,
+    attempts: Family<AttemptLabels, Counter>,
+    retries: Family<ReasonLabels, Counter>,
+    retry_budget_exhausted: Counter,
+    ttfb: HistogramFamily<UpstreamLabels>,
+    stream_ends: Family<CauseLabels, Counter>,
+    local_rejections: Family<ReasonLabels, Counter>,
+    policy_calls: HistogramFamily<CallLabels>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
+            rate_limit_remaining: Family::default(),
+            attempts: Family::default(),
+            retries: Family::default(),
+            retry_budget_exhausted: Counter::default(),
+            ttfb: Family::new_with_constructor(|| Histogram::new(TTFB_BUCKETS)),
+            stream_ends: Family::default(),
+            local_rejections: Family::default(),
+            policy_calls: Family::new_with_constructor(|| Histogram::new(POLICY_BUCKETS)),
+        }
+    }
+}
+
+impl Metrics {
+    /// A response went back to the client; `head` is the time from the
+    /// request's arrival to its response head.
+    pub fn request(
+        &self,
+        status: u16,
+        method: &'static str,
+        endpoint: &'static str,
+        head: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                status_code: status,
+                method,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(head.as_secs_f64());
+    }
+
+    /// One attempt's outcome, and its time to the response head if any.
+    pub fn attempt(&self, upstream: &Arc<String>, outcome: &'static str, ttfb: Option<Duration>) {
+        let upstream = upstream.clone();
+        if let Some(ttfb) = ttfb {
+            self.ttfb
+                .get_or_create(&UpstreamLabels {
+                    upstream: upstream.clone(),
+                })
+                .observe(ttfb.as_secs_f64());
+        }
+        self.attempts
+            .get_or_create(&AttemptLabels { upstream, outcome })
+            .inc();
+    }
+
+    /// A retry levee is about to make, by what prompted it (the outcome
+    /// label of the attempt before).
+    pub fn retry(&self, reason: &'static str) {
+        self.retries.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// The retry budget turned a policy's retry into a give-up.
+    pub fn retry_budget_exhausted(&self) {
+        self.retry_budget_exhausted.inc();
+    }
+
+    /// A budget the upstream reported in its rate-limit headers.
+    pub fn rate_limit_remaining(&self, upstream: &Arc<String>, dimension: &'static str, left: u64) {
+        self.rate_limit_remaining
+            .get_or_create(&BudgetLabels {
+                upstream: upstream.clone(),
+                dimension,
+            })
+            .set(i64::try_from(left).unwrap_or(i64::MAX));
+    }
+
+    /// How a response body ended.
+    pub fn stream_end(&self, how: Termination) {
+        self.stream_ends
+            .get_or_create(&CauseLabels { cause: how.label() })
+            .inc();
+    }
+
+    /// levee answered the client itself, for `reason`.
+    pub fn local_rejection(&self, reason: &'static str) {
+        self.local_rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// One decision by the policy (`on-request` or `on-outcome`), timed.
+    pub fn policy_call(&self, call: &'static str, took: Duration) {
+        self.policy_calls
+            .get_or_create(&CallLabels { call })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Everything, in the Prometheus text format (OpenMetrics flavour).
+    pub fn render(
+        &self,
+        engine: &PolicyEngine,
+        policy: &PolicyHandle,
+        upstreams: &[super::UpstreamRuntime],
+    ) -> String {
+        let mut r = Registry::default();
+        r.register(
+            "api_requests",
+            "Responses sent to clients, by status code and method",
+            self.requests.clone(),
+        );
+        r.register(
+            "api_latency_seconds",
+            "Time from a request's arrival to its response head, by endpoint",
+            self.latency.clone(),
+        );
+        r.register(
+            "rate_limit_remaining",
+            "Budget left, as the upstream's last rate-limit headers reported it",
+            self.rate_limit_remaining.clone(),
+        );
+        r.register(
+            "levee_attempts",
+            "Attempts sent upstream, by upstream and outcome",
+            self.attempts.clone(),
+        );
+        r.register(
+            "levee_retries",
+            "Retries made, by the outcome that prompted them",
+            self.retries.clone(),
+        );
+        r.register(
+            "levee_retry_budget_exhausted",
+            "Retries refused because the retry budget was spent",
+            self.retry_budget_exhausted.clone(),
+        );
+        r.register(
+            "levee_upstream_ttfb_seconds",
+            "Time from sending an attempt to its response head",
+            self.ttfb.clone(),
+        );
+        r.register(
+            "levee_stream_terminations",
+            "How response bodies ended: complete, client_gone, stall, upstream_cut",
+            self.stream_ends.clone(),
+        );
+        r.register(
+            "levee_local_rejections",
+            "Requests levee answered itself, by reason",
+            self.local_rejections.clone(),
+        );
+        r.register(
+            "levee_policy_call_seconds",
+            "Time a policy decision took, by call",
+            self.policy_calls.clone(),
+        );
+        register_policy(&mut r, engine, policy);
+        register_upstreams(&mut r, upstreams);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+fn register_policy(r: &mut Registry, engine: &PolicyEngine, policy: &PolicyHandle) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = engine.stats();
+    let counters = [
+        (
+            "levee_policy_calls",
+            "Calls into policy components",
+            &stats.calls,
+        ),
+        (
+            "levee_policy_traps",
+            "Policy calls that trapped",
+            &stats.traps,
+        ),
+        (
+            "levee_policy_deadlines",
+            "Policy calls that overran their deadline",
+            &stats.deadlines,
+        ),
+        (
+            "levee_policy_fallbacks",
+            "Decisions answered by the built-in native fallback",
+            &stats.fallbacks,
+        ),
+    ];
+    for (name, help, value) in counters {
+        r.register(name, help, ConstCounter::new(value.load(Relaxed)));
+    }
+    let swaps: Family<ResultLabels, Counter> = Family::default();
+    let (ok, refused) = policy.swap_counts();
+    swaps
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc_by(ok);
+    swaps
+        .get_or_create(&ResultLabels { result: "refused" })
+        .inc_by(refused);
+    r.register("levee_policy_swaps", "Policy swaps, by result", swaps);
+    let current = policy.current();
+    r.register(
+        "levee_policy",
+        "The active policy",
+        Info::new(vec![
+            ("name", current.info().name.clone()),
+            ("version", current.info().version.clone()),
+        ]),
+    );
+}
+
+fn register_upstreams(r: &mut Registry, upstreams: &[super::UpstreamRuntime]) {
+    let in_flight: Family<UpstreamLabels, Gauge> = Family::default();
+    for u in upstreams {
+        in_flight
+            .get_or_create(&UpstreamLabels {
+                upstream: u.label.clone(),
+            })
+            .set(i64::from(u.state.in_flight()));
+    }
+    r.register(
+        "levee_upstream_in_flight",
+        "Attempts in flight, by upstream",
+        in_flight,
+    );
+}
