@@ -110,12 +110,18 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         method = %parts.method,
         endpoint = facts::endpoint_label(endpoint),
         status = resp.status().as_u16(),
+        upstream = resp.extensions().get::<ServedBy>().map_or("-", |s| s.0.as_str()),
         attempts = resp.headers().get(super::reply::ATTEMPTS).and_then(|v| v.to_str().ok()).unwrap_or("0"),
         head_ms = started.elapsed().as_millis() as u64,
         "request"
     );
     resp
 }
+
+/// The upstream whose answer (or failure) a response carries, for the
+/// access log; a response levee made up alone has none.
+#[derive(Clone)]
+struct ServedBy(Arc<String>);
 
 struct Exchange<'a> {
     gw: &'a Arc<Gateway>,
@@ -129,6 +135,7 @@ struct Exchange<'a> {
 /// The last thing an attempt produced, kept for delivery if levee gives up.
 enum Last {
     Response {
+        upstream: u32,
         head: http::response::Parts,
         prefix: Bytes,
         rest: Option<Incoming>,
@@ -214,7 +221,7 @@ impl Exchange<'_> {
                 .attempt(upstream, Duration::from_millis(try_timeout))
                 .await
             {
-                Ok(resp) => return self.deliver(resp, attempts),
+                Ok(resp) => return self.deliver(upstream, resp, attempts),
                 Err(failed) => failed,
             };
             let view = self.rt.view(now_ms(), self.gw.budget.has_room());
@@ -351,7 +358,12 @@ impl Exchange<'_> {
             _ => {}
         }
         Err((
-            Last::Response { head, prefix, rest },
+            Last::Response {
+                upstream: id,
+                head,
+                prefix,
+                rest,
+            },
             Outcome::Response(facts),
         ))
     }
@@ -393,8 +405,9 @@ impl Exchange<'_> {
         req
     }
 
-    fn deliver(&self, resp: Response<Incoming>, attempts: u32) -> Response<Body> {
+    fn deliver(&self, upstream: u32, resp: Response<Incoming>, attempts: u32) -> Response<Body> {
         let (mut head, body) = resp.into_parts();
+        head.extensions.insert(self.served_by(upstream));
         let sse = is_sse(&head.headers);
         strip_hop_by_hop(&mut head.headers);
         set_attempts(&mut head.headers, attempts);
@@ -405,10 +418,12 @@ impl Exchange<'_> {
     fn give_up(&self, last: Last, verdict: Option<GiveUp>, attempts: u32) -> Response<Body> {
         match last {
             Last::Response {
+                upstream,
                 mut head,
                 prefix,
                 rest,
             } => {
+                head.extensions.insert(self.served_by(upstream));
                 strip_hop_by_hop(&mut head.headers);
                 set_attempts(&mut head.headers, attempts);
                 if let Some(g) = verdict {
@@ -436,16 +451,22 @@ impl Exchange<'_> {
                     should_retry: false,
                     retry_after_ms: None,
                 });
-                self.local(
+                let mut resp = self.local(
                     status,
                     error_type,
                     &message,
                     g.should_retry,
                     g.retry_after_ms,
                     attempts,
-                )
+                );
+                resp.extensions_mut().insert(self.served_by(upstream));
+                resp
             }
         }
+    }
+
+    fn served_by(&self, upstream: u32) -> ServedBy {
+        ServedBy(self.rt.upstreams[upstream as usize].label.clone())
     }
 
     fn guard(&self, body: Incoming, prefix: Bytes, sse: bool) -> Body {
