@@ -3,8 +3,10 @@
 mod check_cli;
 mod differential;
 mod hostile;
+mod hosts;
 mod mirror;
 mod swap;
+mod vectors;
 
 use levee::policy::{CompileCache, EngineOptions, Limits, PolicyEngine};
 use std::time::Duration;
