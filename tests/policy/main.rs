@@ -6,6 +6,7 @@ mod hostile;
 mod hosts;
 mod mirror;
 mod swap;
+mod template;
 mod vectors;
 
 use levee::policy::{CompileCache, EngineOptions, Limits, PolicyEngine};
@@ -34,3 +35,7 @@ fn engine_with_deadline(call_timeout: Duration) -> PolicyEngine {
     })
     .expect("engine starts")
 }
+
+/// A minimal Messages request body.
+pub const MESSAGE: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;

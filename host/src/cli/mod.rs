@@ -1,5 +1,6 @@
 //! The command line: each subcommand is a named step of the architecture.
 
+mod componentize;
 mod policy_check;
 mod serve;
 
@@ -40,6 +41,15 @@ enum PolicyCommand {
     },
     /// List the built-in policies.
     List,
+    /// Wrap a core module built for wasm32-unknown-unknown (with
+    /// wit-bindgen's `policy-component` world) into a policy component.
+    Componentize {
+        /// The core module, e.g. target/wasm32-unknown-unknown/release/my_policy.wasm.
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 impl Cli {
@@ -53,6 +63,9 @@ impl Cli {
             Command::Serve(_) => unreachable!("handled above"),
             Command::Policy(PolicyCommand::Check { policy, config }) => {
                 policy_check::run(&policy, config.as_deref())
+            }
+            Command::Policy(PolicyCommand::Componentize { module, output }) => {
+                componentize::run(&module, &output)
             }
             Command::Policy(PolicyCommand::List) => {
                 for (name, bytes) in crate::policy::BUILTINS {
