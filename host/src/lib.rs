@@ -19,5 +19,7 @@ pub mod config;
 pub mod policy;
 #[cfg(feature = "gateway")]
 pub mod proxy;
+#[cfg(feature = "gateway")]
+pub mod trace;
 
 pub use levee_policy_core as core;

@@ -5,6 +5,7 @@ mod differential;
 mod hostile;
 mod hosts;
 mod mirror;
+mod replay;
 mod swap;
 mod template;
 mod vectors;

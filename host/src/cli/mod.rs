@@ -2,6 +2,7 @@
 
 mod componentize;
 mod policy_check;
+mod replay;
 mod serve;
 
 use crate::config::LogFormat;
@@ -41,6 +42,9 @@ enum PolicyCommand {
     },
     /// List the built-in policies.
     List,
+    /// Replay a trace through a policy (and `--against` another): what it
+    /// would have decided, request by request, and a summary.
+    Replay(replay::ReplayArgs),
     /// Wrap a core module built for wasm32-unknown-unknown (with
     /// wit-bindgen's `policy-component` world) into a policy component.
     Componentize {
@@ -67,6 +71,7 @@ impl Cli {
             Command::Policy(PolicyCommand::Componentize { module, output }) => {
                 componentize::run(&module, &output)
             }
+            Command::Policy(PolicyCommand::Replay(args)) => replay::run(args),
             Command::Policy(PolicyCommand::List) => {
                 for (name, bytes) in crate::policy::BUILTINS {
                     println!("builtin:{name}\t{} bytes", bytes.len());

@@ -10,6 +10,7 @@
 //!    verdict headers when levee gave up), streamed under watch.
 
 use super::client::AttemptError;
+use super::record::Recorder;
 use super::reply::{Body, LocalError, set_attempts, set_verdict, strip_hop_by_hop};
 use super::server::Gateway;
 use super::stream::Guarded;
@@ -130,9 +131,12 @@ impl Exchange<'_> {
         let _active = self.gw.budget.enter();
         // The whole request is decided by one policy, even across a swap.
         let policy = self.gw.policy.current();
+        let mut trace = Recorder::start(self.gw, &self.facts);
         let plan = loop {
             let view = self.rt.view(now_ms(), self.gw.budget.has_room());
-            match policy.on_request(&self.facts, &view) {
+            let admission = policy.on_request(&self.facts, &view);
+            trace.admission(&view, &admission);
+            match admission {
                 Admission::Admit(plan) => break plan,
                 Admission::Queue(until) => {
                     let now = now_ms();
@@ -190,11 +194,16 @@ impl Exchange<'_> {
                 .min(deadline.saturating_sub(now))
                 .max(1);
             let attempts = number + 1;
+            let sent = Instant::now();
             let (last, outcome) = match self
                 .attempt(upstream, Duration::from_millis(try_timeout))
                 .await
             {
-                Ok(resp) => return self.deliver(resp, attempts),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    trace.delivered(number, upstream, prev_delay_ms, status, sent.elapsed());
+                    return self.deliver(resp, attempts);
+                }
                 Err(failed) => failed,
             };
             let view = self.rt.view(now_ms(), self.gw.budget.has_room());
@@ -204,7 +213,9 @@ impl Exchange<'_> {
                 prev_delay_ms,
                 outcome,
             };
-            let step = match policy.on_outcome(&self.facts, &order, &attempt, &view) {
+            let decided = policy.on_outcome(&self.facts, &order, &attempt, &view);
+            trace.outcome(&attempt, &view, &decided);
+            let step = match decided {
                 NextStep::Retry(r) => {
                     match self.rails_allow(attempts, r.upstream, r.delay_ms, deadline) {
                         Ok(()) => match self.gw.budget.try_retry() {

@@ -12,6 +12,7 @@ mod client;
 mod connect;
 mod facts;
 mod forward;
+mod record;
 mod reply;
 mod server;
 mod state;

@@ -28,6 +28,8 @@ pub struct Gateway {
     /// The global retry budget.
     pub budget: RetryBudget,
     next_id: AtomicU64,
+    /// Where finished requests are recorded, when `[trace]` is on.
+    pub(super) trace: Option<crate::trace::TraceWriter>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
 }
@@ -51,6 +53,7 @@ impl Gateway {
                 config.rails.retry_budget_min_retries,
             ),
             next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
+            trace: super::record::open(config)?,
             config_path: config.path.clone(),
             overrides,
         }))
