@@ -35,8 +35,8 @@ fn run_block(name: &str, dir: &Path, env: &[(&str, &str)]) -> String {
         .current_dir(dir)
         .env("PATH", path)
         .env("LEVEE", workspace())
-        // The template's dependencies compile once per checkout, not per run.
-        .env("CARGO_TARGET_DIR", workspace().join("target/template"))
+        // The template's dependencies compile once per target dir, not per run.
+        .env("CARGO_TARGET_DIR", template_target())
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .envs(env.iter().copied())
         .output()
@@ -48,6 +48,13 @@ fn run_block(name: &str, dir: &Path, env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// `template/` in the build's target directory.
+fn template_target() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace().join("target"), Into::into)
+        .join("template")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 //! The output is a pure function of the trace and the policies: no clock,
 //! no host randomness, no addresses. The same inputs print the same bytes.
 
-use crate::policy::{CompileCache, EngineOptions, LoadedPolicy, PolicyEngine, PolicySource};
+use crate::policy::{EngineOptions, LoadedPolicy, PolicyEngine, PolicySource};
 use crate::trace::{Replay, Summary, parse, replay};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -41,10 +41,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let engine = PolicyEngine::new(EngineOptions {
-        cache: CompileCache::default_location(),
-        ..EngineOptions::default()
-    })?;
+    let engine = PolicyEngine::new(EngineOptions::default())?;
     let mut policies = vec![(
         "policy",
         load(&engine, &args.policy, args.config.as_deref())?,
