@@ -63,3 +63,65 @@ impl TraceWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use levee_policy_core::{Endpoint, Method, RequestFacts, View};
+
+    fn record(id: u64) -> Record {
+        Record {
+            req: RequestFacts {
+                id,
+                method: Method::Post,
+                endpoint: Endpoint::Messages,
+                model: None,
+                stream: false,
+                max_tokens: None,
+                est_input_tokens: 1,
+                client: None,
+                priority: 0,
+                client_retry_count: None,
+                received_at: 1,
+                deadline: 2,
+            },
+            view: View {
+                now: 1,
+                random: 7,
+                upstreams: vec![],
+                retry_budget: true,
+            },
+            admission: None,
+            attempts: vec![],
+        }
+    }
+
+    #[test]
+    fn records_are_lines_and_the_file_stays_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.jsonl");
+        let line_len = record(1).to_json().to_string().len() as u64 + 1;
+        let w = TraceWriter::open(&path, 3 * line_len + line_len / 2).unwrap();
+        for id in 1..=10 {
+            w.write(&record(id));
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let ids: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                Record::from_json(&serde_json::from_str(l).unwrap())
+                    .unwrap()
+                    .req
+                    .id
+            })
+            .collect();
+        assert_eq!(ids, [1, 2, 3], "the first records are kept whole");
+
+        // Reopened, the bound counts what is already there.
+        let again = TraceWriter::open(&path, 4 * line_len + line_len / 2).unwrap();
+        again.write(&record(11));
+        again.write(&record(12));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
+    }
+}
