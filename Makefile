@@ -3,16 +3,23 @@
 
 CARGO ?= cargo
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench vectors
 
 VENV := .venv
 
 ## Install what the build and the tests need: the wasm targets the guests
-## compile for, and a virtualenv with the official Anthropic SDK.
+## compile for; a virtualenv with the official Anthropic SDK and the pinned
+## `wasmtime` bindings (the Python host); jco, pinned by
+## hosts/node/package-lock.json, in hosts/node/node_modules (the Node host;
+## reinstalled only when the lock file changes).
 setup:
 	rustup target add wasm32-unknown-unknown wasm32-wasip2
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		-r tests/sdk/requirements.txt -r hosts/python/requirements.txt
+	cmp -s hosts/node/package-lock.json hosts/node/node_modules/.levee-lock \
+		|| (npm ci --prefix hosts/node --no-audit --no-fund --loglevel=error \
+			&& cp hosts/node/package-lock.json hosts/node/node_modules/.levee-lock)
 
 ## Build everything and run levee on its embedded defaults.
 run: setup
@@ -29,6 +36,11 @@ test: setup
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+
+## Rewrite the shared decision vectors (tests/vectors/decisions.json) from
+## the native core; review the diff before committing it.
+vectors:
+	$(CARGO) run --release --locked -p levee-tests --bin vectors
 
 ## Benchmarks (criterion).
 bench: setup

@@ -2,13 +2,24 @@
 //! policy is a WebAssembly component.
 //!
 //! The policy decides; the host acts. [`policy`] loads and runs policy
-//! components; [`cli`] is the command line.
+//! components, and is the embedding API: it takes and returns
+//! [`core`] (`levee-policy-core`) types only. Depend on this crate with
+//! `default-features = false` to get it without the gateway; see
+//! `examples/embed` and `docs/embedding.md`.
+//!
+//! With the default feature `gateway`: [`cli`] is the command line,
+//! [`config`] its configuration and [`proxy`] the request path.
 
 #![deny(unsafe_code)]
 
+#[cfg(feature = "gateway")]
 pub mod cli;
+#[cfg(feature = "gateway")]
 pub mod config;
 pub mod policy;
+#[cfg(feature = "gateway")]
 pub mod proxy;
+#[cfg(feature = "gateway")]
+pub mod trace;
 
 pub use levee_policy_core as core;

@@ -8,6 +8,7 @@ mod retries;
 mod sdk;
 mod streaming;
 mod tls;
+mod trace;
 
 use levee_tests::levee::Levee;
 use levee_tests::mock::MockUpstream;

@@ -3,8 +3,12 @@
 mod check_cli;
 mod differential;
 mod hostile;
+mod hosts;
 mod mirror;
+mod replay;
 mod swap;
+mod template;
+mod vectors;
 
 use levee::policy::{CompileCache, EngineOptions, Limits, PolicyEngine};
 use std::time::Duration;
@@ -32,3 +36,7 @@ fn engine_with_deadline(call_timeout: Duration) -> PolicyEngine {
     })
     .expect("engine starts")
 }
+
+/// A minimal Messages request body.
+pub const MESSAGE: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;

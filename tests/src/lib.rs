@@ -4,6 +4,15 @@ use std::path::PathBuf;
 
 pub mod levee;
 pub mod mock;
+pub mod vectors;
+
+/// The workspace root (this crate sits in `tests/`).
+pub fn workspace() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
 
 /// The hostile and malformed policy components built by `build.rs`.
 pub mod fixtures {

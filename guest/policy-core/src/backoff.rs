@@ -87,7 +87,7 @@ fn uniform(low: u64, high: u64, random: u64) -> u64 {
 /// The splitmix64 output function: a cheap, well-mixing bijection on `u64`.
 /// Used to derive several independent draws from one host-supplied random
 /// value.
-pub(crate) fn mix64(mut z: u64) -> u64 {
+pub fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

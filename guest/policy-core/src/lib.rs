@@ -15,6 +15,7 @@ pub mod headers;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod types;
+pub mod wire;
 
 pub use config::{Profile, Settings};
 pub use decide::Policy;

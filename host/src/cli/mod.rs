@@ -1,6 +1,8 @@
 //! The command line: each subcommand is a named step of the architecture.
 
+mod componentize;
 mod policy_check;
+mod replay;
 mod serve;
 
 use crate::config::LogFormat;
@@ -40,6 +42,18 @@ enum PolicyCommand {
     },
     /// List the built-in policies.
     List,
+    /// Replay a trace through a policy (and `--against` another): what it
+    /// would have decided, request by request, and a summary.
+    Replay(replay::ReplayArgs),
+    /// Wrap a core module built for wasm32-unknown-unknown (with
+    /// wit-bindgen's `policy-component` world) into a policy component.
+    Componentize {
+        /// The core module, e.g. target/wasm32-unknown-unknown/release/my_policy.wasm.
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 impl Cli {
@@ -54,6 +68,10 @@ impl Cli {
             Command::Policy(PolicyCommand::Check { policy, config }) => {
                 policy_check::run(&policy, config.as_deref())
             }
+            Command::Policy(PolicyCommand::Componentize { module, output }) => {
+                componentize::run(&module, &output)
+            }
+            Command::Policy(PolicyCommand::Replay(args)) => replay::run(args),
             Command::Policy(PolicyCommand::List) => {
                 for (name, bytes) in crate::policy::BUILTINS {
                     println!("builtin:{name}\t{} bytes", bytes.len());

@@ -29,7 +29,7 @@ mod tests;
 
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
-    Upstream,
+    Trace, Upstream,
 };
 
 use std::fmt;
@@ -60,6 +60,8 @@ pub struct Config {
     pub admin: Admin,
     /// Logging.
     pub log: Log,
+    /// Trace recording.
+    pub trace: Trace,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
 }

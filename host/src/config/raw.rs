@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub trace: RawTrace,
 }
 
 /// One `[[upstreams]]` entry.
@@ -89,6 +91,14 @@ pub(super) struct RawAdmin {
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
     pub allow_remote: Option<bool>,
+}
+
+/// `[trace]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrace {
+    pub file: Option<PathBuf>,
+    pub max_mb: Option<i64>,
 }
 
 /// `[log]`.

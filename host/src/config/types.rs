@@ -157,6 +157,15 @@ pub struct Streaming {
     pub idle_timeout: Duration,
 }
 
+/// Trace recording (`[trace]`): off unless `file` is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// The file each finished request is appended to, as one JSON line.
+    pub file: Option<PathBuf>,
+    /// Recording stops when the file would pass this size.
+    pub max_bytes: u64,
+}
+
 /// The admin listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admin {

@@ -2,8 +2,8 @@
 //! collected, so one run reports all of them.
 
 use super::check::{Checker, Key, toml_float};
-use super::raw::{RawAdmin, RawConfig, RawLog, RawRails, RawStreaming};
-use super::types::{Admin, Log, LogFormat, Rails, Secret, Streaming};
+use super::raw::{RawAdmin, RawConfig, RawLog, RawRails, RawStreaming, RawTrace};
+use super::types::{Admin, Log, LogFormat, Rails, Secret, Streaming, Trace};
 use super::{Config, ConfigError, Overrides, policy_settings, upstream};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,6 +44,7 @@ pub(super) fn build(
     let streaming = streaming(&mut c, raw.streaming);
     let admin = admin(&mut c, raw.admin, listen);
     let log = log(&mut c, raw.log);
+    let trace = trace(&mut c, raw.trace);
     c.finish()?;
     Ok(Config {
         // `None` only after a reported problem, so `finish` has returned.
@@ -56,6 +57,7 @@ pub(super) fn build(
         streaming,
         admin,
         log,
+        trace,
         path: origin.map(Path::to_path_buf),
     })
 }
@@ -119,6 +121,14 @@ fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
             1024..=1 << 20,
             64 << 10,
         ),
+    }
+}
+
+fn trace(c: &mut Checker<'_>, raw: RawTrace) -> Trace {
+    let max_mb: u64 = c.int("trace.max_mb", raw.max_mb, 1..=65_536, 64);
+    Trace {
+        file: raw.file.map(|f| c.resolve(&Key::file("trace.file"), &f)),
+        max_bytes: max_mb << 20,
     }
 }
 

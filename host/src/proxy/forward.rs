@@ -12,6 +12,7 @@
 use super::client::AttemptError;
 use super::layer_name;
 use super::metrics::attempt_outcome;
+use super::record::Recorder;
 use super::reply::{Body, LocalError, set_attempts, set_verdict, strip_hop_by_hop};
 use super::server::Gateway;
 use super::stream::Guarded;
@@ -151,11 +152,13 @@ impl Exchange<'_> {
         let _active = self.gw.budget.enter();
         // The whole request is decided by one policy, even across a swap.
         let policy = self.gw.policy.current();
+        let mut trace = Recorder::start(self.gw, &self.facts);
         let plan = loop {
             let view = self.rt.view(now_ms(), self.gw.budget.has_room());
             let asked = Instant::now();
             let admission = policy.on_request(&self.facts, &view);
             self.gw.metrics.policy_call("on-request", asked.elapsed());
+            trace.admission(&view, &admission);
             match admission {
                 Admission::Admit(plan) => break plan,
                 Admission::Queue(until) => {
@@ -217,11 +220,16 @@ impl Exchange<'_> {
                 .min(deadline.saturating_sub(now))
                 .max(1);
             let attempts = number + 1;
+            let sent = Instant::now();
             let (last, outcome) = match self
                 .attempt(upstream, Duration::from_millis(try_timeout))
                 .await
             {
-                Ok(resp) => return self.deliver(upstream, resp, attempts),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    trace.delivered(number, upstream, prev_delay_ms, status, sent.elapsed());
+                    return self.deliver(upstream, resp, attempts);
+                }
                 Err(failed) => failed,
             };
             let view = self.rt.view(now_ms(), self.gw.budget.has_room());
@@ -234,6 +242,7 @@ impl Exchange<'_> {
             let asked = Instant::now();
             let decided = policy.on_outcome(&self.facts, &order, &attempt, &view);
             self.gw.metrics.policy_call("on-outcome", asked.elapsed());
+            trace.outcome(&attempt, &view, &decided);
             let step = match decided {
                 NextStep::Retry(r) => {
                     match self.rails_allow(attempts, r.upstream, r.delay_ms, deadline) {

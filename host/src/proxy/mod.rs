@@ -13,6 +13,7 @@ mod connect;
 mod facts;
 mod forward;
 mod metrics;
+mod record;
 mod reply;
 mod server;
 mod state;

@@ -32,6 +32,8 @@ pub struct Gateway {
     /// Prometheus metrics.
     pub metrics: super::Metrics,
     next_id: AtomicU64,
+    /// Where finished requests are recorded, when `[trace]` is on.
+    pub(super) trace: Option<crate::trace::TraceWriter>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
 }
@@ -56,6 +58,7 @@ impl Gateway {
             ),
             metrics: super::Metrics::default(),
             next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
+            trace: super::record::open(config)?,
             config_path: config.path.clone(),
             overrides,
         }))

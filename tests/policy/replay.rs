@@ -1,0 +1,115 @@
+//! `levee policy replay`: side by side on a 429-heavy trace, byte-for-byte
+//! deterministic, and clear about malformed traces.
+//! (A trace recorded by a real run is replayed in the gateway suite.)
+
+use levee_tests::{levee_bin, workspace};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn replay(trace: &Path, args: &[&str]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    Command::new(levee_bin())
+        .args(["policy", "replay"])
+        .arg(trace)
+        .args(args)
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("levee runs")
+}
+
+/// The summary row `name`: one number per policy.
+fn row(stdout: &str, name: &str) -> Vec<u64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(name))
+        .unwrap_or_else(|| panic!("no `{name}` row in:\n{stdout}"));
+    line[line.find(name).unwrap() + name.len()..]
+        .split_whitespace()
+        .map(|n| n.parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn on_a_429_heavy_trace_the_patient_policy_waits_and_the_impatient_one_fails() {
+    let trace = workspace().join("tests/traces/429-heavy.jsonl");
+    let args = [
+        "--policy",
+        "builtin:standard",
+        "--against",
+        "builtin:interactive",
+    ];
+    let out = replay(&trace, &args);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    let requests = row(&stdout, "requests");
+    let [failed_std, failed_int] = row(&stdout, "failed")[..] else {
+        panic!("{stdout}")
+    };
+    let [waited_std, waited_int] = row(&stdout, "waited ms")[..] else {
+        panic!("{stdout}")
+    };
+    let [attempts_std, attempts_int] = row(&stdout, "attempts")[..] else {
+        panic!("{stdout}")
+    };
+    assert_eq!(requests, [8, 8]);
+    // Standard sleeps through every retry-after (3-8 s, within its 5 min)
+    // and delivers; interactive will not wait past 2 s and hands the wait
+    // back to the client at once.
+    assert_eq!((failed_std, failed_int), (0, 8), "{stdout}");
+    assert!(waited_std >= 8 * 3_000 && waited_int == 0, "{stdout}");
+    assert!(attempts_std > attempts_int, "{stdout}");
+
+    let again = replay(&trace, &args);
+    assert_eq!(
+        stdout.as_bytes(),
+        &again.stdout[..],
+        "replay is not deterministic"
+    );
+}
+
+#[test]
+fn malformed_traces_are_refused_with_the_line_and_the_field() {
+    let good = std::fs::read_to_string(workspace().join("tests/traces/429-heavy.jsonl")).unwrap();
+    let line = good.lines().find(|l| l.starts_with('{')).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            format!("{line}\n\n{{\"req\": \n"),
+            "trace.jsonl:3: not JSON",
+        ),
+        (
+            format!(
+                "# note\n{}\n",
+                line.replace("\"deadline\":", "\"dead-line\":")
+            ),
+            "trace.jsonl:2: `req.dead-line`: unknown field",
+        ),
+        (
+            format!("{line}\n{}\n", line.replace("\"healthy\"", "\"fine\"")),
+            "trace.jsonl:2: `view.upstreams[0].health`: expected one of: unknown, healthy, unhealthy; got \"fine\"",
+        ),
+        (
+            line.replace("\"status\":429", "\"status\":70000"),
+            "trace.jsonl:1: `attempts[0].attempt.outcome.val.status`: expected an integer from 0 to 65535, got 70000",
+        ),
+        (
+            format!(
+                "{}\n",
+                line.split(",\"attempts\"").next().unwrap().to_owned() + "}"
+            ),
+            "trace.jsonl:1: `attempts`: is missing",
+        ),
+    ];
+    for (text, want) in cases {
+        let path = dir.path().join("trace.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        let out = replay(&path, &["--policy", "builtin:standard"]);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(want), "want {want:?} in:\n{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "nothing is replayed from a bad trace"
+        );
+    }
+}
