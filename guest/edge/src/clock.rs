@@ -16,8 +16,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Waits until a pollable made by `make` is ready. A fresh pollable is
-/// subscribed on every poll, so a spurious wake-up never loses the wait.
+/// Waits for one wake-up of a pollable made by `make`: the first poll
+/// registers it with spin-sdk's executor, the next one completes. Callers
+/// re-check their own condition (a wake-up may be spurious), so a pollable's
+/// `ready()` is never asked: wasmtime's answer for a fresh clock pollable
+/// whose deadline has just passed can be `false`, and a wait that trusted
+/// it would never end.
 pub struct WaitOn<F> {
     make: F,
     token: Option<CancelOnDropToken>,
@@ -27,18 +31,17 @@ impl<F: Fn() -> Pollable + Unpin> Future for WaitOn<F> {
     type Output = ();
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let pollable = (self.make)();
-        if pollable.ready() {
-            self.token = None;
+        if self.token.take().is_some() {
             return Poll::Ready(());
         }
+        let pollable = (self.make)();
         let token = spin_executor::push_waker_and_get_token(pollable, cx.waker().clone());
         self.token = Some(token.into());
         Poll::Pending
     }
 }
 
-/// Waits until `make`'s pollable is ready.
+/// Waits for a wake-up from `make`'s pollable.
 pub fn wait_on<F: Fn() -> Pollable + Unpin>(make: F) -> WaitOn<F> {
     WaitOn { make, token: None }
 }
@@ -46,7 +49,9 @@ pub fn wait_on<F: Fn() -> Pollable + Unpin>(make: F) -> WaitOn<F> {
 /// Sleeps for `ms` milliseconds on the monotonic clock.
 pub async fn sleep_ms(ms: u64) {
     let until = monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000));
-    wait_on(move || monotonic_clock::subscribe_instant(until)).await
+    while monotonic_clock::now() < until {
+        wait_on(move || monotonic_clock::subscribe_instant(until)).await;
+    }
 }
 
 /// Runs `fut` for at most `ms` milliseconds; `None` when time ran out.

@@ -17,6 +17,10 @@ pub struct Upstream {
     pub authority: String,
     /// A path prefix without a trailing slash (may be empty).
     pub base_path: String,
+    /// Failover group: lower groups are preferred (default 0).
+    pub group: u8,
+    /// Share of traffic within the group (default 1).
+    pub weight: u16,
 }
 
 /// Per-upstream limits enforced through shared state, per minute.
@@ -166,7 +170,7 @@ impl Settings {
     }
 }
 
-/// `name=url[,name=url...]`.
+/// `name=url[;group=N][;weight=N]`, comma-separated.
 pub fn parse_upstreams(text: &str) -> Result<Vec<Upstream>, String> {
     let mut out: Vec<Upstream> = Vec::new();
     for (i, item) in text.split(',').map(str::trim).enumerate() {
@@ -190,8 +194,29 @@ pub fn parse_upstreams(text: &str) -> Result<Vec<Upstream>, String> {
         if out.iter().any(|u| u.name == name) {
             return Err(format!("entry {}: the name {name:?} is used twice", i + 1));
         }
-        let up =
-            parse_url(name, url.trim()).map_err(|m| format!("entry {} ({name}): {m}", i + 1))?;
+        let mut parts = url.split(';').map(str::trim);
+        let url = parts.next().unwrap_or_default();
+        let mut up = parse_url(name, url).map_err(|m| format!("entry {} ({name}): {m}", i + 1))?;
+        for option in parts {
+            let bad = || {
+                format!(
+                    "entry {} ({name}): {option:?} must be `group=N` (0 to 255) or `weight=N` (0 to 1000)",
+                    i + 1
+                )
+            };
+            match option.split_once('=') {
+                Some(("group", n)) => up.group = n.trim().parse().map_err(|_| bad())?,
+                Some(("weight", n)) => {
+                    up.weight = n
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|&w| w <= 1000)
+                        .ok_or_else(bad)?
+                }
+                _ => return Err(bad()),
+            }
+        }
         out.push(up);
     }
     Ok(out)
@@ -235,6 +260,8 @@ fn parse_url(name: &str, url: &str) -> Result<Upstream, String> {
         https,
         authority: authority.to_owned(),
         base_path: path.trim_end_matches('/').to_owned(),
+        group: 0,
+        weight: 1,
     })
 }
 
@@ -299,6 +326,8 @@ mod tests {
             ),
             ("127.0.0.1:8080", "/base", false)
         );
+        let ups = parse_upstreams("a=http://a;group=1;weight=5").unwrap();
+        assert_eq!((ups[0].group, ups[0].weight), (1, 5));
     }
 
     #[test]
@@ -322,6 +351,11 @@ mod tests {
                 "a=http://u:p@h",
                 "must not carry a query, a fragment or credentials",
             ),
+            (
+                "a=http://h;group=x",
+                "entry 1 (a): \"group=x\" must be `group=N` (0 to 255)",
+            ),
+            ("a=http://h;weight=1001", "or `weight=N` (0 to 1000)"),
         ] {
             let e = parse_upstreams(bad).unwrap_err();
             assert!(e.contains(want), "{bad}: {e}");

@@ -110,10 +110,11 @@ impl<'a> State<'a> {
                         reset_at: Some(start + WINDOW_MS),
                     });
                 }
+                let up = &self.upstreams[id as usize];
                 UpstreamView {
                     id,
-                    group: 0,
-                    weight: 1,
+                    group: up.group,
+                    weight: up.weight,
                     health: Health::Unknown,
                     circuit: Circuit::Closed,
                     in_flight: 0,
