@@ -3,6 +3,7 @@
 //! scriptable mock upstream.
 
 mod hygiene;
+mod manifest;
 mod settings;
 mod swap;
 

@@ -67,6 +67,9 @@ pub struct Settings {
     pub access_token: Option<Secret>,
     /// The key-value store's label (Spin).
     pub kv_store: String,
+    /// A route prefix to remove before forwarding (e.g. `/deps` when the
+    /// component serves `/deps/...`); empty for none.
+    pub strip_prefix: String,
 }
 
 /// A setting that is wrong.
@@ -166,6 +169,18 @@ impl Settings {
             api_key,
             access_token,
             kv_store: src.get("kv_store")?.unwrap_or_else(|| "default".into()),
+            strip_prefix: match src.get("strip_prefix")? {
+                None => String::new(),
+                Some(p) if p.starts_with('/') && !p.ends_with('/') => p,
+                Some(p) => {
+                    return Err(err(
+                        "strip_prefix",
+                        format!(
+                            "must start with `/` and not end with one, e.g. `/deps`, got {p:?}"
+                        ),
+                    ));
+                }
+            },
         })
     }
 }

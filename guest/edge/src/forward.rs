@@ -276,7 +276,21 @@ pub async fn accept<'a>(
     req: IncomingRequest,
 ) -> Result<Exchange<'a>, Local> {
     let method = req.method();
-    let path = req.path_with_query().unwrap_or_else(|| "/".into());
+    let full = req.path_with_query().unwrap_or_else(|| "/".into());
+    let path = match full.strip_prefix(settings.strip_prefix.as_str()) {
+        Some(rest) if rest.is_empty() || rest.starts_with(['/', '?']) => {
+            format!("/{}", rest.trim_start_matches('/'))
+        }
+        _ => {
+            return Err(Local {
+                status: 404,
+                error_type: "not_found_error".into(),
+                message: format!("levee edge serves only under `{}`", settings.strip_prefix),
+                should_retry: false,
+                retry_after_ms: None,
+            });
+        }
+    };
     let mut headers: Headers = req
         .headers()
         .entries()
