@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: setup run test lint bench edge
+.PHONY: setup run test lint bench edge bench-edge
 
 VENV := .venv
 
@@ -42,3 +42,8 @@ lint: setup
 ## Benchmarks (criterion).
 bench: setup
 	$(CARGO) bench --locked -p levee
+
+## The edge against the bundled host on the same mock, same run (needs wrk).
+bench-edge: edge
+	$(CARGO) build --release --locked -p levee --bin levee -p levee-tests --bin mock-upstream
+	bench/edge.sh
