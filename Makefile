@@ -21,7 +21,7 @@ setup:
 ## both policies, and the edge composed with `standard`. Another policy:
 ##   make edge POLICY=path/to/policy.wasm
 edge: setup
-	$(CARGO) run --release --locked -p levee-guest-build --bin levee-compose -- build $(if $(POLICY),--policy $(POLICY))
+	$(CARGO) run --release --locked -p levee-guest-build --bin levee-compose -- build --out target/edge $(if $(POLICY),--policy $(POLICY))
 
 ## Build everything and run levee on its embedded defaults.
 run: setup
