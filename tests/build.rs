@@ -91,5 +91,53 @@ fn main() -> anyhow::Result<()> {
     );
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     std::fs::write(out.join("fixtures.rs"), code)?;
+    edge(&builder, &out)
+}
+
+/// The edge (without Spin's imports) and both policies, and the edge
+/// composed with each: the swap at the edge is a re-compose of the same
+/// edge component.
+fn edge(builder: &Builder, out: &Path) -> anyhow::Result<()> {
+    fn guest<'a>(package: &'a str, target: Target, output: &'a str) -> Guest<'a> {
+        Guest {
+            package,
+            features: &[],
+            target,
+            output,
+        }
+    }
+    let edge = builder.build(&guest("levee-edge", Target::Wasip2, "edge-wasi.wasm"))?;
+    let edge_bytes = std::fs::read(&edge)?;
+    let mut code = String::new();
+    writeln!(code, "/// The edge before composition: imports the policy.")?;
+    writeln!(
+        code,
+        "pub const EDGE: &str = {:?};",
+        edge.display().to_string()
+    )?;
+    for (name, package) in [
+        ("standard", "levee-policy-standard"),
+        ("interactive", "levee-policy-interactive"),
+    ] {
+        let output = format!("policy-{name}.wasm");
+        let policy = builder.build(&guest(package, Target::Bare, &output))?;
+        let composed = levee_guest_build::compose::plug(&edge_bytes, &std::fs::read(&policy)?)?;
+        let path = out.join(format!("levee-edge-{name}.wasm"));
+        std::fs::write(&path, composed)?;
+        let upper = name.to_uppercase();
+        writeln!(code, "/// The `{name}` policy component.")?;
+        writeln!(
+            code,
+            "pub const POLICY_{upper}: &str = {:?};",
+            policy.display().to_string()
+        )?;
+        writeln!(code, "/// The edge composed with `{name}`.")?;
+        writeln!(
+            code,
+            "pub const EDGE_{upper}: &str = {:?};",
+            path.display().to_string()
+        )?;
+    }
+    std::fs::write(out.join("edge.rs"), code)?;
     Ok(())
 }

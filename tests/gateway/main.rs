@@ -6,9 +6,11 @@ mod lifecycle;
 mod metrics;
 mod retries;
 mod sdk;
-mod streaming;
 mod tls;
 mod trace;
+
+#[path = "../scenarios/mod.rs"]
+mod scenarios;
 
 use levee_tests::levee::Levee;
 use levee_tests::mock::MockUpstream;
@@ -61,3 +63,50 @@ pub const STREAM_MESSAGE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64
 pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
+
+/// The bundled host, as the shared scenarios see it.
+pub struct Native(Levee);
+
+impl scenarios::Gateway for Native {
+    fn start(upstreams: &[(&str, String)], setup: &scenarios::Setup) -> Self {
+        let mut config = format!(
+            "[policy]\nsource = \"builtin:standard\"\nconfig = {}\n",
+            toml_inline(&setup.policy)
+        );
+        if let Some(n) = setup.max_attempts {
+            config += &format!("\n[rails]\nmax_attempts = {n}\n");
+        }
+        if let Some(ms) = setup.idle_timeout_ms {
+            config += &format!("\n[streaming]\nidle_timeout_ms = {ms}\n");
+        }
+        for (group, (name, url)) in upstreams.iter().enumerate() {
+            config +=
+                &format!("\n[[upstreams]]\nname = \"{name}\"\nurl = \"{url}\"\ngroup = {group}\n");
+        }
+        Native(Levee::start(&config))
+    }
+
+    fn url(&self) -> String {
+        self.0.url()
+    }
+}
+
+/// A JSON value as a TOML inline value (objects become inline tables).
+fn toml_inline(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", toml_inline(v)))
+                .collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+        serde_json::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(toml_inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+all_scenarios!(Native);

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+pub mod edge;
 pub mod levee;
 pub mod mock;
 pub mod vectors;

@@ -10,6 +10,8 @@
 //! The nested `cargo` runs in its own target directory, so it never waits on
 //! the lock of the build that called it.
 
+pub mod compose;
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,6 +55,16 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// A builder for the workspace at `workspace` that compiles into
+    /// `target_dir/guest` and writes components into `out_dir`.
+    pub fn new(workspace: &Path, target_dir: &Path, out_dir: &Path) -> Builder {
+        Builder {
+            workspace: workspace.to_path_buf(),
+            target_dir: target_dir.join("guest"),
+            out_dir: out_dir.to_path_buf(),
+        }
+    }
+
     /// A builder for the workspace at `workspace`, writing components into
     /// the calling build script's `OUT_DIR`. It tells cargo to rerun the
     /// build script when the guests or the WIT change.

@@ -1,21 +1,23 @@
 //! Streams pass through byte for byte, and a broken one never ends silently.
 
-use super::{STREAM_MESSAGE, header, levee_for, post};
+use super::{Gateway, STREAM_MESSAGE, Setup, gateway_for, header, post};
 use levee_tests::mock::{MockUpstream, Script, SseScript, Step};
 
-const STREAMING: &str = "[streaming]\nidle_timeout_ms = 400\n";
-
-fn policy_and(extra: &str) -> String {
-    format!("{}\n{extra}", super::FAST_POLICY)
+/// The default policy with a 400 ms idle timeout.
+fn setup() -> Setup {
+    Setup {
+        idle_timeout_ms: Some(400),
+        ..Setup::default()
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_healthy_stream_passes_byte_for_byte() {
+/// A healthy stream arrives byte for byte.
+pub async fn a_healthy_stream_passes_byte_for_byte<G: Gateway>() {
     let script = SseScript::message("The quick brown fox jumps over the lazy dog, twice over.");
     let expected = script.bytes();
     let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
-    let levee = levee_for(&upstream, &policy_and(STREAMING));
-    let resp = post(&levee, STREAM_MESSAGE).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post(&gw, STREAM_MESSAGE).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
     assert_eq!(resp.bytes().await.unwrap(), expected);
@@ -41,16 +43,16 @@ fn assert_ends_with_error_frame(body: &[u8], before: &[u8], reason: &str) {
     assert!(message.contains(reason), "{message}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cut_stream_ends_with_an_error_frame_not_a_clean_close() {
+/// A connection cut mid-event ends with an error frame, never a clean close.
+pub async fn a_cut_stream_ends_with_an_error_frame_not_a_clean_close<G: Gateway>() {
     let script = SseScript::message("one two three four five six").cut_after(4, 10);
     let whole: Vec<u8> = script.chunks[..4]
         .iter()
         .flat_map(|(_, b)| b.to_vec())
         .collect();
     let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
-    let levee = levee_for(&upstream, &policy_and(STREAMING));
-    let resp = post(&levee, STREAM_MESSAGE).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post(&gw, STREAM_MESSAGE).await;
     assert_eq!(resp.status(), 200);
     let body = resp
         .bytes()
@@ -64,40 +66,40 @@ async fn a_cut_stream_ends_with_an_error_frame_not_a_clean_close() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stalled_stream_ends_with_an_error_frame() {
+/// A stall past the idle timeout ends with an error frame.
+pub async fn a_stalled_stream_ends_with_an_error_frame<G: Gateway>() {
     let script = SseScript::message("one two three four").stall_after(3);
     let whole: Vec<u8> = script.chunks[..3]
         .iter()
         .flat_map(|(_, b)| b.to_vec())
         .collect();
     let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
-    let levee = levee_for(&upstream, &policy_and(STREAMING));
-    let resp = post(&levee, STREAM_MESSAGE).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post(&gw, STREAM_MESSAGE).await;
     let body = resp.bytes().await.unwrap();
     assert_ends_with_error_frame(&body, &whole, "upstream stalled: no bytes for 400 ms");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stream_closed_before_message_stop_is_a_cut() {
+/// A clean close before `message_stop` is a cut.
+pub async fn a_stream_closed_before_message_stop_is_a_cut<G: Gateway>() {
     let full = SseScript::message("one two three");
     let first: Vec<bytes::Bytes> = full.chunks[..3].iter().map(|(_, b)| b.clone()).collect();
     let whole: Vec<u8> = first.iter().flat_map(|b| b.to_vec()).collect();
     let upstream =
         MockUpstream::start(Script::of([Step::Sse(SseScript::from_chunks(first))])).await;
-    let levee = levee_for(&upstream, &policy_and(STREAMING));
-    let body = post(&levee, STREAM_MESSAGE).await.bytes().await.unwrap();
+    let gw: G = gateway_for(&upstream, &setup());
+    let body = post(&gw, STREAM_MESSAGE).await.bytes().await.unwrap();
     assert_ends_with_error_frame(&body, &whole, "closed the stream before message_stop");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_upstream_error_event_passes_through_as_the_end() {
+/// The upstream's own error event ends the stream; levee adds nothing.
+pub async fn an_upstream_error_event_passes_through_as_the_end<G: Gateway>() {
     let script =
         SseScript::message("one two three four").error_after(3, "overloaded_error", "Overloaded");
     let expected = script.bytes();
     let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
-    let levee = levee_for(&upstream, &policy_and(STREAMING));
-    let body = post(&levee, STREAM_MESSAGE).await.bytes().await.unwrap();
+    let gw: G = gateway_for(&upstream, &setup());
+    let body = post(&gw, STREAM_MESSAGE).await.bytes().await.unwrap();
     assert_eq!(
         body, expected,
         "the upstream's own error event ends the stream; levee adds nothing"

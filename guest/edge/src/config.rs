@@ -1,0 +1,425 @@
+//! The edge's settings, read from Spin variables (feature `spin`) or from
+//! the environment (`LEVEE_<NAME>`), validated with errors that name the
+//! setting, the bad value and what would be valid.
+//!
+//! Secrets (`api_key`, `access_token`) are never echoed in an error.
+
+use std::fmt;
+
+/// One upstream, as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// Its name in errors and logs.
+    pub name: String,
+    /// `true` for `https`.
+    pub https: bool,
+    /// `host[:port]`.
+    pub authority: String,
+    /// A path prefix without a trailing slash (may be empty).
+    pub base_path: String,
+    /// Failover group: lower groups are preferred (default 0).
+    pub group: u8,
+    /// Share of traffic within the group (default 1).
+    pub weight: u16,
+}
+
+/// Per-upstream limits enforced through shared state, per minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per minute.
+    pub requests: Option<u32>,
+    /// Input tokens per minute.
+    pub input_tokens: Option<u32>,
+}
+
+/// A secret value: printed as `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything the edge needs to serve a request.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The upstreams, in configured order; the policy names them by index.
+    pub upstreams: Vec<Upstream>,
+    /// The policy's own configuration (JSON; empty for its defaults).
+    pub policy_config: String,
+    /// Rail: attempts per request, whatever the policy says.
+    pub max_attempts: u32,
+    /// Rail: the whole request's deadline.
+    pub deadline_ms: u64,
+    /// A stream with no bytes for this long is cut with an error frame.
+    pub idle_timeout_ms: u64,
+    /// Request bodies above this are answered 413.
+    pub max_body_bytes: usize,
+    /// How much of an error body is read before the policy decides.
+    pub error_body_bytes: usize,
+    /// Per-upstream limits (need a key-value store to be shared).
+    pub limits: Limits,
+    /// Sent upstream as `x-api-key` in place of the client's credentials.
+    pub api_key: Option<Secret>,
+    /// When set, clients must send `authorization: Bearer <token>`.
+    pub access_token: Option<Secret>,
+    /// The key-value store's label (Spin).
+    pub kv_store: String,
+    /// A route prefix to remove before forwarding (e.g. `/deps` when the
+    /// component serves `/deps/...`); empty for none.
+    pub strip_prefix: String,
+}
+
+/// A setting that is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting as the operator spells it (`LEVEE_UPSTREAMS`, or the
+    /// Spin variable `upstreams`).
+    pub key: String,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.key, self.message)
+    }
+}
+
+/// Where settings come from.
+pub trait Source {
+    /// The raw value of `name` (a lower-case setting name), if set and
+    /// non-empty.
+    fn get(&self, name: &str) -> Result<Option<String>, ConfigError>;
+    /// How the operator spells `name` in this source.
+    fn spell(&self, name: &str) -> String;
+}
+
+/// The environment: `upstreams` is `LEVEE_UPSTREAMS`.
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        Ok(std::env::var(self.spell(name))
+            .ok()
+            .filter(|v| !v.trim().is_empty()))
+    }
+    fn spell(&self, name: &str) -> String {
+        format!("LEVEE_{}", name.to_ascii_uppercase())
+    }
+}
+
+impl Settings {
+    /// Reads and validates every setting from `src`.
+    pub fn load(src: &dyn Source) -> Result<Settings, ConfigError> {
+        let err = |name: &str, message: String| ConfigError {
+            key: src.spell(name),
+            message,
+        };
+        let num = |name: &str, min: u64, max: u64, default: u64| -> Result<u64, ConfigError> {
+            match src.get(name)? {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(err(
+                        name,
+                        format!("must be a whole number from {min} to {max}, got {v:?}"),
+                    )),
+                },
+            }
+        };
+        let upstreams = match src.get("upstreams")? {
+            Some(v) => parse_upstreams(&v).map_err(|m| err("upstreams", m))?,
+            None => {
+                return Err(err(
+                    "upstreams",
+                    "is not set; give one or more `name=url`, comma-separated, e.g. \
+                     `primary=https://api.anthropic.com`"
+                        .into(),
+                ));
+            }
+        };
+        let policy_config = src.get("policy_config")?.unwrap_or_default();
+        let limits = match src.get("limits")? {
+            Some(v) => parse_limits(&v).map_err(|m| err("limits", m))?,
+            None => Limits::default(),
+        };
+        let api_key = src.get("api_key")?.map(Secret);
+        let access_token = src.get("access_token")?.map(Secret);
+        if api_key.is_some() && access_token.is_none() {
+            return Err(err(
+                "api_key",
+                format!(
+                    "is set but `{}` is not: the edge would lend its key to anyone; set both",
+                    src.spell("access_token")
+                ),
+            ));
+        }
+        Ok(Settings {
+            upstreams,
+            policy_config,
+            max_attempts: num("max_attempts", 1, 20, 10)? as u32,
+            deadline_ms: num("deadline_ms", 1, 86_400_000, 20 * 60_000)?,
+            idle_timeout_ms: num("idle_timeout_ms", 1, 3_600_000, 60_000)?,
+            max_body_bytes: num("max_body_bytes", 1, 1 << 30, 32 << 20)? as usize,
+            error_body_bytes: num("error_body_bytes", 1024, 1 << 20, 64 << 10)? as usize,
+            limits,
+            api_key,
+            access_token,
+            kv_store: src.get("kv_store")?.unwrap_or_else(|| "default".into()),
+            strip_prefix: match src.get("strip_prefix")? {
+                None => String::new(),
+                Some(p) if p.starts_with('/') && !p.ends_with('/') => p,
+                Some(p) => {
+                    return Err(err(
+                        "strip_prefix",
+                        format!(
+                            "must start with `/` and not end with one, e.g. `/deps`, got {p:?}"
+                        ),
+                    ));
+                }
+            },
+        })
+    }
+}
+
+/// `name=url[;group=N][;weight=N]`, comma-separated.
+pub fn parse_upstreams(text: &str) -> Result<Vec<Upstream>, String> {
+    let mut out: Vec<Upstream> = Vec::new();
+    for (i, item) in text.split(',').map(str::trim).enumerate() {
+        let Some((name, url)) = item.split_once('=') else {
+            return Err(format!(
+                "entry {} ({item:?}) must be `name=url`, e.g. `primary=https://api.anthropic.com`",
+                i + 1
+            ));
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "entry {}: the name {name:?} must be letters, digits, `-` or `_`",
+                i + 1
+            ));
+        }
+        if out.iter().any(|u| u.name == name) {
+            return Err(format!("entry {}: the name {name:?} is used twice", i + 1));
+        }
+        let mut parts = url.split(';').map(str::trim);
+        let url = parts.next().unwrap_or_default();
+        let mut up = parse_url(name, url).map_err(|m| format!("entry {} ({name}): {m}", i + 1))?;
+        for option in parts {
+            let bad = || {
+                format!(
+                    "entry {} ({name}): {option:?} must be `group=N` (0 to 255) or `weight=N` (0 to 1000)",
+                    i + 1
+                )
+            };
+            match option.split_once('=') {
+                Some(("group", n)) => up.group = n.trim().parse().map_err(|_| bad())?,
+                Some(("weight", n)) => {
+                    up.weight = n
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|&w| w <= 1000)
+                        .ok_or_else(bad)?
+                }
+                _ => return Err(bad()),
+            }
+        }
+        out.push(up);
+    }
+    Ok(out)
+}
+
+fn parse_url(name: &str, url: &str) -> Result<Upstream, String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("{url:?} must start with http:// or https://"));
+    };
+    if rest.contains(['?', '#', '@']) {
+        return Err(format!(
+            "{url:?} must not carry a query, a fragment or credentials"
+        ));
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    // A bracketed IPv6 host may hold colons; the port follows the `]`.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    let (host, port) = match authority[host_end..].rfind(':') {
+        Some(i) => (
+            &authority[..host_end + i],
+            Some(&authority[host_end + i + 1..]),
+        ),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!(
+            "{url:?}: the port {port:?} is not a number from 0 to 65535"
+        ));
+    }
+    Ok(Upstream {
+        name: name.to_owned(),
+        https,
+        authority: authority.to_owned(),
+        base_path: path.trim_end_matches('/').to_owned(),
+        group: 0,
+        weight: 1,
+    })
+}
+
+/// `requests=N,input_tokens=N` (per minute, per upstream).
+pub fn parse_limits(text: &str) -> Result<Limits, String> {
+    let mut limits = Limits::default();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} must be `kind=N`"))?;
+        let n: u32 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{}: {v:?} must be a positive whole number", k.trim()))?;
+        match k.trim() {
+            "requests" => limits.requests = Some(n),
+            "input_tokens" => limits.input_tokens = Some(n),
+            other => {
+                return Err(format!(
+                    "unknown limit {other:?}; known: requests, input_tokens (per minute)"
+                ));
+            }
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<&'static str, &'static str>);
+    impl Source for Map {
+        fn get(&self, name: &str) -> Result<Option<String>, ConfigError> {
+            Ok(self.0.get(name).map(|v| v.to_string()))
+        }
+        fn spell(&self, name: &str) -> String {
+            name.to_owned()
+        }
+    }
+
+    fn load(pairs: &[(&'static str, &'static str)]) -> Result<Settings, ConfigError> {
+        Settings::load(&Map(pairs.iter().copied().collect()))
+    }
+
+    #[test]
+    fn upstreams_parse_with_names_ports_and_base_paths() {
+        let ups = parse_upstreams(
+            "primary=https://api.anthropic.com, backup=http://127.0.0.1:8080/base/",
+        )
+        .unwrap();
+        assert_eq!(ups[0].authority, "api.anthropic.com");
+        assert!(ups[0].https);
+        assert_eq!(
+            (
+                ups[1].authority.as_str(),
+                ups[1].base_path.as_str(),
+                ups[1].https
+            ),
+            ("127.0.0.1:8080", "/base", false)
+        );
+        let ups = parse_upstreams("a=http://a;group=1;weight=5").unwrap();
+        assert_eq!((ups[0].group, ups[0].weight), (1, 5));
+    }
+
+    #[test]
+    fn bad_upstreams_are_named_with_the_entry() {
+        for (bad, want) in [
+            ("https://x", "entry 1 (\"https://x\") must be `name=url`"),
+            (
+                "a=ftp://x",
+                "entry 1 (a): \"ftp://x\" must start with http:// or https://",
+            ),
+            (
+                "a=http://x,a=http://y",
+                "entry 2: the name \"a\" is used twice",
+            ),
+            ("a=http://:80", "entry 1 (a): \"http://:80\" has no host"),
+            (
+                "a=http://h:99999",
+                "entry 1 (a): \"http://h:99999\": the port \"99999\"",
+            ),
+            (
+                "a=http://u:p@h",
+                "must not carry a query, a fragment or credentials",
+            ),
+            (
+                "a=http://h;group=x",
+                "entry 1 (a): \"group=x\" must be `group=N` (0 to 255)",
+            ),
+            ("a=http://h;weight=1001", "or `weight=N` (0 to 1000)"),
+        ] {
+            let e = parse_upstreams(bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_upstreams_and_bad_numbers_name_the_setting() {
+        let e = load(&[]).unwrap_err();
+        assert_eq!(e.key, "upstreams");
+        let e = load(&[("upstreams", "a=http://h"), ("max_attempts", "0")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`max_attempts`: must be a whole number from 1 to 20, got \"0\""
+        );
+    }
+
+    #[test]
+    fn a_key_without_an_access_token_is_refused_and_never_echoed() {
+        let e = load(&[
+            ("upstreams", "a=http://h"),
+            ("api_key", "sk-ant-secret-xyz"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "api_key");
+        assert!(!e.message.contains("sk-ant-secret-xyz"));
+        let s = load(&[
+            ("upstreams", "a=http://h"),
+            ("api_key", "sk-ant-secret-xyz"),
+            ("access_token", "tok"),
+        ])
+        .unwrap();
+        assert!(!format!("{s:?}").contains("sk-ant-secret-xyz"));
+    }
+
+    #[test]
+    fn limits_parse_and_refuse_unknown_kinds() {
+        assert_eq!(
+            parse_limits("requests=60, input_tokens=40000").unwrap(),
+            Limits {
+                requests: Some(60),
+                input_tokens: Some(40_000)
+            }
+        );
+        assert!(
+            parse_limits("tokens=5")
+                .unwrap_err()
+                .contains("unknown limit \"tokens\"")
+        );
+        assert!(parse_limits("requests=0").unwrap_err().contains("positive"));
+    }
+}

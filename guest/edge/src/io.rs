@@ -1,0 +1,54 @@
+//! Reading and writing `wasi:io` streams without blocking the executor:
+//! every wait is a pollable handed to spin-sdk's executor.
+
+use crate::clock::wait_on;
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
+
+/// How much one read asks for.
+const READ_SIZE: u64 = 16 * 1024;
+
+/// What one read gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// Some bytes.
+    Data(Vec<u8>),
+    /// The stream ended cleanly.
+    End,
+    /// The stream failed; why.
+    Failed(String),
+}
+
+/// Reads the next bytes of `stream`, waiting for them if needed.
+pub async fn read(stream: &InputStream) -> Chunk {
+    loop {
+        match stream.read(READ_SIZE) {
+            Ok(bytes) if bytes.is_empty() => wait_on(|| stream.subscribe()).await,
+            Ok(bytes) => return Chunk::Data(bytes),
+            Err(StreamError::Closed) => return Chunk::End,
+            Err(StreamError::LastOperationFailed(e)) => return Chunk::Failed(e.to_debug_string()),
+        }
+    }
+}
+
+/// Writes all of `data` and waits until it is flushed.
+pub async fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), String> {
+    let fail = |e: StreamError| match e {
+        StreamError::Closed => "the peer closed the stream".to_owned(),
+        StreamError::LastOperationFailed(e) => e.to_debug_string(),
+    };
+    while !data.is_empty() {
+        let room = stream.check_write().map_err(fail)?;
+        if room == 0 {
+            wait_on(|| stream.subscribe()).await;
+            continue;
+        }
+        let n = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
+        stream.write(&data[..n]).map_err(fail)?;
+        data = &data[n..];
+    }
+    stream.flush().map_err(fail)?;
+    while stream.check_write().map_err(fail)? == 0 {
+        wait_on(|| stream.subscribe()).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! One attempt on the wire: the outbound `wasi:http` request, its timeout,
+//! and the failure layer named the way the policy and the client expect.
+
+use crate::clock::timeout;
+use crate::config::Upstream;
+use crate::io::{Chunk, read, write_all};
+use crate::reply::Headers;
+use levee_policy_core::FailureKind;
+use spin_sdk::http::{
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme, SendError,
+};
+use wasi::io::streams::InputStream;
+
+/// A response head and the body still to read.
+pub struct Upstreaming {
+    // Field order is drop order: the stream before its body before the
+    // response it came from.
+    stream: InputStream,
+    _body: spin_sdk::wit::wasi::http0_2_0::types::IncomingBody,
+    /// Held so the runtime keeps the exchange open.
+    _resp: IncomingResponse,
+    /// The status.
+    pub status: u16,
+    /// The headers, lower-case names.
+    pub headers: Headers,
+}
+
+impl Upstreaming {
+    /// The next body bytes.
+    pub async fn next(&self) -> Chunk {
+        read(&self.stream).await
+    }
+}
+
+/// Why an attempt got no response head.
+pub struct Failure {
+    /// The layer, for the policy.
+    pub kind: FailureKind,
+    /// What happened, for the client.
+    pub message: String,
+}
+
+/// Sends one attempt and waits at most `timeout_ms` for the head.
+pub async fn send(
+    up: &Upstream,
+    method: &Method,
+    path_and_query: &str,
+    headers: &Headers,
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<Upstreaming, Failure> {
+    let fields = Fields::new();
+    for (name, value) in headers {
+        let _ = fields.append(name, value);
+    }
+    if !body.is_empty() || matches!(method, Method::Post | Method::Put | Method::Patch) {
+        let _ = fields.set("content-length", &[body.len().to_string().into_bytes()]);
+    }
+    let req = OutgoingRequest::new(fields);
+    let _ = req.set_method(method);
+    let _ = req.set_scheme(Some(if up.https {
+        &Scheme::Https
+    } else {
+        &Scheme::Http
+    }));
+    let _ = req.set_authority(Some(&up.authority));
+    let _ = req.set_path_with_query(Some(&format!("{}{path_and_query}", up.base_path)));
+    let out_body = req.body().expect("a new request's body is taken once");
+    let exchange = async {
+        let sent = spin_sdk::http::send::<OutgoingRequest, IncomingResponse>(req);
+        let write = async {
+            let stream = out_body.write().expect("a new body is written once");
+            // A failed write shows up as the exchange's own error.
+            let _ = write_all(&stream, body).await;
+            drop(stream);
+            let _ = OutgoingBody::finish(out_body, None);
+        };
+        futures::join!(sent, write).0
+    };
+    let resp = match timeout(timeout_ms, exchange).await {
+        Some(Ok(resp)) => resp,
+        Some(Err(SendError::Http(code))) => return Err(classify(&code, up)),
+        Some(Err(other)) => {
+            return Err(Failure {
+                kind: FailureKind::Reset,
+                message: format!("the exchange with {} failed: {other}", up.authority),
+            });
+        }
+        None => {
+            return Err(Failure {
+                kind: FailureKind::Timeout,
+                message: format!("no response head within {timeout_ms} ms"),
+            });
+        }
+    };
+    let status = resp.status();
+    let headers: Headers = resp
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let body = resp.consume().expect("a response body is consumed once");
+    let stream = body.stream().expect("a body's stream is taken once");
+    Ok(Upstreaming {
+        stream,
+        _body: body,
+        _resp: resp,
+        status,
+        headers,
+    })
+}
+
+/// Names the layer a `wasi:http` error code belongs to.
+fn classify(code: &ErrorCode, up: &Upstream) -> Failure {
+    use ErrorCode as E;
+    let at = &up.authority;
+    let (kind, message) = match code {
+        E::DnsTimeout | E::DnsError(_) => {
+            (FailureKind::Dns, format!("cannot resolve {at}: {code:?}"))
+        }
+        E::DestinationNotFound => (FailureKind::Dns, format!("cannot resolve {at}")),
+        E::ConnectionRefused => (
+            FailureKind::Connect,
+            format!("cannot connect to {at}: Connection refused"),
+        ),
+        E::DestinationUnavailable
+        | E::DestinationIpProhibited
+        | E::DestinationIpUnroutable
+        | E::ConnectionTimeout
+        | E::ConnectionLimitReached => (
+            FailureKind::Connect,
+            format!("cannot connect to {at}: {code:?}"),
+        ),
+        E::TlsProtocolError | E::TlsCertificateError | E::TlsAlertReceived(_) => {
+            (FailureKind::Tls, format!("TLS with {at} failed: {code:?}"))
+        }
+        E::HttpRequestDenied => (
+            FailureKind::Connect,
+            format!("the runtime denied the request to {at}: add it to allowed_outbound_hosts"),
+        ),
+        E::ConnectionReadTimeout | E::HttpResponseTimeout => (
+            FailureKind::Timeout,
+            format!("{at} sent no response head in time"),
+        ),
+        other => (
+            FailureKind::Reset,
+            format!("the connection to {at} failed before the response head: {other:?}"),
+        ),
+    };
+    Failure { kind, message }
+}

@@ -1,0 +1,108 @@
+//! Scenarios that every levee gateway must pass, written once and run by
+//! each suite against its own gateway: the bundled host (`tests/gateway`)
+//! and the composed edge component under `wasmtime serve` (`tests/edge`).
+//!
+//! A suite implements [`Gateway`] and calls [`all_scenarios!`], which makes
+//! one `#[tokio::test]` per scenario.
+
+pub mod failover;
+pub mod retries;
+pub mod streaming;
+
+use levee_tests::mock::MockUpstream;
+
+/// What a scenario asks of the gateway besides its upstreams.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// The standard policy's configuration (JSON).
+    pub policy: serde_json::Value,
+    /// The host's attempt ceiling, when the scenario sets one.
+    pub max_attempts: Option<u32>,
+    /// The streaming idle timeout, when the scenario sets one.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+impl Default for Setup {
+    /// A short-scale standard policy: small backoff, four attempts.
+    fn default() -> Self {
+        Setup {
+            policy: serde_json::json!({"max_attempts": 4, "backoff": {"base_ms": 20, "cap_ms": 100}}),
+            max_attempts: None,
+            idle_timeout_ms: None,
+        }
+    }
+}
+
+/// A gateway under test, in front of named upstreams, with the standard
+/// policy.
+pub trait Gateway: Sized {
+    /// Starts it in front of `upstreams` (`(name, url)`), each in its own
+    /// failover group in this order: the first is preferred.
+    fn start(upstreams: &[(&str, String)], setup: &Setup) -> Self;
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    fn url(&self) -> String;
+}
+
+/// Starts `G` in front of one upstream named `primary`.
+pub fn gateway_for<G: Gateway>(upstream: &MockUpstream, setup: &Setup) -> G {
+    G::start(&[("primary", upstream.url())], setup)
+}
+
+/// POSTs `body` to `/v1/messages` with a test key.
+pub async fn post<G: Gateway>(gw: &G, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/v1/messages", gw.url()))
+        .header("x-api-key", "sk-ant-test-secret-0001")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the gateway answers")
+}
+
+/// A minimal Messages request body.
+pub const MESSAGE: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// The same, streaming.
+pub const STREAM_MESSAGE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A response header as text.
+pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// One `#[tokio::test]` per shared scenario, run against gateway `$gw`.
+#[macro_export]
+macro_rules! all_scenarios {
+    ($gw:ty) => {
+        $crate::all_scenarios!(@each $gw;
+            retries::rate_limited_three_times_then_ok_waits_what_each_429_asks,
+            retries::always_overloaded_gives_up_after_the_policy_attempts_and_says_do_not_retry,
+            retries::a_spend_cap_is_final,
+            retries::client_errors_are_delivered_as_they_are,
+            retries::x_should_retry_true_retries_even_a_400,
+            retries::a_reset_before_the_head_is_retried_with_the_same_body,
+            retries::a_retry_after_beyond_what_the_policy_waits_gives_up_at_once_and_passes_it_on,
+            retries::a_hung_upstream_costs_one_per_try_timeout_then_a_retry,
+            retries::the_hosts_attempt_ceiling_overrules_the_policy,
+            failover::an_overloaded_primary_fails_over_to_the_backup,
+            failover::a_refused_primary_fails_over_to_the_backup,
+            failover::a_rate_limited_primary_hands_over_without_waiting,
+            streaming::a_healthy_stream_passes_byte_for_byte,
+            streaming::a_cut_stream_ends_with_an_error_frame_not_a_clean_close,
+            streaming::a_stalled_stream_ends_with_an_error_frame,
+            streaming::a_stream_closed_before_message_stop_is_a_cut,
+            streaming::an_upstream_error_event_passes_through_as_the_end,
+        );
+    };
+    (@each $gw:ty; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                scenarios::$module::$name::<$gw>().await
+            }
+        )*
+    };
+}

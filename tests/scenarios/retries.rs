@@ -1,0 +1,162 @@
+//! Retries follow the API's rules, with the waits the headers ask for.
+
+use super::{Gateway, MESSAGE, Setup, gateway_for, header, post};
+use levee_tests::mock::{MockUpstream, Reply, RetryAfter, Script, Step};
+use std::time::Duration;
+
+/// Three 429s asking 150 ms each, then a 200: four attempts, each at least
+/// 150 ms after the last.
+pub async fn rate_limited_three_times_then_ok_waits_what_each_429_asks<G: Gateway>() {
+    let upstream = MockUpstream::start(
+        Script::of((0..3).map(|_| Step::Reply(Reply::rate_limited(RetryAfter::Ms(150)))))
+            .then(Step::Reply(Reply::message())),
+    )
+    .await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("4"));
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 4);
+    for pair in seen.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(150),
+            "retried after {gap:?}, before retry-after-ms"
+        );
+    }
+}
+
+/// Always 529: the policy's four attempts, then the last 529 as it was,
+/// with `x-should-retry: false`.
+pub async fn always_overloaded_gives_up_after_the_policy_attempts_and_says_do_not_retry<
+    G: Gateway,
+>() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::overloaded()))).await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 529);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("4"));
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    assert!(header(&resp, "request-id").is_some_and(|id| id.starts_with("req_mock_")));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["type"], "overloaded_error",
+        "the upstream's body, as it was"
+    );
+    assert_eq!(upstream.requests().len(), 4);
+}
+
+/// A spend cap is final: one attempt.
+pub async fn a_spend_cap_is_final<G: Gateway>() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::spend_cap()))).await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// A 400 passes through byte for byte after one attempt.
+pub async fn client_errors_are_delivered_as_they_are<G: Gateway>() {
+    let reply = Reply::error(400, "invalid_request_error", "max_tokens: field required");
+    let expected = reply.body.clone();
+    let upstream = MockUpstream::start(Script::always(Step::Reply(reply))).await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+    assert_eq!(resp.bytes().await.unwrap(), expected);
+}
+
+/// `x-should-retry: true` overrides the status.
+pub async fn x_should_retry_true_retries_even_a_400<G: Gateway>() {
+    let upstream = MockUpstream::start(
+        Script::of([Step::Reply(
+            Reply::error(400, "invalid_request_error", "flaky").should_retry(true),
+        )])
+        .then(Step::Reply(Reply::message())),
+    )
+    .await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+}
+
+/// A reset before the head is retried, replaying the body exactly.
+pub async fn a_reset_before_the_head_is_retried_with_the_same_body<G: Gateway>() {
+    let upstream =
+        MockUpstream::start(Script::of([Step::Reset]).then(Step::Reply(Reply::message()))).await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].body, seen[1].body,
+        "the body is replayed byte for byte"
+    );
+    assert_eq!(seen[1].body, MESSAGE.as_bytes());
+}
+
+/// An hour's `retry-after`: no useless sleep; the header goes to the client.
+pub async fn a_retry_after_beyond_what_the_policy_waits_gives_up_at_once_and_passes_it_on<
+    G: Gateway,
+>() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::rate_limited(
+        RetryAfter::Secs(3600),
+    ))))
+    .await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(
+        header(&resp, "x-levee-attempts"),
+        Some("1"),
+        "no useless sleep"
+    );
+    assert_eq!(
+        header(&resp, "x-should-retry"),
+        Some("true"),
+        "a later retry can succeed"
+    );
+    assert_eq!(
+        header(&resp, "retry-after"),
+        Some("3600"),
+        "the upstream's own header, untouched"
+    );
+}
+
+/// A hung upstream costs one per-try timeout, then a retry succeeds.
+pub async fn a_hung_upstream_costs_one_per_try_timeout_then_a_retry<G: Gateway>() {
+    let upstream =
+        MockUpstream::start(Script::of([Step::Hang]).then(Step::Reply(Reply::message()))).await;
+    let setup = Setup {
+        policy: serde_json::json!({"try_timeout_ms": 300, "backoff": {"base_ms": 10, "cap_ms": 20}}),
+        ..Setup::default()
+    };
+    let gw: G = gateway_for(&upstream, &setup);
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+    let seen = upstream.requests();
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(300));
+}
+
+/// The host's attempt ceiling is lower than the policy's: it wins.
+pub async fn the_hosts_attempt_ceiling_overrules_the_policy<G: Gateway>() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::overloaded()))).await;
+    let setup = Setup {
+        max_attempts: Some(2),
+        ..Setup::default()
+    };
+    let gw: G = gateway_for(&upstream, &setup);
+    let resp = post(&gw, MESSAGE).await;
+    assert_eq!(resp.status(), 529);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    assert_eq!(upstream.requests().len(), 2);
+}
