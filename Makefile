@@ -13,8 +13,18 @@ VENV := .venv
 ## wasi:http runtime for the edge tests; the wheel ships it without its
 ## executable bit) and wasm-tools; jco, pinned by hosts/node/package-lock.json,
 ## in hosts/node/node_modules (the Node host; reinstalled only when the lock
-## file changes).
+## file changes); and the real services the tests run on loopback, from
+## Debian's packages: redis-server (shared limits), tinyproxy (egress
+## proxies), dnsmasq (a resolver), chromium (the status page).
+SYSTEM_PACKAGES := redis-server tinyproxy dnsmasq-base chromium
+
 setup:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing" $$missing; \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
 	rustup target add wasm32-unknown-unknown wasm32-wasip2
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \

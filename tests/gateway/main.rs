@@ -2,10 +2,12 @@
 //! scriptable mock upstream.
 
 mod contract;
+mod doctor;
 mod lifecycle;
 mod metrics;
 mod retries;
 mod sdk;
+mod status;
 mod tls;
 mod trace;
 

@@ -1,6 +1,7 @@
 //! The command line: each subcommand is a named step of the architecture.
 
 mod componentize;
+mod doctor;
 mod policy_check;
 mod replay;
 mod serve;
@@ -25,6 +26,9 @@ pub struct Cli {
 enum Command {
     /// Run the gateway.
     Serve(serve::ServeArgs),
+    /// Check each upstream layer by layer (DNS, TCP, TLS, HTTP) and say
+    /// which layer is broken and how to fix it.
+    Doctor(doctor::DoctorArgs),
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -65,6 +69,7 @@ impl Cli {
         init_logging(self.log.as_deref(), LogFormat::Human);
         match self.command {
             Command::Serve(_) => unreachable!("handled above"),
+            Command::Doctor(args) => doctor::run(args),
             Command::Policy(PolicyCommand::Check { policy, config }) => {
                 policy_check::run(&policy, config.as_deref())
             }

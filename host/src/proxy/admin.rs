@@ -2,6 +2,8 @@
 //! `/healthz` requires the bearer token.
 //!
 //! - `GET /healthz`: liveness.
+//! - `GET /status`: upstreams, budgets, the policy (see `status.rs`); JSON,
+//!   or an HTML page for a browser.
 //! - `GET /policy`: the active policy and recent swaps.
 //! - `GET /metrics`: Prometheus metrics (see `metrics.rs`).
 //! - `POST /policy` with `{"source": "builtin:NAME" | "/path/x.wasm", "config": {...}}`:
@@ -10,6 +12,7 @@
 
 use super::reply::{Body, full};
 use super::server::Gateway;
+use super::status;
 use crate::config::Secret;
 use crate::policy::{LoadError, PolicySource, describe};
 use bytes::Bytes;
@@ -56,6 +59,19 @@ async fn route(
     }
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/policy") => reply(StatusCode::OK, policy_status(gw)),
+        (Method::GET, "/status") => {
+            let snapshot = status::snapshot(gw);
+            if status::wants_html(req.headers()) {
+                let mut resp = Response::new(full(status::page(&snapshot)));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                resp
+            } else {
+                reply(StatusCode::OK, snapshot)
+            }
+        }
         (Method::GET, "/metrics") => {
             let mut resp = Response::new(full(gw.render_metrics()));
             resp.headers_mut().insert(
@@ -95,17 +111,40 @@ fn refuse_unauthorized(
     let given = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(presented_token);
     match given {
-        Some(given) if token.matches(given.as_bytes()) => None,
-        _ => Some(reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "a valid bearer token is required"}),
-        )),
+        Some(given) if token.matches(&given) => None,
+        _ => {
+            let mut refusal = reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "a valid bearer token is required"}),
+            );
+            // A browser asks for it: any user name, the token as password.
+            refusal.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"levee admin\", charset=\"UTF-8\""),
+            );
+            Some(refusal)
+        }
     }
 }
 
-fn policy_status(gw: &Gateway) -> serde_json::Value {
+/// The token in an `Authorization` value: `Bearer TOKEN`, or `Basic` with
+/// the token as the password (what a browser sends).
+fn presented_token(value: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.as_bytes().to_vec());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
+}
+
+pub(super) fn policy_status(gw: &Gateway) -> serde_json::Value {
     let p = gw.policy.current();
     let history: Vec<_> = gw
         .policy
@@ -202,4 +241,22 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Body> {
         http::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::presented_token;
+
+    #[test]
+    fn the_token_comes_as_bearer_or_as_a_basic_password() {
+        assert_eq!(presented_token("Bearer abc").as_deref(), Some(&b"abc"[..]));
+        // "admin:s3:cret": the password may hold colons.
+        assert_eq!(
+            presented_token("Basic YWRtaW46czM6Y3JldA==").as_deref(),
+            Some(&b"s3:cret"[..])
+        );
+        assert_eq!(presented_token("Basic not base64!"), None);
+        assert_eq!(presented_token("Basic YWRtaW4="), None, "no colon");
+        assert_eq!(presented_token("Digest x"), None);
+    }
 }

@@ -65,6 +65,18 @@ impl RetryBudget {
         self.exhausted.load(Ordering::Relaxed)
     }
 
+    /// Requests and retries in flight, the cap, and refusals so far.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "active": self.active.load(Ordering::Relaxed),
+            "retrying": self.retrying.load(Ordering::Relaxed),
+            "cap": self.cap(),
+            "exhausted": self.exhausted(),
+            "ratio": self.ratio,
+            "min_retries": self.min_retries,
+        })
+    }
+
     fn cap(&self) -> u64 {
         let share = (self.active.load(Ordering::Relaxed) as f64 * self.ratio) as u64;
         share.max(self.min_retries)

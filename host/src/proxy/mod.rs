@@ -17,6 +17,7 @@ mod record;
 mod reply;
 mod server;
 mod state;
+mod status;
 mod stream;
 mod tls;
 mod workers;
@@ -27,6 +28,7 @@ pub use connect::{ConnectError, layer_name};
 pub use metrics::Metrics;
 pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
+pub use tls::{client_config_with, explain as explain_tls, roots as tls_roots};
 pub use workers::Workers;
 
 use crate::config::{Config, Rails, Scheme, Streaming, Upstream};

@@ -13,6 +13,11 @@ use std::sync::Arc;
 /// Builds the client config for one upstream, with ALPN offering h2 and
 /// HTTP/1.1.
 pub fn client_config(tls: &Tls) -> Result<Arc<rustls::ClientConfig>> {
+    Ok(Arc::new(client_config_with(tls, roots(tls)?)?))
+}
+
+/// The trust levee uses: the system's roots plus the `ca_file`, if any.
+pub fn roots(tls: &Tls) -> Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -35,6 +40,11 @@ pub fn client_config(tls: &Tls) -> Result<Arc<rustls::ClientConfig>> {
             })?;
         }
     }
+    Ok(roots)
+}
+
+/// The client config over `roots`, with ALPN offering h2 and HTTP/1.1.
+pub fn client_config_with(tls: &Tls, roots: rustls::RootCertStore) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -46,7 +56,7 @@ pub fn client_config(tls: &Tls) -> Result<Arc<rustls::ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// Explains a TLS handshake failure for `host` in plain words, with the fix.

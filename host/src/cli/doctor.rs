@@ -1,0 +1,78 @@
+//! `levee doctor [URL…]`: checks each upstream layer by layer (see
+//! `crate::doctor`) and exits non-zero when a layer fails.
+
+use crate::config::{Config, Overrides, Scheme};
+use crate::doctor::{self, Options, Target, Verdict};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Flags of `levee doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Upstream base URLs to check (default: the configured upstreams).
+    urls: Vec<String>,
+    /// A TOML config file (see levee.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A resolver to compare with the system's, e.g. 1.1.1.1:53; repeatable.
+    #[arg(long = "resolver")]
+    resolvers: Vec<SocketAddr>,
+    /// Extra PEM roots for the URLs given on the command line (configured
+    /// upstreams use their own `ca_file`).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// The environment variable holding the API key for the HTTP check; the
+    /// key is sent, never printed.
+    #[arg(long, default_value = "ANTHROPIC_API_KEY")]
+    key_env: String,
+    /// Timeout for each network step, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
+}
+
+/// Runs the checks and prints a report per upstream.
+pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        upstreams: args.urls.clone(),
+        ..Overrides::default()
+    };
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let targets: Vec<Target> = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            let mut tls = u.tls.clone();
+            if !args.urls.is_empty() && args.ca_file.is_some() {
+                tls.ca_file = args.ca_file.clone();
+            }
+            Target {
+                https: u.scheme == Scheme::Https,
+                host: u.host.clone(),
+                port: u.port,
+                base_path: u.base_path.clone(),
+                tls,
+            }
+        })
+        .collect();
+    let options = Options {
+        resolvers: args.resolvers,
+        api_key: std::env::var(&args.key_env).ok().filter(|k| !k.is_empty()),
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut failed = false;
+    for target in &targets {
+        let layers = rt.block_on(doctor::check(target, &options));
+        failed |= layers.iter().any(|l| l.verdict == Verdict::Fail);
+        println!("{}", doctor::render(target, &layers));
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

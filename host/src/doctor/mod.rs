@@ -1,0 +1,209 @@
+//! `levee doctor`: the troubleshooting manual, executable. For each target
+//! it checks one layer after another — DNS, TCP, TLS, HTTP — and prints a
+//! verdict per layer with the evidence and, when something is wrong, the
+//! fix. A layer that cannot run because one below it failed says so.
+
+mod dns;
+mod http;
+mod tls;
+mod wire;
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What to check and how.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `https` or `http`.
+    pub https: bool,
+    /// Host name or IP literal.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Path prefix for the HTTP probe (the upstream's base path).
+    pub base_path: String,
+    /// Trust and versions, as the upstream's.
+    pub tls: crate::config::Tls,
+}
+
+/// Settings shared by every target.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Resolvers to compare with the system's, e.g. `1.1.1.1:53`.
+    pub resolvers: Vec<SocketAddr>,
+    /// The API key for the HTTP layer; never printed.
+    pub api_key: Option<String>,
+    /// Timeout for each network step.
+    pub timeout: Duration,
+}
+
+/// A layer's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Works.
+    Ok,
+    /// Works, but something is off.
+    Warn,
+    /// Broken.
+    Fail,
+    /// Not checked, because a layer below failed.
+    Skipped,
+}
+
+/// One layer's result.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// `dns`, `tcp`, `tls`, `http`.
+    pub name: &'static str,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What was seen, one fact per line.
+    pub evidence: Vec<String>,
+    /// What to do, when something is wrong.
+    pub fix: Option<String>,
+}
+
+impl Layer {
+    fn new(name: &'static str) -> Layer {
+        Layer {
+            name,
+            verdict: Verdict::Ok,
+            evidence: Vec::new(),
+            fix: None,
+        }
+    }
+
+    fn skipped(name: &'static str, why: &str) -> Layer {
+        Layer {
+            verdict: Verdict::Skipped,
+            evidence: vec![why.to_owned()],
+            ..Layer::new(name)
+        }
+    }
+
+    /// Lowers the verdict to `v` if that is worse.
+    fn worsen(&mut self, v: Verdict) {
+        let rank = |v: Verdict| match v {
+            Verdict::Ok => 0,
+            Verdict::Skipped => 1,
+            Verdict::Warn => 2,
+            Verdict::Fail => 3,
+        };
+        if rank(v) > rank(self.verdict) {
+            self.verdict = v;
+        }
+    }
+}
+
+/// Checks one target, layer by layer.
+pub async fn check(target: &Target, options: &Options) -> Vec<Layer> {
+    let (dns, addrs) = dns::check(&target.host, target.port, options).await;
+    let mut layers = vec![dns];
+    if addrs.is_empty() {
+        for name in ["tcp", "tls", "http"] {
+            layers.push(Layer::skipped(name, "no address to connect to"));
+        }
+        return layers;
+    }
+    let (tcp, reachable) = tcp_check(&addrs, options.timeout).await;
+    layers.push(tcp);
+    let Some(addr) = reachable else {
+        for name in ["tls", "http"] {
+            layers.push(Layer::skipped(name, "no address accepted a connection"));
+        }
+        return layers;
+    };
+    if target.https {
+        let (tls, stream) = tls::check(target, addr, options.timeout).await;
+        layers.push(tls);
+        match stream {
+            Some(stream) => layers.push(http::check(stream, target, options).await),
+            None => layers.push(Layer::skipped("http", "no TLS session")),
+        }
+    } else {
+        layers.push(Layer {
+            evidence: vec!["plain HTTP upstream: no TLS".to_owned()],
+            ..Layer::skipped("tls", "")
+        });
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => layers.push(http::check(stream, target, options).await),
+            Err(e) => {
+                let mut l = Layer::new("http");
+                l.worsen(Verdict::Fail);
+                l.evidence.push(format!("reconnect to {addr} failed: {e}"));
+                layers.push(l);
+            }
+        }
+    }
+    layers
+}
+
+/// TCP: connects to every address, with timings; the first that answers is
+/// the one the layers above use.
+async fn tcp_check(addrs: &[SocketAddr], timeout: Duration) -> (Layer, Option<SocketAddr>) {
+    let mut layer = Layer::new("tcp");
+    let mut first = None;
+    let mut failed = 0;
+    for &addr in addrs {
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => {
+                layer.evidence.push(format!(
+                    "{addr}: connected in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                ));
+                first.get_or_insert(addr);
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                layer.evidence.push(format!("{addr}: {e}"));
+            }
+            Err(_) => {
+                failed += 1;
+                layer
+                    .evidence
+                    .push(format!("{addr}: no answer within {timeout:?}"));
+            }
+        }
+    }
+    if first.is_none() {
+        layer.worsen(Verdict::Fail);
+        layer.fix = Some(
+            "nothing accepts connections on that port: check the port, a firewall, or use an \
+             egress proxy (`proxies` on the upstream)"
+                .to_owned(),
+        );
+    } else if failed > 0 {
+        layer.worsen(Verdict::Warn);
+        layer.fix = Some(format!(
+            "{failed} of {} addresses refuse or drop connections; levee fails over between them, \
+             but a static override with only the working ones avoids the delay",
+            addrs.len()
+        ));
+    }
+    (layer, first)
+}
+
+/// The report for one target, as text.
+pub fn render(target: &Target, layers: &[Layer]) -> String {
+    let mut out = String::new();
+    let scheme = if target.https { "https" } else { "http" };
+    let _ = writeln!(out, "{scheme}://{}:{}", target.host, target.port);
+    for l in layers {
+        let mark = match l.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+            Verdict::Skipped => "skipped",
+        };
+        let _ = writeln!(out, "  {:<5} {mark}", l.name);
+        for e in l.evidence.iter().filter(|e| !e.is_empty()) {
+            let _ = writeln!(out, "        {e}");
+        }
+        if let Some(fix) = &l.fix {
+            let _ = writeln!(out, "        fix: {fix}");
+        }
+    }
+    out
+}

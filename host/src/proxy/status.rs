@@ -1,0 +1,267 @@
+//! `GET /status`: what levee is doing now, as JSON for programs and as a
+//! small HTML page for people (chosen by the `Accept` header).
+//!
+//! Both render one snapshot: each upstream as the policy sees it (health,
+//! circuit, in flight, rate-limited and overloaded until, budgets, time to
+//! first byte), the retry budget, the rails, and the active policy with its
+//! config and recent swaps.
+
+use super::admin::policy_status;
+use super::server::Gateway;
+use super::{Runtime, now_ms};
+use crate::core::{Circuit, Health, LimitKind, UpstreamView};
+use serde_json::{Value, json};
+use std::fmt::Write;
+
+/// The status snapshot as JSON.
+pub fn snapshot(gw: &Gateway) -> Value {
+    let rt = gw.runtime();
+    let now = now_ms();
+    let view = rt.view(now, gw.budget.has_room());
+    let mut policy = policy_status(gw);
+    // The config as JSON rather than as the text the policy was given.
+    if let Some(parsed) = policy["config"]
+        .as_str()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    {
+        policy["config"] = parsed;
+    }
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "now_ms": now,
+        "upstreams": upstreams(&rt, &view.upstreams),
+        "retry_budget": gw.budget.status(),
+        "rails": {
+            "max_attempts": rt.rails.max_attempts,
+            "request_deadline_ms": rt.rails.request_deadline.as_millis() as u64,
+            "max_body_bytes": rt.rails.max_body_bytes,
+        },
+        "policy": policy,
+    })
+}
+
+fn upstreams(rt: &Runtime, views: &[UpstreamView]) -> Vec<Value> {
+    rt.upstreams
+        .iter()
+        .zip(views)
+        .map(|(u, v)| {
+            let c = &u.config;
+            json!({
+                "id": v.id,
+                "name": c.name,
+                "url": format!("{}://{}{}", u.scheme, u.authority, c.base_path),
+                "group": v.group,
+                "weight": v.weight,
+                "health": health_name(v.health),
+                "circuit": circuit_name(v.circuit),
+                "in_flight": v.in_flight,
+                "rate_limited_until_ms": v.rate_limited_until,
+                "overloaded_until_ms": v.overloaded_until,
+                "budgets": v.budgets.iter().map(|b| json!({
+                    "kind": kind_name(b.kind),
+                    "remaining": b.remaining,
+                    "limit": b.limit,
+                    "reset_at_ms": b.reset_at,
+                })).collect::<Vec<_>>(),
+                "ttfb_ms": v.ttfb_ms,
+                "slow": v.slow,
+            })
+        })
+        .collect()
+}
+
+fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+fn circuit_name(c: Circuit) -> &'static str {
+    match c {
+        Circuit::Closed => "closed",
+        Circuit::Open => "open",
+        Circuit::HalfOpen => "half-open",
+    }
+}
+
+fn kind_name(k: LimitKind) -> &'static str {
+    match k {
+        LimitKind::Requests => "requests",
+        LimitKind::InputTokens => "input-tokens",
+        LimitKind::OutputTokens => "output-tokens",
+        LimitKind::Concurrency => "concurrency",
+    }
+}
+
+/// Whether the client prefers HTML (a browser) to JSON.
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            let html = accept.find("text/html");
+            let json = accept.find("application/json");
+            matches!((html, json), (Some(h), j) if j.is_none_or(|j| h < j))
+        })
+}
+
+/// The snapshot as a self-contained HTML page (no scripts, refreshed every
+/// five seconds).
+pub fn page(s: &Value) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str(concat!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta http-equiv=\"refresh\" content=\"5\"><title>levee status</title>",
+        "<style>body{font:14px system-ui,sans-serif;margin:2em}",
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
+        ".bad{color:#b00}.ok{color:#070}</style></head><body>",
+    ));
+    let _ = write!(out, "<h1>levee {}</h1>", text(&s["version"]));
+    out.push_str("<h2>Upstreams</h2><table id=\"upstreams\"><tr><th>name</th><th>url</th><th>group</th><th>weight</th><th>health</th><th>circuit</th><th>in flight</th><th>rate-limited for</th><th>overloaded for</th><th>budgets</th><th>TTFB</th></tr>");
+    let now = s["now_ms"].as_u64().unwrap_or(0);
+    for u in s["upstreams"].as_array().into_iter().flatten() {
+        let until = |key: &str| {
+            u[key]
+                .as_u64()
+                .map_or("-".to_owned(), |t| format!("{} ms", t.saturating_sub(now)))
+        };
+        let budgets: Vec<String> = u["budgets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                format!(
+                    "{} {}/{}",
+                    text(&b["kind"]),
+                    text(&b["remaining"]),
+                    text(&b["limit"])
+                )
+            })
+            .collect();
+        let class = |good: bool| if good { "ok" } else { "bad" };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&u["name"]),
+            text(&u["url"]),
+            text(&u["group"]),
+            text(&u["weight"]),
+            class(u["health"] != "unhealthy"),
+            text(&u["health"]),
+            class(u["circuit"] == "closed"),
+            text(&u["circuit"]),
+            text(&u["in_flight"]),
+            until("rate_limited_until_ms"),
+            until("overloaded_until_ms"),
+            if budgets.is_empty() {
+                "-".to_owned()
+            } else {
+                escape(&budgets.join(", "))
+            },
+            u["ttfb_ms"]
+                .as_u64()
+                .map_or("-".to_owned(), |t| format!("{t} ms")),
+        );
+    }
+    out.push_str("</table>");
+    let b = &s["retry_budget"];
+    let _ = write!(
+        out,
+        "<h2>Retry budget</h2><p id=\"retry-budget\">{} requests and {} retries in flight; retries may reach {}; refused so far: {}</p>",
+        text(&b["active"]),
+        text(&b["retrying"]),
+        text(&b["cap"]),
+        text(&b["exhausted"]),
+    );
+    let p = &s["policy"];
+    let _ = write!(
+        out,
+        "<h2>Policy</h2><p id=\"policy\">{} (sha256 {})</p><pre>{}</pre>",
+        text(&p["active"]),
+        text(&p["digest"]),
+        escape(&p["config"].to_string()),
+    );
+    out.push_str("<h3>Recent swaps</h3><table id=\"swaps\"><tr><th>from</th><th>to</th><th>result</th><th>ms</th></tr>");
+    for r in p["swaps"].as_array().into_iter().flatten().rev() {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
+            text(&r["from"]),
+            text(&r["to"]),
+            text(&r["result"]),
+            r["elapsed_ms"].as_f64().unwrap_or(0.0),
+        );
+    }
+    out.push_str("</table></body></html>");
+    out
+}
+
+/// A JSON value as escaped HTML text (strings without their quotes).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => escape(s),
+        Value::Null => "-".to_owned(),
+        other => escape(&other.to_string()),
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browsers_get_html_and_programs_json() {
+        let accept = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::ACCEPT, http::HeaderValue::from_static(v));
+            wants_html(&h)
+        };
+        assert!(accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(!accept("application/json"));
+        assert!(!accept("application/json, text/html"));
+        assert!(!accept("*/*"));
+        assert!(!wants_html(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_page_escapes_what_it_shows() {
+        let s = json!({
+            "version": "0.1.0", "now_ms": 1_000,
+            "upstreams": [{"name": "<script>x</script>", "url": "http://a:1", "group": 0,
+                "weight": 1, "health": "unhealthy", "circuit": "open", "in_flight": 2,
+                "rate_limited_until_ms": 1_500, "overloaded_until_ms": null,
+                "budgets": [{"kind": "requests", "remaining": 3, "limit": 50}], "ttfb_ms": 12}],
+            "retry_budget": {"active": 1, "retrying": 0, "cap": 3, "exhausted": 0},
+            "policy": {"active": "standard 0.1.0", "digest": "ab", "config": {"k": "<v>"}, "swaps": []},
+        });
+        let html = page(&s);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
+        assert!(
+            html.contains("<td>500 ms</td>"),
+            "rate-limited for, relative to now"
+        );
+        assert!(html.contains("requests 3/50"));
+        assert!(html.contains("class=\"bad\">unhealthy"));
+        assert!(html.contains("&lt;v&gt;"));
+    }
+}

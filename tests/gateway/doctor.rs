@@ -1,0 +1,195 @@
+//! `levee doctor`: the verdict per layer, with the evidence and the fix,
+//! against real failures: an unknown CA, a missing intermediate, a name only
+//! another resolver knows (a real dnsmasq), a port that accepts TCP but
+//! never answers HTTP.
+
+use levee_tests::mock::{Chain, MockUpstream, Script, TestPki};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "sk-ant-doctor-secret-0042";
+
+/// Runs `levee doctor ARGS` with the key in the environment; its exit code
+/// and what it printed.
+fn doctor(args: &[&str]) -> (i32, String) {
+    let out = Command::new(levee_tests::levee_bin())
+        .arg("doctor")
+        .args(["--timeout-ms", "2000"])
+        .args(args)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("levee doctor runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains(KEY), "the key never appears: {text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// What a layer printed: its verdict line and its indented evidence.
+fn layer(report: &str, name: &str) -> String {
+    let mut lines = report
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("  {name:<5} ")));
+    let head = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {name} layer in:\n{report}"));
+    let mut out = head.trim_start().to_owned();
+    for l in lines.take_while(|l| l.starts_with("        ")) {
+        out.push('\n');
+        out.push_str(l.trim());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_ca_is_explained_and_ca_file_fixes_it() {
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start_tls(Script::new(), pki.server_config(Chain::Full)).await;
+    let url = format!("https://localhost:{}", upstream.addr().port());
+
+    let (code, report) = doctor(&[&url]);
+    assert_eq!(code, 1, "a failed layer fails the command:\n{report}");
+    assert!(layer(&report, "dns").starts_with("dns   ok"), "{report}");
+    assert!(layer(&report, "tcp").starts_with("tcp   ok"), "{report}");
+    let tls = layer(&report, "tls");
+    assert!(tls.starts_with("tls   FAIL"), "{report}");
+    assert!(tls.contains("unknown issuer for localhost"), "{tls}");
+    assert!(
+        tls.contains("cert 0: subject CN=localhost"),
+        "the chain as presented: {tls}"
+    );
+    assert!(tls.contains("days left"), "{tls}");
+    assert!(tls.contains("fix:") && tls.contains("`ca_file`"), "{tls}");
+    assert!(
+        layer(&report, "http").starts_with("http  skipped"),
+        "{report}"
+    );
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing crossed an unverified session"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.write_ca(dir.path());
+    let (code, report) = doctor(&[&url, "--ca-file", ca.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report}");
+    let tls = layer(&report, "tls");
+    assert!(tls.starts_with("tls   ok"), "{report}");
+    assert!(tls.contains("ALPN h2"), "{tls}");
+    let http = layer(&report, "http");
+    assert!(http.contains("GET /v1/models over HTTP/2: 200"), "{http}");
+    assert!(http.contains("the key works"), "{http}");
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/models");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_intermediate_is_named() {
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start_tls(Script::new(), pki.server_config(Chain::LeafOnly)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.write_ca(dir.path());
+    let url = format!("https://localhost:{}", upstream.addr().port());
+    let (code, report) = doctor(&[&url, "--ca-file", ca.to_str().unwrap()]);
+    assert_eq!(code, 1, "{report}");
+    let tls = layer(&report, "tls");
+    assert!(tls.contains("sent 1 certificate(s)"), "{tls}");
+    assert!(tls.contains("omits an intermediate"), "{tls}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_that_never_answers_http_fails_the_http_layer_only() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let (code, report) = doctor(&[&url]);
+    assert_eq!(code, 1, "{report}");
+    assert!(layer(&report, "tcp").starts_with("tcp   ok"), "{report}");
+    let http = layer(&report, "http");
+    assert!(http.starts_with("http  FAIL"), "{report}");
+    assert!(http.contains("does not answer HTTP"), "{http}");
+}
+
+/// dnsmasq on a loopback port, stopped by PID.
+struct Dnsmasq(Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dnsmasq(port: u16, name: &str, ip: &str) -> Dnsmasq {
+    let child = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+        ])
+        .args(["--listen-address=127.0.0.1", "--user=root"])
+        .arg(format!("--port={port}"))
+        .arg(format!(
+            "--pid-file={}",
+            std::env::temp_dir()
+                .join(format!("levee-dnsmasq-{port}.pid"))
+                .display()
+        ))
+        .arg(format!("--address=/{name}/{ip}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq runs (make setup installs it)");
+    Dnsmasq(child)
+}
+
+/// A free UDP port on loopback.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_only_another_resolver_knows_gets_a_static_override() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let port = free_udp_port();
+    let _dns = dnsmasq(port, "levee-doctor.invalid", "127.0.0.1");
+    let resolver = format!("127.0.0.1:{port}");
+    let url = format!("http://levee-doctor.invalid:{}", upstream.addr().port());
+    // dnsmasq answers once it has bound its port.
+    let started = Instant::now();
+    let report = loop {
+        let (_, report) = doctor(&[&url, "--resolver", &resolver]);
+        if report.contains(&format!("{resolver}: 127.0.0.1")) {
+            break report;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "dnsmasq never answered:\n{report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let dns = layer(&report, "dns");
+    assert!(
+        dns.starts_with("dns   FAIL"),
+        "the system resolver fails: {report}"
+    );
+    assert!(
+        dns.contains(r#"`"levee-doctor.invalid" = ["127.0.0.1"]`"#),
+        "the override to pin: {dns}"
+    );
+    assert!(layer(&report, "tcp").starts_with("tcp   ok"), "{report}");
+    assert!(
+        layer(&report, "http").contains("200"),
+        "the layers above use the other resolver's answer: {report}"
+    );
+}
