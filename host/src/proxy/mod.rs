@@ -12,6 +12,7 @@ mod client;
 mod connect;
 mod facts;
 mod forward;
+mod health;
 mod metrics;
 mod record;
 mod reply;
@@ -29,7 +30,7 @@ pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
 pub use workers::Workers;
 
-use crate::config::{Config, Rails, Scheme, Streaming, Upstream};
+use crate::config::{Config, Outlier, Rails, Scheme, Streaming, Upstream};
 use anyhow::Context;
 use client::UpstreamClient;
 use state::UpstreamState;
@@ -42,6 +43,8 @@ pub struct UpstreamRuntime {
     pub config: Upstream,
     clients: Box<[UpstreamClient]>,
     state: UpstreamState,
+    /// The circuit and the active checks' verdict.
+    health: Arc<health::Tracker>,
     /// The name, as a metrics label.
     label: Arc<String>,
     scheme: http::uri::Scheme,
@@ -50,7 +53,13 @@ pub struct UpstreamRuntime {
 }
 
 impl UpstreamRuntime {
-    fn new(config: &Upstream, workers: usize) -> anyhow::Result<UpstreamRuntime> {
+    fn new(
+        config: &Upstream,
+        workers: usize,
+        outlier: &Outlier,
+        ejections: &Arc<health::Ejections>,
+    ) -> anyhow::Result<UpstreamRuntime> {
+        let label = Arc::new(config.name.clone());
         let host = if config.host.contains(':') {
             format!("[{}]", config.host)
         } else {
@@ -59,7 +68,12 @@ impl UpstreamRuntime {
         Ok(UpstreamRuntime {
             clients: UpstreamClient::per_worker(config, workers)?,
             state: UpstreamState::default(),
-            label: Arc::new(config.name.clone()),
+            health: Arc::new(health::Tracker::new(
+                label.clone(),
+                outlier.clone(),
+                ejections.clone(),
+            )),
+            label,
             scheme: match config.scheme {
                 Scheme::Http => http::uri::Scheme::HTTP,
                 Scheme::Https => http::uri::Scheme::HTTPS,
@@ -105,36 +119,67 @@ pub struct Runtime {
     pub rails: Rails,
     /// Streaming settings.
     pub streaming: Streaming,
+    /// Outlier detection and the slow signal.
+    outlier: Outlier,
+    /// Active health checks; stopped when the runtime is dropped.
+    _checkers: health::active::Checkers,
 }
 
 impl Runtime {
-    /// Builds clients for every upstream in `config`, one per worker.
+    /// Builds clients for every upstream in `config`, one per worker, and
+    /// starts the active health checks (inside a tokio runtime).
     pub fn new(config: &Config) -> anyhow::Result<Runtime> {
-        let upstreams = config
+        let ejections = Arc::new(health::Ejections::new(
+            config.upstreams.len(),
+            config.outlier.max_ejection_percent,
+        ));
+        let upstreams: Vec<UpstreamRuntime> = config
             .upstreams
             .iter()
             .map(|u| {
-                UpstreamRuntime::new(u, config.worker_count())
+                UpstreamRuntime::new(u, config.worker_count(), &config.outlier, &ejections)
                     .with_context(|| format!("upstream `{}`", u.name))
             })
             .collect::<anyhow::Result<_>>()?;
+        let checked: Vec<_> = upstreams
+            .iter()
+            .map(|u| (u.config.clone(), u.health.clone()))
+            .collect();
         Ok(Runtime {
             upstreams,
             rails: config.rails.clone(),
             streaming: config.streaming.clone(),
+            outlier: config.outlier.clone(),
+            _checkers: health::active::Checkers::start(&checked)?,
         })
     }
 
     fn view(&self, now: u64, retry_budget: bool) -> crate::core::View {
+        let mut upstreams: Vec<_> = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let mut v = u.state.view(i as u32, u.config.group, u.config.weight, now);
+                (v.health, v.circuit) = u.health.view(now);
+                v
+            })
+            .collect();
+        let fresh: Vec<_> = self
+            .upstreams
+            .iter()
+            .map(|u| u.state.fresh_ttfb(now, health::slow::FRESH_MS))
+            .collect();
+        for (v, slow) in upstreams
+            .iter_mut()
+            .zip(health::slow::mark(&fresh, &self.outlier))
+        {
+            v.slow = slow;
+        }
         crate::core::View {
             now,
             random: fastrand::u64(..),
-            upstreams: self
-                .upstreams
-                .iter()
-                .enumerate()
-                .map(|(i, u)| u.state.view(i as u32, u.config.group, u.config.weight, now))
-                .collect(),
+            upstreams,
             retry_budget,
         }
     }
@@ -158,7 +203,9 @@ mod tests {
             ..Overrides::default()
         };
         let config = Config::load(None, &overrides).expect("a valid upstream URL");
-        UpstreamRuntime::new(&config.upstreams[0], 1).expect("an upstream runtime")
+        let ejections = Arc::new(health::Ejections::new(1, 50));
+        UpstreamRuntime::new(&config.upstreams[0], 1, &config.outlier, &ejections)
+            .expect("an upstream runtime")
     }
 
     #[test]
