@@ -2,6 +2,7 @@
 //! scriptable mock upstream.
 
 mod contract;
+mod failover;
 mod lifecycle;
 mod metrics;
 mod retries;
