@@ -196,6 +196,7 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use crate::config::Overrides;
+    use crate::core::{Circuit, Health};
 
     fn upstream(url: &str) -> UpstreamRuntime {
         let overrides = Overrides {
@@ -222,6 +223,32 @@ mod tests {
             based.uri(Some(&pq("/v1/messages?x=1"))),
             "https://gw.example.com:443/anthropic/v1/messages?x=1"
         );
+    }
+
+    #[test]
+    fn the_view_shows_each_upstreams_circuit_and_slowness() {
+        let text = r#"
+            [outlier]
+            consecutive_failures = 2
+            [[upstreams]]
+            name = "a"
+            url = "http://127.0.0.1:9001"
+            [[upstreams]]
+            name = "b"
+            url = "http://127.0.0.1:9002"
+        "#;
+        let config = Config::from_toml(text, None, &Overrides::default()).unwrap();
+        let rt = Runtime::new(&config).unwrap();
+        let now = now_ms();
+        rt.upstreams[0].health.record(now, true);
+        rt.upstreams[0].health.record(now, true);
+        rt.upstreams[0].state.observe_ttfb(4_000, now);
+        rt.upstreams[1].state.observe_ttfb(300, now);
+        let view = rt.view(now, true);
+        let (a, b) = (&view.upstreams[0], &view.upstreams[1]);
+        assert_eq!((a.circuit, b.circuit), (Circuit::Open, Circuit::Closed));
+        assert_eq!((a.health, b.health), (Health::Unknown, Health::Unknown));
+        assert_eq!((a.slow, b.slow), (true, false));
     }
 
     #[test]
