@@ -150,6 +150,46 @@ fn the_full_example_sets_every_key() {
         Some(Path::new("tests/config/valid/ca.pem"))
     );
     assert_eq!(c.upstreams[2].authority(), "[::1]:9001");
+    let health = c.upstreams[0].health.as_ref().expect("checks on");
+    assert_eq!(
+        (
+            health.interval.as_secs(),
+            health.timeout.as_secs(),
+            health.rise,
+            health.fall
+        ),
+        (3600, 120, 100, 100)
+    );
+    let probe = health.http.as_ref().expect("an HTTP probe");
+    assert_eq!(
+        (
+            probe.method.as_str(),
+            probe.path.as_str(),
+            &probe.expect[..]
+        ),
+        ("HEAD", "/v1/models?limit=1", &[200, 401][..])
+    );
+    assert_eq!(c.upstreams[1].health, None);
+    let o = &c.outlier;
+    assert!(!o.enabled);
+    assert_eq!(
+        (
+            o.consecutive_failures,
+            o.failure_rate_percent,
+            o.min_requests
+        ),
+        (1000, 0, 100_000)
+    );
+    assert_eq!(
+        (
+            o.window.as_secs(),
+            o.base_ejection.as_millis(),
+            o.max_ejection.as_secs()
+        ),
+        (3600, 100, 86_400)
+    );
+    assert_eq!((o.max_ejection_percent, o.half_open_probes), (100, 100));
+    assert_eq!((o.slow_ttfb_factor, o.slow_ttfb_min_ms), (100.0, 600_000));
     assert_eq!(
         c.policy.config_json,
         r#"{"backoff":{"jitter":"full"},"max_attempts":4}"#

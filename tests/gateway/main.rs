@@ -3,6 +3,7 @@
 
 mod contract;
 mod doctor;
+mod failover;
 mod lifecycle;
 mod metrics;
 mod retries;

@@ -18,6 +18,7 @@
 //! loads it so it cannot drift from this module.
 
 mod check;
+mod health;
 mod policy_settings;
 mod raw;
 mod types;
@@ -27,6 +28,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use health::{HealthCheck, HttpProbe, Outlier};
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
     Trace, Upstream,
@@ -62,6 +64,8 @@ pub struct Config {
     pub log: Log,
     /// Trace recording.
     pub trace: Trace,
+    /// Passive outlier detection, the circuit and the slow signal.
+    pub outlier: Outlier,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
 }

@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub trace: RawTrace,
+    #[serde(default)]
+    pub outlier: RawOutlier,
 }
 
 /// One `[[upstreams]]` entry.
@@ -39,6 +41,37 @@ pub(super) struct RawUpstream {
     pub max_connections: Option<i64>,
     pub connect_timeout_ms: Option<i64>,
     pub tls: Option<RawTls>,
+    pub health: Option<RawHealth>,
+}
+
+/// `[upstreams.health]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub interval_ms: Option<i64>,
+    pub timeout_ms: Option<i64>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub expect_status: Option<Vec<i64>>,
+}
+
+/// `[outlier]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutlier {
+    pub enabled: Option<bool>,
+    pub consecutive_failures: Option<i64>,
+    pub failure_rate_percent: Option<i64>,
+    pub window_ms: Option<i64>,
+    pub min_requests: Option<i64>,
+    pub base_ejection_ms: Option<i64>,
+    pub max_ejection_ms: Option<i64>,
+    pub max_ejection_percent: Option<i64>,
+    pub half_open_probes: Option<i64>,
+    pub slow_ttfb_factor: Option<f64>,
+    pub slow_ttfb_min_ms: Option<i64>,
 }
 
 /// `[upstreams.tls]`.

@@ -33,6 +33,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// TLS settings; only meaningful for `https`.
     pub tls: Tls,
+    /// Active health checks; `None` (the default) runs none.
+    pub health: Option<super::HealthCheck>,
 }
 
 impl Upstream {

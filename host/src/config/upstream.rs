@@ -119,6 +119,7 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
             }
             (Some(raw), _) => tls(c, i, raw),
         };
+        let health = r.health.map(|raw| super::health::health(c, i, raw));
         if let (Some(name), Some(target)) = (name, target) {
             out.push(Upstream {
                 group,
@@ -126,6 +127,7 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
                 max_connections,
                 connect_timeout,
                 tls,
+                health,
                 ..with_defaults(name, target)
             });
         }
@@ -199,6 +201,7 @@ fn with_defaults(name: String, t: Target) -> Upstream {
         max_connections: DEFAULT_MAX_CONNECTIONS,
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         tls: Tls::default(),
+        health: None,
     }
 }
 

@@ -320,12 +320,14 @@ impl Exchange<'_> {
     ) -> Result<Response<Incoming>, (Last, Outcome)> {
         let up = &self.rt.upstreams[id as usize];
         let _in_flight = up.state.start();
+        let _probe = up.health.begin(now_ms());
         let started = Instant::now();
         let sent = up.client().send(self.upstream_request(id), timeout).await;
         let elapsed_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
         let resp = match sent {
             Ok(resp) => resp,
             Err(error) => {
+                up.health.record(now_ms(), true);
                 self.gw
                     .metrics
                     .attempt(&up.label, layer_name(error.kind), None);
@@ -340,7 +342,7 @@ impl Exchange<'_> {
                 ));
             }
         };
-        up.state.observe_ttfb(elapsed_ms);
+        up.state.observe_ttfb(elapsed_ms, now_ms());
         let metrics = &self.gw.metrics;
         metrics.attempt(
             &up.label,
@@ -351,6 +353,7 @@ impl Exchange<'_> {
             metrics.rate_limit_remaining(&up.label, dimension, left);
         }
         if resp.status().as_u16() < 400 {
+            up.health.record(now_ms(), false);
             return Ok(resp);
         }
         let (head, body) = resp.into_parts();
@@ -366,6 +369,8 @@ impl Exchange<'_> {
             529 => up.state.overloaded(now, header_wait),
             _ => {}
         }
+        up.health
+            .record(now, super::health::is_broken(facts.status));
         Err((
             Last::Response {
                 upstream: id,

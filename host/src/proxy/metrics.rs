@@ -335,4 +335,5 @@ fn register_upstreams(r: &mut Registry, upstreams: &[super::UpstreamRuntime]) {
         "Attempts in flight, by upstream",
         in_flight,
     );
+    super::health::report::register(r, upstreams);
 }

@@ -12,6 +12,7 @@ mod client;
 mod connect;
 mod facts;
 mod forward;
+mod health;
 mod metrics;
 mod record;
 mod reply;
@@ -31,7 +32,7 @@ pub use stream::Termination;
 pub use tls::{client_config_with, explain as explain_tls, roots as tls_roots};
 pub use workers::Workers;
 
-use crate::config::{Config, Rails, Scheme, Streaming, Upstream};
+use crate::config::{Config, Outlier, Rails, Scheme, Streaming, Upstream};
 use anyhow::Context;
 use client::UpstreamClient;
 use state::UpstreamState;
@@ -44,6 +45,8 @@ pub struct UpstreamRuntime {
     pub config: Upstream,
     clients: Box<[UpstreamClient]>,
     state: UpstreamState,
+    /// The circuit and the active checks' verdict.
+    health: Arc<health::Tracker>,
     /// The name, as a metrics label.
     label: Arc<String>,
     scheme: http::uri::Scheme,
@@ -52,7 +55,13 @@ pub struct UpstreamRuntime {
 }
 
 impl UpstreamRuntime {
-    fn new(config: &Upstream, workers: usize) -> anyhow::Result<UpstreamRuntime> {
+    fn new(
+        config: &Upstream,
+        workers: usize,
+        outlier: &Outlier,
+        ejections: &Arc<health::Ejections>,
+    ) -> anyhow::Result<UpstreamRuntime> {
+        let label = Arc::new(config.name.clone());
         let host = if config.host.contains(':') {
             format!("[{}]", config.host)
         } else {
@@ -61,7 +70,12 @@ impl UpstreamRuntime {
         Ok(UpstreamRuntime {
             clients: UpstreamClient::per_worker(config, workers)?,
             state: UpstreamState::default(),
-            label: Arc::new(config.name.clone()),
+            health: Arc::new(health::Tracker::new(
+                label.clone(),
+                outlier.clone(),
+                ejections.clone(),
+            )),
+            label,
             scheme: match config.scheme {
                 Scheme::Http => http::uri::Scheme::HTTP,
                 Scheme::Https => http::uri::Scheme::HTTPS,
@@ -107,36 +121,67 @@ pub struct Runtime {
     pub rails: Rails,
     /// Streaming settings.
     pub streaming: Streaming,
+    /// Outlier detection and the slow signal.
+    outlier: Outlier,
+    /// Active health checks; stopped when the runtime is dropped.
+    _checkers: health::active::Checkers,
 }
 
 impl Runtime {
-    /// Builds clients for every upstream in `config`, one per worker.
+    /// Builds clients for every upstream in `config`, one per worker, and
+    /// starts the active health checks (inside a tokio runtime).
     pub fn new(config: &Config) -> anyhow::Result<Runtime> {
-        let upstreams = config
+        let ejections = Arc::new(health::Ejections::new(
+            config.upstreams.len(),
+            config.outlier.max_ejection_percent,
+        ));
+        let upstreams: Vec<UpstreamRuntime> = config
             .upstreams
             .iter()
             .map(|u| {
-                UpstreamRuntime::new(u, config.worker_count())
+                UpstreamRuntime::new(u, config.worker_count(), &config.outlier, &ejections)
                     .with_context(|| format!("upstream `{}`", u.name))
             })
             .collect::<anyhow::Result<_>>()?;
+        let checked: Vec<_> = upstreams
+            .iter()
+            .map(|u| (u.config.clone(), u.health.clone()))
+            .collect();
         Ok(Runtime {
             upstreams,
             rails: config.rails.clone(),
             streaming: config.streaming.clone(),
+            outlier: config.outlier.clone(),
+            _checkers: health::active::Checkers::start(&checked)?,
         })
     }
 
     fn view(&self, now: u64, retry_budget: bool) -> crate::core::View {
+        let mut upstreams: Vec<_> = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let mut v = u.state.view(i as u32, u.config.group, u.config.weight, now);
+                (v.health, v.circuit) = u.health.view(now);
+                v
+            })
+            .collect();
+        let fresh: Vec<_> = self
+            .upstreams
+            .iter()
+            .map(|u| u.state.fresh_ttfb(now, health::slow::FRESH_MS))
+            .collect();
+        for (v, slow) in upstreams
+            .iter_mut()
+            .zip(health::slow::mark(&fresh, &self.outlier))
+        {
+            v.slow = slow;
+        }
         crate::core::View {
             now,
             random: fastrand::u64(..),
-            upstreams: self
-                .upstreams
-                .iter()
-                .enumerate()
-                .map(|(i, u)| u.state.view(i as u32, u.config.group, u.config.weight, now))
-                .collect(),
+            upstreams,
             retry_budget,
         }
     }
@@ -153,6 +198,7 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use crate::config::Overrides;
+    use crate::core::{Circuit, Health};
 
     fn upstream(url: &str) -> UpstreamRuntime {
         let overrides = Overrides {
@@ -160,7 +206,9 @@ mod tests {
             ..Overrides::default()
         };
         let config = Config::load(None, &overrides).expect("a valid upstream URL");
-        UpstreamRuntime::new(&config.upstreams[0], 1).expect("an upstream runtime")
+        let ejections = Arc::new(health::Ejections::new(1, 50));
+        UpstreamRuntime::new(&config.upstreams[0], 1, &config.outlier, &ejections)
+            .expect("an upstream runtime")
     }
 
     #[test]
@@ -177,6 +225,32 @@ mod tests {
             based.uri(Some(&pq("/v1/messages?x=1"))),
             "https://gw.example.com:443/anthropic/v1/messages?x=1"
         );
+    }
+
+    #[test]
+    fn the_view_shows_each_upstreams_circuit_and_slowness() {
+        let text = r#"
+            [outlier]
+            consecutive_failures = 2
+            [[upstreams]]
+            name = "a"
+            url = "http://127.0.0.1:9001"
+            [[upstreams]]
+            name = "b"
+            url = "http://127.0.0.1:9002"
+        "#;
+        let config = Config::from_toml(text, None, &Overrides::default()).unwrap();
+        let rt = Runtime::new(&config).unwrap();
+        let now = now_ms();
+        rt.upstreams[0].health.record(now, true);
+        rt.upstreams[0].health.record(now, true);
+        rt.upstreams[0].state.observe_ttfb(4_000, now);
+        rt.upstreams[1].state.observe_ttfb(300, now);
+        let view = rt.view(now, true);
+        let (a, b) = (&view.upstreams[0], &view.upstreams[1]);
+        assert_eq!((a.circuit, b.circuit), (Circuit::Open, Circuit::Closed));
+        assert_eq!((a.health, b.health), (Health::Unknown, Health::Unknown));
+        assert_eq!((a.slow, b.slow), (true, false));
     }
 
     #[test]

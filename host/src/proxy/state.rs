@@ -16,6 +16,8 @@ pub struct UpstreamState {
     overloaded_until: AtomicU64,
     /// Smoothed time to first byte, ms; 0 until measured.
     ttfb_ms: AtomicU32,
+    /// When the last TTFB sample came, ms since the epoch.
+    ttfb_at: AtomicU64,
 }
 
 /// Counts a request in flight to an upstream until dropped.
@@ -45,9 +47,11 @@ impl UpstreamState {
         self.overloaded_until.fetch_max(until, Ordering::Relaxed);
     }
 
-    /// Folds a time-to-first-byte sample into the moving average (1/8 weight).
-    pub fn observe_ttfb(&self, ms: u32) {
+    /// Folds a time-to-first-byte sample, taken at `now`, into the moving
+    /// average (1/8 weight).
+    pub fn observe_ttfb(&self, ms: u32, now: u64) {
         let ms = ms.max(1);
+        self.ttfb_at.fetch_max(now, Ordering::Relaxed);
         let _ = self
             .ttfb_ms
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
@@ -55,7 +59,15 @@ impl UpstreamState {
             });
     }
 
-    /// The policy's view of this upstream at `now`.
+    /// The smoothed TTFB if a sample came within `fresh_ms` of `now`.
+    pub fn fresh_ttfb(&self, now: u64, fresh_ms: u64) -> Option<u32> {
+        let at = self.ttfb_at.load(Ordering::Relaxed);
+        let ttfb = self.ttfb_ms.load(Ordering::Relaxed);
+        (ttfb > 0 && now.saturating_sub(at) <= fresh_ms).then_some(ttfb)
+    }
+
+    /// The policy's view of this upstream at `now`; health, circuit and
+    /// slowness are filled in by the runtime (see `health`).
     pub fn view(&self, id: u32, group: u8, weight: u16, now: u64) -> UpstreamView {
         let future = |v: u64| (v > now).then_some(v);
         let ttfb = self.ttfb_ms.load(Ordering::Relaxed);
@@ -99,6 +111,16 @@ mod tests {
             (later.rate_limited_until, later.overloaded_until),
             (None, None)
         );
+    }
+
+    #[test]
+    fn ttfb_counts_as_fresh_only_for_a_while() {
+        let s = UpstreamState::default();
+        assert_eq!(s.fresh_ttfb(0, 1_000), None);
+        s.observe_ttfb(400, 5_000);
+        assert_eq!(s.fresh_ttfb(5_500, 1_000), Some(400));
+        assert_eq!(s.fresh_ttfb(6_001, 1_000), None);
+        assert_eq!(s.view(0, 0, 1, 6_001).ttfb_ms, Some(400));
     }
 
     #[test]
