@@ -18,6 +18,7 @@
 //! loads it so it cannot drift from this module.
 
 mod check;
+mod egress;
 mod policy_settings;
 mod raw;
 mod types;
@@ -27,6 +28,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use egress::{DEFAULT_PROXY_PORT, Dns, ProxyEndpoint, parse_proxy, redact_proxy};
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
     Trace, Upstream,
@@ -62,6 +64,8 @@ pub struct Config {
     pub log: Log,
     /// Trace recording.
     pub trace: Trace,
+    /// Name resolution.
+    pub dns: Dns,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
 }

@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub trace: RawTrace,
+    #[serde(default)]
+    pub dns: RawDns,
 }
 
 /// One `[[upstreams]]` entry.
@@ -39,6 +41,9 @@ pub(super) struct RawUpstream {
     pub max_connections: Option<i64>,
     pub connect_timeout_ms: Option<i64>,
     pub tls: Option<RawTls>,
+    pub proxies: Option<Vec<String>>,
+    pub proxy_from_env: Option<bool>,
+    pub proxy_check_interval_ms: Option<i64>,
 }
 
 /// `[upstreams.tls]`.
@@ -107,4 +112,14 @@ pub(super) struct RawTrace {
 pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+/// `[dns]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub resolvers: Option<Vec<String>>,
+    pub min_ttl_ms: Option<i64>,
+    pub max_ttl_ms: Option<i64>,
+    pub overrides: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }

@@ -33,6 +33,12 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// TLS settings; only meaningful for `https`.
     pub tls: Tls,
+    /// HTTP CONNECT proxies to reach it through, in order of preference.
+    pub proxies: Vec<super::ProxyEndpoint>,
+    /// With no `proxies`: honour `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
+    pub proxy_from_env: bool,
+    /// How often each proxy is probed (a TCP connect).
+    pub proxy_check_interval: Duration,
 }
 
 impl Upstream {

@@ -10,9 +10,12 @@ mod admin;
 mod budget;
 mod client;
 mod connect;
+mod dns;
+mod egress;
 mod facts;
 mod forward;
 mod metrics;
+mod no_proxy;
 mod record;
 mod reply;
 mod server;
@@ -29,7 +32,7 @@ pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
 pub use workers::Workers;
 
-use crate::config::{Config, Rails, Scheme, Streaming, Upstream};
+use crate::config::{Config, Dns, Rails, Scheme, Streaming, Upstream};
 use anyhow::Context;
 use client::UpstreamClient;
 use state::UpstreamState;
@@ -41,6 +44,8 @@ pub struct UpstreamRuntime {
     /// As configured.
     pub config: Upstream,
     clients: Box<[UpstreamClient]>,
+    /// Its egress proxies, if it goes through any.
+    egress: Option<Arc<egress::Egress>>,
     state: UpstreamState,
     /// The name, as a metrics label.
     label: Arc<String>,
@@ -50,14 +55,16 @@ pub struct UpstreamRuntime {
 }
 
 impl UpstreamRuntime {
-    fn new(config: &Upstream, workers: usize) -> anyhow::Result<UpstreamRuntime> {
+    fn new(config: &Upstream, workers: usize, dns: &Dns) -> anyhow::Result<UpstreamRuntime> {
         let host = if config.host.contains(':') {
             format!("[{}]", config.host)
         } else {
             config.host.clone()
         };
+        let egress = egress::Egress::for_upstream(config)?;
         Ok(UpstreamRuntime {
-            clients: UpstreamClient::per_worker(config, workers)?,
+            clients: UpstreamClient::per_worker(config, workers, egress.as_ref(), dns)?,
+            egress,
             state: UpstreamState::default(),
             label: Arc::new(config.name.clone()),
             scheme: match config.scheme {
@@ -114,7 +121,7 @@ impl Runtime {
             .upstreams
             .iter()
             .map(|u| {
-                UpstreamRuntime::new(u, config.worker_count())
+                UpstreamRuntime::new(u, config.worker_count(), &config.dns)
                     .with_context(|| format!("upstream `{}`", u.name))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -158,7 +165,7 @@ mod tests {
             ..Overrides::default()
         };
         let config = Config::load(None, &overrides).expect("a valid upstream URL");
-        UpstreamRuntime::new(&config.upstreams[0], 1).expect("an upstream runtime")
+        UpstreamRuntime::new(&config.upstreams[0], 1, &config.dns).expect("an upstream runtime")
     }
 
     #[test]
