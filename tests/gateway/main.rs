@@ -2,6 +2,8 @@
 //! scriptable mock upstream.
 
 mod contract;
+mod dns;
+mod egress;
 mod lifecycle;
 mod metrics;
 mod retries;
