@@ -4,6 +4,8 @@
 mod contract;
 mod doctor;
 mod failover;
+mod dns;
+mod egress;
 mod lifecycle;
 mod metrics;
 mod retries;

@@ -28,6 +28,16 @@ impl Levee {
 
     /// As [`Levee::start`], with extra command-line arguments.
     pub fn start_with(config: &str, args: &[&str]) -> Levee {
+        Self::spawn(config, args, &[])
+    }
+
+    /// As [`Levee::start`], with environment variables set. Every run
+    /// starts without the caller's proxy variables (`HTTPS_PROXY`, …).
+    pub fn start_env(config: &str, env: &[(&str, String)]) -> Levee {
+        Self::spawn(config, &[], env)
+    }
+
+    fn spawn(config: &str, args: &[&str], env: &[(&str, String)]) -> Levee {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("levee.toml");
         let text = format!(
@@ -43,6 +53,13 @@ impl Levee {
             .env("LEVEE_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("XDG_CACHE_HOME", dir.path().join("cache"))
             .env("RUST_LOG", "info")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod edge;
+pub mod egress;
 pub mod levee;
 pub mod mock;
 pub mod vectors;

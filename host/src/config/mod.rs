@@ -19,6 +19,7 @@
 
 mod check;
 mod health;
+mod egress;
 mod policy_settings;
 mod raw;
 mod types;
@@ -29,6 +30,7 @@ mod validate;
 mod tests;
 
 pub use health::{HealthCheck, HttpProbe, Outlier};
+pub use egress::{DEFAULT_PROXY_PORT, Dns, ProxyEndpoint, parse_proxy, redact_proxy};
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
     Trace, Upstream,
@@ -66,6 +68,8 @@ pub struct Config {
     pub trace: Trace,
     /// Passive outlier detection, the circuit and the slow signal.
     pub outlier: Outlier,
+    /// Name resolution.
+    pub dns: Dns,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
 }

@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     pub trace: RawTrace,
     #[serde(default)]
     pub outlier: RawOutlier,
+    #[serde(default)]
+    pub dns: RawDns,
 }
 
 /// One `[[upstreams]]` entry.
@@ -72,6 +74,9 @@ pub(super) struct RawOutlier {
     pub half_open_probes: Option<i64>,
     pub slow_ttfb_factor: Option<f64>,
     pub slow_ttfb_min_ms: Option<i64>,
+    pub proxies: Option<Vec<String>>,
+    pub proxy_from_env: Option<bool>,
+    pub proxy_check_interval_ms: Option<i64>,
 }
 
 /// `[upstreams.tls]`.
@@ -140,4 +145,14 @@ pub(super) struct RawTrace {
 pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+/// `[dns]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub resolvers: Option<Vec<String>>,
+    pub min_ttl_ms: Option<i64>,
+    pub max_ttl_ms: Option<i64>,
+    pub overrides: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }

@@ -35,6 +35,12 @@ pub struct Upstream {
     pub tls: Tls,
     /// Active health checks; `None` (the default) runs none.
     pub health: Option<super::HealthCheck>,
+    /// HTTP CONNECT proxies to reach it through, in order of preference.
+    pub proxies: Vec<super::ProxyEndpoint>,
+    /// With no `proxies`: honour `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
+    pub proxy_from_env: bool,
+    /// How often each proxy is probed (a TCP connect).
+    pub proxy_check_interval: Duration,
 }
 
 impl Upstream {

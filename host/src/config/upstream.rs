@@ -13,6 +13,7 @@ const DEFAULT_GROUP: u8 = 0;
 const DEFAULT_WEIGHT: u16 = 1;
 const DEFAULT_MAX_CONNECTIONS: usize = 64;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_PROXY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The upstreams from the file, or the default one when it lists none.
 pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> Vec<Upstream> {
@@ -106,6 +107,13 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
             1..=120_000,
             DEFAULT_CONNECT_TIMEOUT,
         );
+        let proxies = super::egress::proxies(c, i, r.proxies);
+        let proxy_check_interval = c.millis(
+            &format!("upstreams[{i}].proxy_check_interval_ms"),
+            r.proxy_check_interval_ms,
+            50..=600_000,
+            DEFAULT_PROXY_CHECK_INTERVAL,
+        );
         let tls = match (r.tls, &target) {
             (None, _) => Tls::default(),
             (Some(_), Some(t)) if t.scheme == Scheme::Http => {
@@ -128,6 +136,9 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
                 connect_timeout,
                 tls,
                 health,
+                proxies,
+                proxy_from_env: r.proxy_from_env.unwrap_or(true),
+                proxy_check_interval,
                 ..with_defaults(name, target)
             });
         }
@@ -202,6 +213,9 @@ fn with_defaults(name: String, t: Target) -> Upstream {
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         tls: Tls::default(),
         health: None,
+        proxies: Vec::new(),
+        proxy_from_env: true,
+        proxy_check_interval: DEFAULT_PROXY_CHECK_INTERVAL,
     }
 }
 

@@ -46,6 +46,7 @@ pub(super) fn build(
     let log = log(&mut c, raw.log);
     let trace = trace(&mut c, raw.trace);
     let outlier = super::health::outlier(&mut c, raw.outlier);
+    let dns = super::egress::dns(&mut c, raw.dns);
     c.finish()?;
     Ok(Config {
         // `None` only after a reported problem, so `finish` has returned.
@@ -60,6 +61,7 @@ pub(super) fn build(
         log,
         trace,
         outlier,
+        dns,
         path: origin.map(Path::to_path_buf),
     })
 }

@@ -2,8 +2,11 @@
 //! where the upstream offers it, and errors classified by layer.
 
 use super::connect::{ConnectError, Connector};
-use crate::config::Upstream;
+use super::dns::Resolver;
+use super::egress::Egress;
+use crate::config::{Dns, Upstream};
 use crate::core::FailureKind;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -16,10 +19,17 @@ use tokio::sync::Semaphore;
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
-/// A pooled client for one upstream.
-#[derive(Clone)]
+type Pooled = Client<Connector, Full<Bytes>>;
+
+/// A pooled client for one upstream. Through egress proxies, its pool is
+/// replaced when the proxy in use switches: requests in flight finish on
+/// their connections, new ones connect through the proxy now preferred.
 pub struct UpstreamClient {
-    client: Client<Connector, Full<Bytes>>,
+    /// The egress generation the pool was built for, and the pool.
+    current: ArcSwap<(u64, Pooled)>,
+    connector: Connector,
+    max_idle: usize,
+    egress: Option<Arc<Egress>>,
 }
 
 /// Why an attempt produced no response head.
@@ -34,7 +44,12 @@ pub struct AttemptError {
 impl UpstreamClient {
     /// `workers` clients for `upstream`, one per worker thread, sharing
     /// its TLS config and its cap on open connections.
-    pub fn per_worker(upstream: &Upstream, workers: usize) -> anyhow::Result<Box<[Self]>> {
+    pub fn per_worker(
+        upstream: &Upstream,
+        workers: usize,
+        egress: Option<&Arc<Egress>>,
+        dns: &Dns,
+    ) -> anyhow::Result<Box<[Self]>> {
         let tls = match upstream.scheme {
             crate::config::Scheme::Https => Some(super::tls::client_config(&upstream.tls)?),
             crate::config::Scheme::Http => None,
@@ -42,17 +57,36 @@ impl UpstreamClient {
         let permits = Arc::new(Semaphore::new(upstream.max_connections));
         Ok((0..workers.max(1))
             .map(|_| {
-                let connector = Connector::new(upstream, tls.clone(), permits.clone());
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(POOL_IDLE)
-                    .pool_timer(TokioTimer::new())
-                    .pool_max_idle_per_host(upstream.max_connections)
-                    .http2_adaptive_window(true)
-                    .timer(TokioTimer::new())
-                    .build(connector);
-                UpstreamClient { client }
+                let connector = Connector::new(
+                    upstream,
+                    tls.clone(),
+                    permits.clone(),
+                    egress.cloned(),
+                    Resolver::new(dns),
+                );
+                let max_idle = upstream.max_connections;
+                let generation = egress.map_or(0, |e| e.generation());
+                UpstreamClient {
+                    current: ArcSwap::from_pointee((generation, pool(&connector, max_idle))),
+                    connector,
+                    max_idle,
+                    egress: egress.cloned(),
+                }
             })
             .collect())
+    }
+
+    /// The pool for the current egress generation.
+    fn client(&self) -> Pooled {
+        let current = self.current.load();
+        match &self.egress {
+            Some(e) if e.generation() != current.0 => {
+                let fresh = Arc::new((e.generation(), pool(&self.connector, self.max_idle)));
+                self.current.store(fresh.clone());
+                fresh.1.clone()
+            }
+            _ => current.1.clone(),
+        }
     }
 
     /// Sends `req` and waits for the response head, at most `timeout`.
@@ -61,7 +95,7 @@ impl UpstreamClient {
         req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<http::Response<Incoming>, AttemptError> {
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        match tokio::time::timeout(timeout, self.client().request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(AttemptError {
@@ -70,6 +104,16 @@ impl UpstreamClient {
             }),
         }
     }
+}
+
+fn pool(connector: &Connector, max_idle: usize) -> Pooled {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(max_idle)
+        .http2_adaptive_window(true)
+        .timer(TokioTimer::new())
+        .build(connector.clone())
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> AttemptError {

@@ -2,6 +2,8 @@
 //! says which layer failed, so the client, the policy and the logs can tell
 //! a DNS problem from a refused port from a certificate problem.
 
+use super::dns::Resolver;
+use super::egress::Egress;
 use crate::config::{Scheme, Upstream};
 use crate::core::FailureKind;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -48,6 +50,8 @@ pub struct Connector {
     tls: Option<TlsConnector>,
     connect_timeout: Duration,
     permits: Arc<Semaphore>,
+    egress: Option<Arc<Egress>>,
+    dns: Resolver,
 }
 
 impl Connector {
@@ -58,6 +62,8 @@ impl Connector {
         upstream: &Upstream,
         tls: Option<Arc<rustls::ClientConfig>>,
         permits: Arc<Semaphore>,
+        egress: Option<Arc<Egress>>,
+        dns: Resolver,
     ) -> Connector {
         Connector {
             host: upstream.host.as_str().into(),
@@ -68,7 +74,37 @@ impl Connector {
             },
             connect_timeout: upstream.connect_timeout,
             permits,
+            egress,
+            dns,
         }
+    }
+
+    /// A TCP connection straight to the upstream: every resolved address
+    /// in turn until one accepts.
+    async fn direct(&self) -> Result<TcpStream, ConnectError> {
+        let addrs = self.dns.resolve(&self.host, self.port).await?;
+        let mut last = None;
+        for addr in &addrs {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = Some(format!("{addr}: {e}")),
+                Err(_) => {
+                    last = Some(format!(
+                        "{addr}: no answer within {:?}",
+                        self.connect_timeout
+                    ))
+                }
+            }
+        }
+        Err(ConnectError {
+            kind: FailureKind::Connect,
+            message: format!(
+                "cannot connect to {}:{} ({})",
+                self.host,
+                self.port,
+                last.unwrap_or_default()
+            ),
+        })
     }
 
     async fn connect(self) -> Result<Conn, ConnectError> {
@@ -79,45 +115,14 @@ impl Connector {
             .acquire_owned()
             .await
             .map_err(|_| fail(FailureKind::Connect, "connector closed".into()))?;
-        let target = format!("{}:{}", self.host, self.port);
-        let addrs: Vec<_> = tokio::net::lookup_host(&target)
-            .await
-            .map_err(|e| {
-                fail(
-                    FailureKind::Dns,
-                    format!("cannot resolve {}: {e}", self.host),
-                )
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(fail(
-                FailureKind::Dns,
-                format!("{} resolved to no addresses", self.host),
-            ));
-        }
-        let mut last = None;
-        let mut tcp = None;
-        for addr in &addrs {
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => {
-                    tcp = Some(stream);
-                    break;
-                }
-                Ok(Err(e)) => last = Some(format!("{addr}: {e}")),
-                Err(_) => {
-                    last = Some(format!(
-                        "{addr}: no answer within {:?}",
-                        self.connect_timeout
-                    ))
-                }
+        let tcp = match &self.egress {
+            Some(egress) => {
+                egress
+                    .tunnel(&self.host, self.port, &self.dns, self.connect_timeout)
+                    .await?
             }
-        }
-        let tcp = tcp.ok_or_else(|| {
-            fail(
-                FailureKind::Connect,
-                format!("cannot connect to {target} ({})", last.unwrap_or_default()),
-            )
-        })?;
+            None => self.direct().await?,
+        };
         let _ = tcp.set_nodelay(true);
         let io = match &self.tls {
             None => Io::Plain(tcp),

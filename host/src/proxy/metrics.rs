@@ -63,6 +63,12 @@ struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProxyLabels {
+    upstream: Arc<String>,
+    proxy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -336,4 +342,20 @@ fn register_upstreams(r: &mut Registry, upstreams: &[super::UpstreamRuntime]) {
         in_flight,
     );
     super::health::report::register(r, upstreams);
+    let proxies: Family<ProxyLabels, Gauge> = Family::default();
+    for u in upstreams {
+        for (proxy, in_use) in u.egress.iter().flat_map(|e| e.in_use()) {
+            proxies
+                .get_or_create(&ProxyLabels {
+                    upstream: u.label.clone(),
+                    proxy: proxy.to_owned(),
+                })
+                .set(i64::from(in_use));
+        }
+    }
+    r.register(
+        "levee_egress_proxy_in_use",
+        "1 for the egress proxy an upstream's new connections go through, 0 for its others (host:port)",
+        proxies,
+    );
 }

@@ -10,10 +10,13 @@ mod admin;
 mod budget;
 mod client;
 mod connect;
+mod dns;
+mod egress;
 mod facts;
 mod forward;
 mod health;
 mod metrics;
+mod no_proxy;
 mod record;
 mod reply;
 mod server;
@@ -32,7 +35,7 @@ pub use stream::Termination;
 pub use tls::{client_config_with, explain as explain_tls, roots as tls_roots};
 pub use workers::Workers;
 
-use crate::config::{Config, Outlier, Rails, Scheme, Streaming, Upstream};
+use crate::config::{Config, Dns, Outlier, Rails, Scheme, Streaming, Upstream};
 use anyhow::Context;
 use client::UpstreamClient;
 use state::UpstreamState;
@@ -44,6 +47,8 @@ pub struct UpstreamRuntime {
     /// As configured.
     pub config: Upstream,
     clients: Box<[UpstreamClient]>,
+    /// Its egress proxies, if it goes through any.
+    egress: Option<Arc<egress::Egress>>,
     state: UpstreamState,
     /// The circuit and the active checks' verdict.
     health: Arc<health::Tracker>,
@@ -58,6 +63,7 @@ impl UpstreamRuntime {
     fn new(
         config: &Upstream,
         workers: usize,
+        dns: &Dns,
         outlier: &Outlier,
         ejections: &Arc<health::Ejections>,
     ) -> anyhow::Result<UpstreamRuntime> {
@@ -67,8 +73,10 @@ impl UpstreamRuntime {
         } else {
             config.host.clone()
         };
+        let egress = egress::Egress::for_upstream(config)?;
         Ok(UpstreamRuntime {
-            clients: UpstreamClient::per_worker(config, workers)?,
+            clients: UpstreamClient::per_worker(config, workers, egress.as_ref(), dns)?,
+            egress,
             state: UpstreamState::default(),
             health: Arc::new(health::Tracker::new(
                 label.clone(),
@@ -139,20 +147,26 @@ impl Runtime {
             .upstreams
             .iter()
             .map(|u| {
-                UpstreamRuntime::new(u, config.worker_count(), &config.outlier, &ejections)
+                UpstreamRuntime::new(
+                    u,
+                    config.worker_count(),
+                    &config.dns,
+                    &config.outlier,
+                    &ejections,
+                )
                     .with_context(|| format!("upstream `{}`", u.name))
             })
             .collect::<anyhow::Result<_>>()?;
         let checked: Vec<_> = upstreams
             .iter()
-            .map(|u| (u.config.clone(), u.health.clone()))
+            .map(|u| (u.config.clone(), u.health.clone(), u.egress.clone()))
             .collect();
         Ok(Runtime {
             upstreams,
             rails: config.rails.clone(),
             streaming: config.streaming.clone(),
             outlier: config.outlier.clone(),
-            _checkers: health::active::Checkers::start(&checked)?,
+            _checkers: health::active::Checkers::start(&checked, &config.dns)?,
         })
     }
 
@@ -207,8 +221,14 @@ mod tests {
         };
         let config = Config::load(None, &overrides).expect("a valid upstream URL");
         let ejections = Arc::new(health::Ejections::new(1, 50));
-        UpstreamRuntime::new(&config.upstreams[0], 1, &config.outlier, &ejections)
-            .expect("an upstream runtime")
+        UpstreamRuntime::new(
+            &config.upstreams[0],
+            1,
+            &config.dns,
+            &config.outlier,
+            &ejections,
+        )
+        .expect("an upstream runtime")
     }
 
     #[test]

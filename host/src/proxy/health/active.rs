@@ -4,7 +4,9 @@
 //! that fails says so in the verdict.
 
 use super::Tracker;
-use crate::config::{HealthCheck, Upstream};
+use crate::config::{Dns, HealthCheck, Upstream};
+use crate::proxy::dns::Resolver;
+use crate::proxy::egress::Egress;
 use crate::proxy::connect::Connector;
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -25,8 +27,14 @@ pub struct Prober {
 
 impl Prober {
     /// A prober for `upstream` under `check`, with its own connection
-    /// permit (checks never wait for request traffic's).
-    pub fn new(upstream: &Upstream, check: HealthCheck) -> anyhow::Result<Prober> {
+    /// permit (checks never wait for request traffic's); it goes the way
+    /// traffic goes, through the upstream's egress proxies and resolver.
+    pub fn new(
+        upstream: &Upstream,
+        check: HealthCheck,
+        egress: Option<Arc<Egress>>,
+        dns: &Dns,
+    ) -> anyhow::Result<Prober> {
         let tls = match upstream.scheme {
             crate::config::Scheme::Https => Some(crate::proxy::tls::client_config(&upstream.tls)?),
             crate::config::Scheme::Http => None,
@@ -35,7 +43,7 @@ impl Prober {
         let path = check.http.as_ref().map_or("/", |h| h.path.as_str());
         let uri = format!("{}{path}", upstream.url()).parse()?;
         Ok(Prober {
-            connector: Connector::new(upstream, tls, permits),
+            connector: Connector::new(upstream, tls, permits, egress, Resolver::new(dns)),
             host: upstream.authority().parse()?,
             check,
             uri,
@@ -134,14 +142,17 @@ pub struct Checkers(Vec<tokio::task::AbortHandle>);
 impl Checkers {
     /// Starts a checker for each upstream with `health` configured, on the
     /// current tokio runtime (none outside one).
-    pub fn start(upstreams: &[(Upstream, Arc<Tracker>)]) -> anyhow::Result<Checkers> {
+    pub fn start(
+        upstreams: &[(Upstream, Arc<Tracker>, Option<Arc<Egress>>)],
+        dns: &Dns,
+    ) -> anyhow::Result<Checkers> {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return Ok(Checkers::default());
         };
         let mut tasks = Vec::new();
-        for (upstream, tracker) in upstreams {
+        for (upstream, tracker, egress) in upstreams {
             if let Some(check) = &upstream.health {
-                let prober = Prober::new(upstream, check.clone())?;
+                let prober = Prober::new(upstream, check.clone(), egress.clone(), dns)?;
                 let weak = Arc::downgrade(tracker);
                 tasks.push(handle.spawn(prober.run(weak)).abort_handle());
             }
