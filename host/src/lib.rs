@@ -16,6 +16,8 @@
 pub mod cli;
 #[cfg(feature = "gateway")]
 pub mod config;
+#[cfg(feature = "gateway")]
+pub mod limits;
 pub mod policy;
 #[cfg(feature = "gateway")]
 pub mod proxy;
