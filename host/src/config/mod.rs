@@ -18,6 +18,7 @@
 //! loads it so it cannot drift from this module.
 
 mod check;
+mod limits;
 mod policy_settings;
 mod raw;
 mod types;
@@ -27,6 +28,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use limits::{Limits, PRIORITY_HEADER};
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
     Trace, Upstream,
@@ -62,6 +64,8 @@ pub struct Config {
     pub log: Log,
     /// Trace recording.
     pub trace: Trace,
+    /// Admission: the queue, priorities and per-client limits.
+    pub limits: Limits,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
 }

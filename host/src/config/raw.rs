@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub trace: RawTrace,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 /// One `[[upstreams]]` entry.
@@ -39,6 +41,7 @@ pub(super) struct RawUpstream {
     pub max_connections: Option<i64>,
     pub connect_timeout_ms: Option<i64>,
     pub tls: Option<RawTls>,
+    pub limits: Option<RawLimitSpec>,
 }
 
 /// `[upstreams.tls]`.
@@ -107,4 +110,24 @@ pub(super) struct RawTrace {
 pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub queue_size: Option<i64>,
+    pub default_priority: Option<i64>,
+    pub priority_header: Option<bool>,
+    pub client: Option<RawLimitSpec>,
+}
+
+/// `[upstreams.limits]` and `[limits.client]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimitSpec {
+    pub requests_per_minute: Option<i64>,
+    pub input_tokens_per_minute: Option<i64>,
+    pub output_tokens_per_minute: Option<i64>,
+    pub max_concurrency: Option<i64>,
 }

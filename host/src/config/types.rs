@@ -33,6 +33,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// TLS settings; only meaningful for `https`.
     pub tls: Tls,
+    /// Rate and concurrency limits (`[upstreams.limits]`).
+    pub limits: crate::limits::LimitSpec,
 }
 
 impl Upstream {

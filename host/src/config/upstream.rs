@@ -119,8 +119,12 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
             }
             (Some(raw), _) => tls(c, i, raw),
         };
+        let limits = r.limits.map_or_else(Default::default, |raw| {
+            super::limits::spec(c, &format!("upstreams[{i}].limits"), raw)
+        });
         if let (Some(name), Some(target)) = (name, target) {
             out.push(Upstream {
+                limits,
                 group,
                 weight,
                 max_connections,
@@ -199,6 +203,7 @@ fn with_defaults(name: String, t: Target) -> Upstream {
         max_connections: DEFAULT_MAX_CONNECTIONS,
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         tls: Tls::default(),
+        limits: Default::default(),
     }
 }
 

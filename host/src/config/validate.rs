@@ -45,6 +45,7 @@ pub(super) fn build(
     let admin = admin(&mut c, raw.admin, listen);
     let log = log(&mut c, raw.log);
     let trace = trace(&mut c, raw.trace);
+    let limits = super::limits::limits(&mut c, raw.limits);
     c.finish()?;
     Ok(Config {
         // `None` only after a reported problem, so `finish` has returned.
@@ -58,6 +59,7 @@ pub(super) fn build(
         admin,
         log,
         trace,
+        limits,
         path: origin.map(Path::to_path_buf),
     })
 }
