@@ -2,7 +2,7 @@
 //! that has room; when none has, wait in the queue for as long as the
 //! deadline allows; otherwise refuse with an honest `retry-after`.
 
-use super::queue::Queue;
+use super::queue::{Place, Queue};
 use super::{ClientKey, Denied, Grant, Limiter, Usage};
 use crate::core::{Charge, LimitKind};
 use prometheus_client::metrics::gauge::Gauge;
@@ -92,6 +92,13 @@ impl Admitter {
         self.queue.len()
     }
 
+    /// A place in the queue for a request that must wait before it may
+    /// even ask (the policy said "queue"); `None` when the queue is full.
+    /// Pass it to [`Admitter::admit`] to keep its turn.
+    pub fn line_up(&self, priority: u8) -> Option<Place<'_>> {
+        self.queue.join(priority)
+    }
+
     /// Tries each upstream of the order once.
     fn try_once(&self, ask: &Ask<'_>, now: u64) -> Result<Grant, Denied> {
         let mut best: Option<Denied> = None;
@@ -112,11 +119,15 @@ impl Admitter {
         Err(best.unwrap_or(Denied::Busy))
     }
 
-    /// Admits `ask`, waiting in the queue when it must. The future may be
-    /// dropped at any point (the client went away): its place is left, and
-    /// nothing stays reserved.
-    pub async fn admit(self: &Arc<Self>, ask: Ask<'_>) -> Result<(u32, Reservation), Refused> {
-        let mut place = None;
+    /// Admits `ask`, waiting in the queue when it must (keeping `place`
+    /// when it has one already). The future may be dropped at any point
+    /// (the client went away): its place is left, and nothing stays
+    /// reserved.
+    pub async fn admit<'q>(
+        self: &'q Arc<Self>,
+        ask: Ask<'_>,
+        mut place: Option<Place<'q>>,
+    ) -> Result<(u32, Reservation), Refused> {
         loop {
             let released = self.released.notified();
             tokio::pin!(released);

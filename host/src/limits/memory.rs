@@ -295,11 +295,18 @@ impl Limiter for MemoryLimiter {
             LimitKind::OutputTokens,
         ] {
             if let Some(b) = up.bucket(kind) {
+                let remaining = b.available(now);
+                // Spent: when the next unit fits (the policy reads that as
+                // "free again"); otherwise when the bucket is full.
+                let reset_at = match (remaining, b.check(1, now)) {
+                    (0, Err(Shortfall::Until(t))) => Some(t),
+                    _ => b.full_at(now),
+                };
                 out.push(Budget {
                     kind,
-                    remaining: clamp(b.available(now)),
+                    remaining: clamp(remaining),
                     limit: clamp(b.capacity()),
-                    reset_at: b.full_at(now),
+                    reset_at,
                 });
             }
         }

@@ -13,6 +13,7 @@ pub mod admit;
 pub mod bucket;
 pub mod headers;
 pub mod memory;
+pub mod metrics;
 pub mod queue;
 pub mod usage;
 

@@ -109,6 +109,8 @@ pub struct Metrics {
     stream_ends: Family<CauseLabels, Counter>,
     local_rejections: Family<ReasonLabels, Counter>,
     policy_calls: HistogramFamily<CallLabels>,
+    /// Admission queue and token metrics.
+    pub limits: crate::limits::metrics::LimitMetrics,
 }
 
 impl Default for Metrics {
@@ -124,6 +126,7 @@ impl Default for Metrics {
             stream_ends: Family::default(),
             local_rejections: Family::default(),
             policy_calls: Family::new_with_constructor(|| Histogram::new(POLICY_BUCKETS)),
+            limits: Default::default(),
         }
     }
 }
@@ -264,6 +267,7 @@ impl Metrics {
             "Time a policy decision took, by call",
             self.policy_calls.clone(),
         );
+        self.limits.register(&mut r);
         register_policy(&mut r, engine, policy);
         register_upstreams(&mut r, upstreams);
         let mut out = String::new();

@@ -7,6 +7,7 @@
 //! never ended silently.
 
 mod admin;
+mod admission;
 mod budget;
 mod client;
 mod connect;
@@ -105,11 +106,16 @@ pub struct Runtime {
     pub rails: Rails,
     /// Streaming settings.
     pub streaming: Streaming,
+    /// Rate limits and the admission queue. A reload starts them afresh.
+    pub admitter: Arc<crate::limits::admit::Admitter>,
+    /// Admission settings.
+    pub limits: crate::config::Limits,
 }
 
 impl Runtime {
-    /// Builds clients for every upstream in `config`, one per worker.
-    pub fn new(config: &Config) -> anyhow::Result<Runtime> {
+    /// Builds clients for every upstream in `config`, one per worker, and
+    /// the limiter (its queue length kept in `metrics`).
+    pub fn new(config: &Config, metrics: &Metrics) -> anyhow::Result<Runtime> {
         let upstreams = config
             .upstreams
             .iter()
@@ -122,6 +128,8 @@ impl Runtime {
             upstreams,
             rails: config.rails.clone(),
             streaming: config.streaming.clone(),
+            admitter: admission::admitter(config, metrics),
+            limits: config.limits.clone(),
         })
     }
 
@@ -133,7 +141,11 @@ impl Runtime {
                 .upstreams
                 .iter()
                 .enumerate()
-                .map(|(i, u)| u.state.view(i as u32, u.config.group, u.config.weight, now))
+                .map(|(i, u)| {
+                    let mut v = u.state.view(i as u32, u.config.group, u.config.weight, now);
+                    v.budgets = self.admitter.limiter.budgets(i as u32, now);
+                    v
+                })
                 .collect(),
             retry_budget,
         }

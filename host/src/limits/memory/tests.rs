@@ -134,7 +134,7 @@ fn headers_teach_a_limit_where_none_is_configured() {
     let b = l.budgets(0, 0);
     assert_eq!(
         (b[0].limit, b[0].remaining, b[0].reset_at),
-        (50, 0, Some(60_000))
+        (50, 0, Some(1_200))
     );
 }
 
