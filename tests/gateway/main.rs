@@ -3,6 +3,7 @@
 
 mod contract;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod retries;
 mod sdk;
