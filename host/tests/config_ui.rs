@@ -200,4 +200,24 @@ fn the_full_example_sets_every_key() {
         Some("test-token")
     );
     assert_eq!(c.log.level, "warn,levee=debug");
+    let limits = c.upstreams[0].limits;
+    assert_eq!(
+        (
+            limits.requests_per_minute,
+            limits.input_tokens_per_minute,
+            limits.output_tokens_per_minute,
+            limits.max_concurrency
+        ),
+        (Some(50), Some(30_000), Some(8_000), Some(32))
+    );
+    assert!(!c.upstreams[1].limits.is_set());
+    assert_eq!(
+        (
+            c.limits.queue_size,
+            c.limits.default_priority,
+            c.limits.priority_header
+        ),
+        (0, 255, true)
+    );
+    assert_eq!(c.limits.client.requests_per_minute, Some(10));
 }

@@ -7,6 +7,7 @@ mod failover;
 mod dns;
 mod egress;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod retries;
 mod sdk;

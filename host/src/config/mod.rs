@@ -20,6 +20,7 @@
 mod check;
 mod health;
 mod egress;
+mod limits;
 mod policy_settings;
 mod raw;
 mod types;
@@ -31,6 +32,7 @@ mod tests;
 
 pub use health::{HealthCheck, HttpProbe, Outlier};
 pub use egress::{DEFAULT_PROXY_PORT, Dns, ProxyEndpoint, parse_proxy, redact_proxy};
+pub use limits::{Limits, PRIORITY_HEADER};
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
     Trace, Upstream,
@@ -70,6 +72,8 @@ pub struct Config {
     pub outlier: Outlier,
     /// Name resolution.
     pub dns: Dns,
+    /// Admission: the queue, priorities and per-client limits.
+    pub limits: Limits,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
 }

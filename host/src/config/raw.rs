@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     pub outlier: RawOutlier,
     #[serde(default)]
     pub dns: RawDns,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 /// One `[[upstreams]]` entry.
@@ -44,6 +46,10 @@ pub(super) struct RawUpstream {
     pub connect_timeout_ms: Option<i64>,
     pub tls: Option<RawTls>,
     pub health: Option<RawHealth>,
+    pub proxies: Option<Vec<String>>,
+    pub proxy_from_env: Option<bool>,
+    pub proxy_check_interval_ms: Option<i64>,
+    pub limits: Option<RawLimitSpec>,
 }
 
 /// `[upstreams.health]`.
@@ -74,9 +80,6 @@ pub(super) struct RawOutlier {
     pub half_open_probes: Option<i64>,
     pub slow_ttfb_factor: Option<f64>,
     pub slow_ttfb_min_ms: Option<i64>,
-    pub proxies: Option<Vec<String>>,
-    pub proxy_from_env: Option<bool>,
-    pub proxy_check_interval_ms: Option<i64>,
 }
 
 /// `[upstreams.tls]`.
@@ -155,4 +158,22 @@ pub(super) struct RawDns {
     pub min_ttl_ms: Option<i64>,
     pub max_ttl_ms: Option<i64>,
     pub overrides: Option<std::collections::BTreeMap<String, Vec<String>>>,
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub queue_size: Option<i64>,
+    pub default_priority: Option<i64>,
+    pub priority_header: Option<bool>,
+    pub client: Option<RawLimitSpec>,
+}
+
+/// `[upstreams.limits]` and `[limits.client]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimitSpec {
+    pub requests_per_minute: Option<i64>,
+    pub input_tokens_per_minute: Option<i64>,
+    pub output_tokens_per_minute: Option<i64>,
+    pub max_concurrency: Option<i64>,
 }

@@ -41,6 +41,8 @@ pub struct Upstream {
     pub proxy_from_env: bool,
     /// How often each proxy is probed (a TCP connect).
     pub proxy_check_interval: Duration,
+    /// Rate and concurrency limits (`[upstreams.limits]`).
+    pub limits: crate::limits::LimitSpec,
 }
 
 impl Upstream {

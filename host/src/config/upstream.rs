@@ -128,8 +128,12 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
             (Some(raw), _) => tls(c, i, raw),
         };
         let health = r.health.map(|raw| super::health::health(c, i, raw));
+        let limits = r.limits.map_or_else(Default::default, |raw| {
+            super::limits::spec(c, &format!("upstreams[{i}].limits"), raw)
+        });
         if let (Some(name), Some(target)) = (name, target) {
             out.push(Upstream {
+                limits,
                 group,
                 weight,
                 max_connections,
@@ -216,6 +220,7 @@ fn with_defaults(name: String, t: Target) -> Upstream {
         proxies: Vec::new(),
         proxy_from_env: true,
         proxy_check_interval: DEFAULT_PROXY_CHECK_INTERVAL,
+        limits: Default::default(),
     }
 }
 

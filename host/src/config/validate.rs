@@ -47,6 +47,7 @@ pub(super) fn build(
     let trace = trace(&mut c, raw.trace);
     let outlier = super::health::outlier(&mut c, raw.outlier);
     let dns = super::egress::dns(&mut c, raw.dns);
+    let limits = super::limits::limits(&mut c, raw.limits);
     c.finish()?;
     Ok(Config {
         // `None` only after a reported problem, so `finish` has returned.
@@ -62,6 +63,7 @@ pub(super) fn build(
         trace,
         outlier,
         dns,
+        limits,
         path: origin.map(Path::to_path_buf),
     })
 }

@@ -9,6 +9,7 @@
 //! 5. Deliver: the response as it came (plus `x-levee-attempts`, and the
 //!    verdict headers when levee gave up), streamed under watch.
 
+use super::admission::{self, Settle};
 use super::client::AttemptError;
 use super::layer_name;
 use super::metrics::attempt_outcome;
@@ -21,11 +22,13 @@ use crate::core::{
     Admission, Attempt, FailureKind, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts,
     headers,
 };
+use crate::limits::ClientKey;
+use crate::limits::admit::Reservation;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Serves one client request, and counts it.
@@ -80,6 +83,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     if let Some(client_ms) = facts::client_timeout_ms(&parts.headers) {
         deadline = deadline.min(received.saturating_add(client_ms));
     }
+    let client = admission::client_key(&rt, &parts.headers);
     let request = RequestFacts {
         id,
         method: facts::method(&parts.method),
@@ -88,8 +92,8 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         stream: body_facts.stream,
         max_tokens: body_facts.max_tokens,
         est_input_tokens: facts::estimate_input_tokens(&body),
-        client: None,
-        priority: 0,
+        client: client.as_ref().map(|k| k.as_str().to_owned()),
+        priority: rt.limits.priority(&parts.headers),
         client_retry_count: facts::client_retry_count(&parts.headers),
         received_at: received,
         deadline,
@@ -103,6 +107,8 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         parts: &parts,
         body,
         facts: request,
+        client,
+        reservation: Mutex::default(),
     };
     let resp = exchange.run().await;
     tracing::info!(
@@ -131,6 +137,10 @@ struct Exchange<'a> {
     parts: &'a http::request::Parts,
     body: Bytes,
     facts: RequestFacts,
+    /// The client's key, when client limits are set.
+    client: Option<ClientKey>,
+    /// The admitted charges, until the response body takes them.
+    reservation: Mutex<Option<Reservation>>,
 }
 
 /// The last thing an attempt produced, kept for delivery if levee gives up.
@@ -153,6 +163,9 @@ impl Exchange<'_> {
         // The whole request is decided by one policy, even across a swap.
         let policy = self.gw.policy.current();
         let mut trace = Recorder::start(self.gw, &self.facts);
+        // A request the policy queues holds its place in the admission
+        // queue while it waits, and keeps it for admission.
+        let mut place = None;
         let plan = loop {
             let view = self.rt.view(now_ms(), self.gw.budget.has_room());
             let asked = Instant::now();
@@ -173,6 +186,13 @@ impl Exchange<'_> {
                             Some(until.saturating_sub(now)),
                             0,
                         );
+                    }
+                    if place.is_none() {
+                        place = self.rt.admitter.line_up(self.facts.priority);
+                        if place.is_none() {
+                            let wait = until.saturating_sub(now);
+                            return admission::queue_full(&self.gw.metrics, self.request_id, wait);
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now).max(1)))
                         .await;
@@ -198,7 +218,7 @@ impl Exchange<'_> {
             .copied()
             .filter(|&id| (id as usize) < self.rt.upstreams.len())
             .collect();
-        let Some(&first) = order.first() else {
+        if order.is_empty() {
             self.gw.metrics.local_rejection("no_upstream");
             return self.local(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -208,8 +228,28 @@ impl Exchange<'_> {
                 None,
                 0,
             );
-        };
+        }
         let deadline = plan.deadline.min(self.facts.deadline);
+        let admitted = admission::admit(
+            self.rt,
+            &self.gw.metrics,
+            self.request_id,
+            &self.facts,
+            self.client.as_ref(),
+            &order,
+            &plan.charges,
+            deadline,
+            place,
+        )
+        .await;
+        let first = match admitted {
+            Ok((admitted_on, mut reservation)) => {
+                reservation.sent();
+                *self.reservation() = Some(reservation);
+                admitted_on
+            }
+            Err(refused) => return refused,
+        };
         let mut upstream = first;
         let mut prev_delay_ms = 0;
         let mut number = 0u32;
@@ -352,6 +392,7 @@ impl Exchange<'_> {
         for (dimension, left) in facts::remaining_budgets(resp.headers()) {
             metrics.rate_limit_remaining(&up.label, dimension, left);
         }
+        admission::observe(self.rt, id, resp.headers(), None);
         if resp.status().as_u16() < 400 {
             up.health.record(now_ms(), false);
             return Ok(resp);
@@ -365,7 +406,10 @@ impl Exchange<'_> {
             .filter(|&v| v > 0)
             .or(facts.retry_after);
         match facts.status {
-            429 if !facts.spend_cap => up.state.rate_limited(now, header_wait.unwrap_or(0)),
+            429 if !facts.spend_cap => {
+                up.state.rate_limited(now, header_wait.unwrap_or(0));
+                admission::observe(self.rt, id, &HeaderMap::new(), header_wait);
+            }
             529 => up.state.overloaded(now, header_wait),
             _ => {}
         }
@@ -425,7 +469,7 @@ impl Exchange<'_> {
         let sse = is_sse(&head.headers);
         strip_hop_by_hop(&mut head.headers);
         set_attempts(&mut head.headers, attempts);
-        let body = self.guard(body, Bytes::new(), sse);
+        let body = self.guard(upstream, body, Bytes::new(), sse, false);
         Response::from_parts(head, body)
     }
 
@@ -444,8 +488,11 @@ impl Exchange<'_> {
                     set_verdict(&mut head.headers, g.should_retry, g.retry_after_ms, false);
                 }
                 let body = match rest {
-                    Some(rest) => self.guard(rest, prefix, false),
-                    None => super::reply::full(prefix),
+                    Some(rest) => self.guard(upstream, rest, prefix, false, true),
+                    None => {
+                        self.settle(upstream, &prefix);
+                        super::reply::full(prefix)
+                    }
                 };
                 Response::from_parts(head, body)
             }
@@ -483,10 +530,26 @@ impl Exchange<'_> {
         ServedBy(self.rt.upstreams[upstream as usize].label.clone())
     }
 
-    fn guard(&self, body: Incoming, prefix: Bytes, sse: bool) -> Body {
+    fn reservation(&self) -> std::sync::MutexGuard<'_, Option<Reservation>> {
+        self.reservation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Settles the reservation on an error body read whole.
+    fn settle(&self, upstream: u32, body: &[u8]) {
+        let settle = Settle::new(false, self.reservation().take(), true);
+        let mut tap = settle.tap();
+        tap(body);
+        settle.finish(&self.gw.metrics, &self.rt.upstreams[upstream as usize]);
+    }
+
+    fn guard(&self, upstream: u32, body: Incoming, prefix: Bytes, sse: bool, error: bool) -> Body {
         let request_id = self.request_id.to_owned();
         let gw = self.gw.clone();
+        let rt = self.rt.clone();
+        let settle = Settle::new(sse, self.reservation().take(), error);
+        let tap = settle.tap();
         let on_end: super::stream::OnEnd = Box::new(move |how, bytes| {
+            settle.finish(&gw.metrics, &rt.upstreams[upstream as usize]);
             gw.metrics.stream_end(how);
             tracing::debug!(
                 request_id,
@@ -495,7 +558,9 @@ impl Exchange<'_> {
                 "response body ended"
             );
         });
-        Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, on_end).boxed()
+        Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, on_end)
+            .with_tap(tap)
+            .boxed()
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -115,6 +115,8 @@ pub struct Metrics {
     stream_ends: Family<CauseLabels, Counter>,
     local_rejections: Family<ReasonLabels, Counter>,
     policy_calls: HistogramFamily<CallLabels>,
+    /// Admission queue and token metrics.
+    pub limits: crate::limits::metrics::LimitMetrics,
 }
 
 impl Default for Metrics {
@@ -130,6 +132,7 @@ impl Default for Metrics {
             stream_ends: Family::default(),
             local_rejections: Family::default(),
             policy_calls: Family::new_with_constructor(|| Histogram::new(POLICY_BUCKETS)),
+            limits: Default::default(),
         }
     }
 }
@@ -270,6 +273,7 @@ impl Metrics {
             "Time a policy decision took, by call",
             self.policy_calls.clone(),
         );
+        self.limits.register(&mut r);
         register_policy(&mut r, engine, policy);
         register_upstreams(&mut r, upstreams);
         let mut out = String::new();

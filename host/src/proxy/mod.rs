@@ -7,6 +7,7 @@
 //! never ended silently.
 
 mod admin;
+mod admission;
 mod budget;
 mod client;
 mod connect;
@@ -133,12 +134,17 @@ pub struct Runtime {
     outlier: Outlier,
     /// Active health checks; stopped when the runtime is dropped.
     _checkers: health::active::Checkers,
+    /// Rate limits and the admission queue. A reload starts them afresh.
+    pub admitter: Arc<crate::limits::admit::Admitter>,
+    /// Admission settings.
+    pub limits: crate::config::Limits,
 }
 
 impl Runtime {
     /// Builds clients for every upstream in `config`, one per worker, and
-    /// starts the active health checks (inside a tokio runtime).
-    pub fn new(config: &Config) -> anyhow::Result<Runtime> {
+    /// the limiter (its queue length kept in `metrics`), and starts the
+    /// active health checks (inside a tokio runtime).
+    pub fn new(config: &Config, metrics: &Metrics) -> anyhow::Result<Runtime> {
         let ejections = Arc::new(health::Ejections::new(
             config.upstreams.len(),
             config.outlier.max_ejection_percent,
@@ -167,6 +173,8 @@ impl Runtime {
             streaming: config.streaming.clone(),
             outlier: config.outlier.clone(),
             _checkers: health::active::Checkers::start(&checked, &config.dns)?,
+            admitter: admission::admitter(config, metrics),
+            limits: config.limits.clone(),
         })
     }
 
@@ -178,6 +186,7 @@ impl Runtime {
             .map(|(i, u)| {
                 let mut v = u.state.view(i as u32, u.config.group, u.config.weight, now);
                 (v.health, v.circuit) = u.health.view(now);
+                v.budgets = self.admitter.limiter.budgets(i as u32, now);
                 v
             })
             .collect();
@@ -260,7 +269,7 @@ mod tests {
             url = "http://127.0.0.1:9002"
         "#;
         let config = Config::from_toml(text, None, &Overrides::default()).unwrap();
-        let rt = Runtime::new(&config).unwrap();
+        let rt = Runtime::new(&config, &Metrics::default()).unwrap();
         let now = now_ms();
         rt.upstreams[0].health.record(now, true);
         rt.upstreams[0].health.record(now, true);

@@ -48,15 +48,16 @@ impl Gateway {
         })?;
         let policy = engine.load(&config.policy.source, &config.policy.config_json)?;
         tracing::info!(policy = %describe(&policy), "policy loaded");
+        let metrics = super::Metrics::default();
         Ok(Arc::new(Gateway {
-            runtime: ArcSwap::from_pointee(Runtime::new(config)?),
+            runtime: ArcSwap::from_pointee(Runtime::new(config, &metrics)?),
             policy: PolicyHandle::new(policy),
             engine,
             budget: RetryBudget::new(
                 config.rails.retry_budget_ratio,
                 config.rails.retry_budget_min_retries,
             ),
-            metrics: super::Metrics::default(),
+            metrics,
             next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
             trace: super::record::open(config)?,
             config_path: config.path.clone(),
@@ -85,7 +86,7 @@ impl Gateway {
     /// budget and the engine limits need a restart.
     pub fn reload(&self) -> anyhow::Result<String> {
         let config = Config::load(self.config_path.as_deref(), &self.overrides)?;
-        let runtime = Runtime::new(&config)?;
+        let runtime = Runtime::new(&config, &self.metrics)?;
         let swap = self.policy.swap(
             &self.engine,
             &config.policy.source,

@@ -46,8 +46,12 @@ impl Termination {
 /// Called once when the body ends, with how it ended and the bytes sent.
 pub type OnEnd = Box<dyn FnOnce(Termination, u64) + Send + Sync>;
 
+/// Sees every byte delivered to the client (the limiter's usage watch).
+pub type Tap = Box<dyn FnMut(&[u8]) + Send + Sync>;
+
 /// A response body under watch.
 pub struct Guarded<B> {
+    tap: Option<Tap>,
     inner: B,
     prefix: Option<Bytes>,
     idle: Duration,
@@ -62,6 +66,7 @@ impl<B> Guarded<B> {
     /// Watches `inner`, whose first bytes (already read) are `prefix`.
     pub fn new(inner: B, prefix: Bytes, sse: bool, idle: Duration, on_end: OnEnd) -> Guarded<B> {
         Guarded {
+            tap: None,
             inner,
             prefix: (!prefix.is_empty()).then_some(prefix),
             idle,
@@ -73,6 +78,12 @@ impl<B> Guarded<B> {
         }
     }
 
+    /// Shows every delivered byte to `tap` as well.
+    pub fn with_tap(mut self, tap: Tap) -> Guarded<B> {
+        self.tap = Some(tap);
+        self
+    }
+
     fn finish(&mut self, how: Termination) {
         self.ended = true;
         if let Some(f) = self.on_end.take() {
@@ -82,6 +93,9 @@ impl<B> Guarded<B> {
 
     fn emit(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.sent += data.len() as u64;
+        if let Some(tap) = self.tap.as_mut() {
+            tap(&data);
+        }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
@@ -175,6 +189,9 @@ where
                         .as_mut()
                         .map(SseCursor::take_rest)
                         .unwrap_or_default();
+                    if let Some(tap) = this.tap.as_mut() {
+                        tap(&rest);
+                    }
                     this.finish(Termination::Complete);
                     return if rest.is_empty() {
                         Poll::Ready(None)

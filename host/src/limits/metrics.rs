@@ -1,0 +1,75 @@
+//! The limiter's metrics: queue depth and wait, and tokens used. Refusals
+//! are counted in `levee_local_rejections`, by reason.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Time a request waited in the admission queue, in seconds.
+const WAIT_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    upstream: Arc<String>,
+    direction: &'static str,
+}
+
+/// Admission and token metrics.
+#[derive(Debug)]
+pub struct LimitMetrics {
+    /// Requests waiting for admission now (shared with the queue).
+    pub queue_depth: Gauge,
+    queue_wait: Histogram,
+    tokens: Family<TokenLabels, Counter>,
+}
+
+impl Default for LimitMetrics {
+    fn default() -> LimitMetrics {
+        LimitMetrics {
+            queue_depth: Gauge::default(),
+            queue_wait: Histogram::new(WAIT_BUCKETS),
+            tokens: Family::default(),
+        }
+    }
+}
+
+impl LimitMetrics {
+    /// A request was admitted after waiting `waited`.
+    pub fn waited(&self, waited: Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Tokens a response reported (`input` or `output`).
+    pub fn tokens(&self, upstream: &Arc<String>, direction: &'static str, n: u64) {
+        self.tokens
+            .get_or_create(&TokenLabels {
+                upstream: upstream.clone(),
+                direction,
+            })
+            .inc_by(n);
+    }
+
+    /// Adds these metrics to `r`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "levee_admission_queue_depth",
+            "Requests waiting in the admission queue for room under the rate limits",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "levee_admission_wait_seconds",
+            "Time a request waited for admission (0 when admitted at once)",
+            self.queue_wait.clone(),
+        );
+        r.register(
+            "levee_tokens",
+            "Tokens the upstreams' responses reported, by upstream and direction (input counts cache writes, not cache reads)",
+            self.tokens.clone(),
+        );
+    }
+}

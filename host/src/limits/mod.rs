@@ -1,0 +1,159 @@
+//! Rate limiting and admission: levee paces requests before the upstream
+//! would answer 429, and queues what does not fit instead of bouncing it.
+//!
+//! - [`bucket`]: the continuously refilling bucket, the API's own model.
+//! - [`Limiter`]: reserves a request's charges atomically for an upstream
+//!   and optionally a client key, and settles them from the response.
+//!   [`memory::MemoryLimiter`] is the in-process implementation.
+//! - [`headers`]: the upstream's `*-ratelimit-*` headers, read defensively.
+//! - [`queue`]: the bounded wait line, FIFO per priority.
+//! - [`usage`]: the response's token usage, from JSON or SSE.
+
+pub mod admit;
+pub mod bucket;
+pub mod headers;
+pub mod memory;
+pub mod metrics;
+pub mod queue;
+pub mod usage;
+
+use crate::core::{Budget, Charge, LimitKind};
+use std::fmt;
+
+/// Limits for one scope; `None` means unlimited (until an upstream's
+/// headers teach one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitSpec {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Input tokens per minute (`input_tokens + cache_creation_input_tokens`).
+    pub input_tokens_per_minute: Option<u64>,
+    /// Output tokens per minute.
+    pub output_tokens_per_minute: Option<u64>,
+    /// Requests in flight at once.
+    pub max_concurrency: Option<u32>,
+}
+
+impl LimitSpec {
+    /// Whether any limit is set.
+    pub fn is_set(&self) -> bool {
+        *self != LimitSpec::default()
+    }
+}
+
+/// A client, as the limiter knows it: a hash of its API key, never the
+/// key itself.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey(String);
+
+impl ClientKey {
+    /// The key for an API key: the first 16 bytes of its SHA-256, in hex.
+    pub fn of(api_key: &[u8]) -> ClientKey {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(api_key);
+        ClientKey(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The client's key for a request: its `x-api-key`, else its
+    /// `authorization` header; `None` for an anonymous request.
+    pub fn from_headers(h: &http::HeaderMap) -> Option<ClientKey> {
+        let value = h
+            .get("x-api-key")
+            .or_else(|| h.get(http::header::AUTHORIZATION))?;
+        Some(ClientKey::of(value.as_bytes()))
+    }
+
+    /// The hash, in hex.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientKey({})", self.0)
+    }
+}
+
+/// What a grant took from one bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// The upstream's buckets or the client's.
+    pub client: bool,
+    /// Which limit.
+    pub kind: LimitKind,
+    /// How much.
+    pub amount: u64,
+}
+
+/// What a successful reservation took, so it can be settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The upstream the charges were reserved on.
+    pub upstream: u32,
+    /// The client, when client charges were taken.
+    pub client: Option<ClientKey>,
+    /// What was taken.
+    pub taken: Vec<Taken>,
+}
+
+/// Why a reservation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// Everything fits at this time, at the earliest.
+    Until(u64),
+    /// A concurrency limit is full; it frees when a request ends.
+    Busy,
+    /// The charge of this kind is larger than the limit: it never fits.
+    Never(LimitKind),
+}
+
+/// Actual usage from a response, for reconciliation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// `input_tokens + cache_creation_input_tokens`, when reported.
+    pub input: Option<u64>,
+    /// Output tokens produced, when known.
+    pub output: Option<u64>,
+}
+
+/// One dimension of an upstream's rate-limit report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// The limit, per minute.
+    pub limit: Option<u64>,
+    /// What is left.
+    pub remaining: Option<u64>,
+    /// When the bucket is full again (ms since the epoch).
+    pub reset_at: Option<u64>,
+}
+
+/// Enforces limits. Every method takes `now` (ms since the epoch), so an
+/// implementation is testable without a clock.
+pub trait Limiter: Send + Sync {
+    /// Reserves every charge of `charges` for `upstream` (and `client` for
+    /// client-scoped ones) atomically: all or nothing.
+    fn reserve(
+        &self,
+        upstream: u32,
+        client: Option<&ClientKey>,
+        charges: &[Charge],
+        now: u64,
+    ) -> Result<Grant, Denied>;
+
+    /// A granted request was never sent: gives everything back.
+    fn cancel(&self, grant: &Grant, now: u64);
+
+    /// A sent request ended: releases its concurrency, and settles its
+    /// token charges with the actual `usage` where known.
+    fn settle(&self, grant: &Grant, usage: Usage, now: u64);
+
+    /// Corrects an upstream's buckets from its headers.
+    fn observe(&self, upstream: u32, kind: LimitKind, report: Reported, now: u64);
+
+    /// Grants nothing on `upstream` before `until` (a 429's `retry-after`).
+    fn close_until(&self, upstream: u32, until: u64);
+
+    /// The upstream's budgets, for the policy's view.
+    fn budgets(&self, upstream: u32, now: u64) -> Vec<Budget>;
+}

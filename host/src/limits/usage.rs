@@ -1,0 +1,197 @@
+//! The token usage a response reports, for reconciliation.
+//!
+//! - JSON: the body's `usage` (the body is kept up to [`MAX_JSON`]).
+//! - SSE: `message_start` holds `usage.input_tokens` (and the cache
+//!   fields), `message_delta` the cumulative `usage.output_tokens`. A stream
+//!   cut before any `message_delta` still charges one output token per
+//!   `content_block_delta` seen, a lower bound of what was produced.
+
+use super::Usage;
+use serde::Deserialize;
+
+/// The most of a JSON body kept to find its `usage`.
+pub const MAX_JSON: usize = 4 << 20;
+
+#[derive(Deserialize, Default)]
+struct RawUsage {
+    input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<Message>,
+    usage: Option<RawUsage>,
+}
+
+/// Watches a response body for its usage.
+#[derive(Default)]
+pub struct UsageScan {
+    sse: bool,
+    /// The unfinished line (SSE) or the body so far (JSON).
+    buf: Vec<u8>,
+    too_long: bool,
+    usage: Usage,
+    deltas: u64,
+}
+
+impl UsageScan {
+    /// A scan of an SSE body, or of a JSON one.
+    pub fn new(sse: bool) -> UsageScan {
+        UsageScan {
+            sse,
+            ..UsageScan::default()
+        }
+    }
+
+    /// Takes the next bytes of the body.
+    pub fn feed(&mut self, data: &[u8]) {
+        if !self.sse {
+            if self.buf.len() + data.len() > MAX_JSON {
+                self.too_long = true;
+                self.buf = Vec::new();
+            } else if !self.too_long {
+                self.buf.extend_from_slice(data);
+            }
+            return;
+        }
+        let mut rest = data;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            if self.buf.is_empty() {
+                self.line(&rest[..nl]);
+            } else {
+                self.buf.extend_from_slice(&rest[..nl]);
+                let line = std::mem::take(&mut self.buf);
+                self.line(&line);
+            }
+            rest = &rest[nl + 1..];
+        }
+        if self.buf.len() + rest.len() <= MAX_JSON {
+            self.buf.extend_from_slice(rest);
+        }
+    }
+
+    /// The usage seen so far (call when the body ended, however it ended).
+    pub fn usage(&self) -> Usage {
+        if !self.sse {
+            if self.too_long {
+                return Usage::default();
+            }
+            return serde_json::from_slice::<Message>(&self.buf)
+                .ok()
+                .and_then(|m| m.usage)
+                .map(to_usage)
+                .unwrap_or_default();
+        }
+        let mut u = self.usage;
+        if u.input.is_some() || self.deltas > 0 {
+            u.output = Some(u.output.unwrap_or(0).max(self.deltas));
+        }
+        u
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let Ok(event) = serde_json::from_slice::<Event>(data) else {
+            return;
+        };
+        match event.kind.as_str() {
+            "message_start" => {
+                if let Some(u) = event.message.and_then(|m| m.usage) {
+                    let u = to_usage(u);
+                    self.usage.input = u.input;
+                    self.usage.output = u.output;
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = event.usage {
+                    let u = to_usage(u);
+                    self.usage.output = u.output.or(self.usage.output);
+                    if u.input.is_some() {
+                        self.usage.input = u.input;
+                    }
+                }
+            }
+            "content_block_delta" => self.deltas += 1,
+            _ => {}
+        }
+    }
+}
+
+fn to_usage(u: RawUsage) -> Usage {
+    Usage {
+        input: u
+            .input_tokens
+            .map(|i| i + u.cache_creation_input_tokens.unwrap_or(0)),
+        output: u.output_tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_usage_counts_cache_writes_but_not_reads() {
+        let mut s = UsageScan::new(false);
+        let body = br#"{"id":"m","usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":7}}"#;
+        s.feed(&body[..20]);
+        s.feed(&body[20..]);
+        assert_eq!(
+            s.usage(),
+            Usage {
+                input: Some(15),
+                output: Some(7)
+            }
+        );
+        let mut bad = UsageScan::new(false);
+        bad.feed(b"{not json");
+        assert_eq!(bad.usage(), Usage::default());
+    }
+
+    #[test]
+    fn sse_usage_follows_message_start_and_delta_across_chunks() {
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n\
+            event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{}}\n\n\
+            event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":42}}\n\n";
+        let mut s = UsageScan::new(true);
+        for chunk in stream.as_bytes().chunks(7) {
+            s.feed(chunk);
+        }
+        assert_eq!(
+            s.usage(),
+            Usage {
+                input: Some(25),
+                output: Some(42)
+            }
+        );
+    }
+
+    #[test]
+    fn a_cut_stream_charges_the_deltas_it_produced() {
+        let mut s = UsageScan::new(true);
+        s.feed(b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n");
+        for _ in 0..5 {
+            s.feed(b"data: {\"type\":\"content_block_delta\"}\n\n");
+        }
+        assert_eq!(
+            s.usage(),
+            Usage {
+                input: Some(3),
+                output: Some(5)
+            }
+        );
+        assert_eq!(UsageScan::new(true).usage(), Usage::default());
+    }
+}

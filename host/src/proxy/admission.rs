@@ -1,0 +1,190 @@
+//! The request path's side of the limiter: build it from the config,
+//! admit a planned request (or answer 429 locally), feed it each
+//! upstream's rate-limit headers, and settle a response's usage when its
+//! body ends.
+
+use super::reply::{Body, LocalError};
+use super::{Metrics, Runtime, UpstreamRuntime};
+use crate::config::Config;
+use crate::core::{Charge, LimitKind, RequestFacts};
+use crate::limits::admit::{Admitter, Ask, Refused, Reservation};
+use crate::limits::memory::MemoryLimiter;
+use crate::limits::queue::Place;
+use crate::limits::usage::UsageScan;
+use crate::limits::{ClientKey, LimitSpec, Usage, headers};
+use http::{HeaderMap, Response, StatusCode};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The in-memory limiter for `config`'s upstreams, with its queue.
+pub(super) fn admitter(config: &Config, metrics: &Metrics) -> Arc<Admitter> {
+    let specs: Vec<LimitSpec> = config.upstreams.iter().map(|u| u.limits).collect();
+    let limiter = MemoryLimiter::new(&specs, config.limits.client, super::now_ms());
+    Arc::new(Admitter::new(
+        Arc::new(limiter),
+        config.limits.queue_size,
+        metrics.limits.queue_depth.clone(),
+    ))
+}
+
+/// The client key a request is limited under, when client limits are set.
+pub(super) fn client_key(rt: &Runtime, headers: &HeaderMap) -> Option<ClientKey> {
+    rt.limits
+        .client
+        .is_set()
+        .then(|| ClientKey::from_headers(headers))
+        .flatten()
+}
+
+/// Reserves `charges` on the first upstream of `order` with room, waiting
+/// in the queue while the deadline allows. The answer when that fails is
+/// a 429 in the API's shape, with `retry-after` from the buckets.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn admit(
+    rt: &Runtime,
+    metrics: &Metrics,
+    request_id: &str,
+    facts: &RequestFacts,
+    client: Option<&ClientKey>,
+    order: &[u32],
+    charges: &[Charge],
+    deadline: u64,
+    place: Option<Place<'_>>,
+) -> Result<(u32, Reservation), Response<Body>> {
+    let started = Instant::now();
+    let ask = Ask {
+        order,
+        client,
+        charges,
+        priority: facts.priority,
+        deadline,
+    };
+    let refused = match rt.admitter.admit(ask, place).await {
+        Ok(admitted) => {
+            metrics.limits.waited(started.elapsed());
+            return Ok(admitted);
+        }
+        Err(r) => r,
+    };
+    let (reason, message, should_retry, retry_after_ms) = match refused {
+        Refused::QueueFull { retry_after_ms } => (
+            "queue_full",
+            "levee's admission queue is full; the rate limits have no room now".to_owned(),
+            true,
+            Some(retry_after_ms),
+        ),
+        Refused::Deadline { retry_after_ms } => (
+            "rate_limited",
+            format!(
+                "the rate limits have no room for this request before its deadline; room in {retry_after_ms} ms"
+            ),
+            true,
+            Some(retry_after_ms),
+        ),
+        Refused::TooLarge(kind) => (
+            "too_large_for_limit",
+            format!(
+                "this request's {} exceed the per-minute limit on its own; it can never be admitted",
+                kind_label(kind).replace('_', " ")
+            ),
+            false,
+            None,
+        ),
+    };
+    metrics.local_rejection(reason);
+    Err(LocalError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error_type: "rate_limit_error",
+        message: &message,
+        should_retry,
+        retry_after_ms,
+    }
+    .into_response(request_id, 0))
+}
+
+/// Feeds an upstream's response head to the limiter: its rate-limit
+/// headers correct the buckets, and a 429 closes them for `wait_ms`.
+pub(super) fn observe(rt: &Runtime, id: u32, h: &HeaderMap, rate_limited_ms: Option<u64>) {
+    let now = super::now_ms();
+    let limiter = &rt.admitter.limiter;
+    for (kind, report) in headers::read(h, now) {
+        limiter.observe(id, kind, report, now);
+    }
+    if let Some(wait) = rate_limited_ms.filter(|&w| w > 0) {
+        limiter.close_until(id, now.saturating_add(wait));
+    }
+}
+
+/// A body's usage watch: the tap that sees its bytes, and what to do when
+/// it ends.
+pub(super) struct Settle {
+    scan: Arc<Mutex<UsageScan>>,
+    reservation: Option<Reservation>,
+    /// An error response: it produced no output, whatever it says.
+    error: bool,
+}
+
+impl Settle {
+    /// Watches a body (`sse` or JSON; an `error` response or not) that
+    /// `reservation` paid for.
+    pub(super) fn new(sse: bool, reservation: Option<Reservation>, error: bool) -> Settle {
+        Settle {
+            scan: Arc::new(Mutex::new(UsageScan::new(sse))),
+            reservation,
+            error,
+        }
+    }
+
+    /// The tap to give the body.
+    pub(super) fn tap(&self) -> super::stream::Tap {
+        let scan = self.scan.clone();
+        Box::new(move |data: &[u8]| lock(&scan).feed(data))
+    }
+
+    /// The body ended: settle the reservation and count the tokens.
+    pub(super) fn finish(self, metrics: &Metrics, up: &UpstreamRuntime) {
+        let mut usage: Usage = lock(&self.scan).usage();
+        if self.error && usage.output.is_none() {
+            usage.output = Some(0);
+        }
+        if let Some(n) = usage.input {
+            metrics.limits.tokens(&up.label, "input", n);
+        }
+        if let Some(n) = usage.output {
+            metrics.limits.tokens(&up.label, "output", n);
+        }
+        if let Some(r) = self.reservation {
+            r.finish(usage);
+        }
+    }
+}
+
+fn lock(m: &Mutex<UsageScan>) -> std::sync::MutexGuard<'_, UsageScan> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn kind_label(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::Requests => "requests",
+        LimitKind::InputTokens => "input_tokens",
+        LimitKind::OutputTokens => "output_tokens",
+        LimitKind::Concurrency => "concurrent_requests",
+    }
+}
+
+/// The answer when the policy said "queue" but the queue is full.
+pub(super) fn queue_full(
+    metrics: &Metrics,
+    request_id: &str,
+    retry_after_ms: u64,
+) -> Response<Body> {
+    metrics.local_rejection("queue_full");
+    LocalError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error_type: "rate_limit_error",
+        message: "levee's admission queue is full; every upstream is busy",
+        should_retry: true,
+        retry_after_ms: Some(retry_after_ms.max(1)),
+    }
+    .into_response(request_id, 0)
+}
