@@ -96,7 +96,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The edge (without Spin's imports) and both policies, and the edge
 /// composed with each: the swap at the edge is a re-compose of the same
-/// edge component.
+/// edge component. Also the edge's Spin build, alone and composed with
+/// `standard`, for the Spin test host.
 fn edge(builder: &Builder, out: &Path) -> anyhow::Result<()> {
     fn guest<'a>(package: &'a str, target: Target, output: &'a str) -> Guest<'a> {
         Guest {
@@ -106,6 +107,11 @@ fn edge(builder: &Builder, out: &Path) -> anyhow::Result<()> {
             output,
         }
     }
+    let spin = builder.build(&Guest {
+        features: &["spin"],
+        ..guest("levee-edge", Target::Wasip2, "edge-spin.wasm")
+    })?;
+    let spin_bytes = std::fs::read(&spin)?;
     let edge = builder.build(&guest("levee-edge", Target::Wasip2, "edge-wasi.wasm"))?;
     let edge_bytes = std::fs::read(&edge)?;
     let mut code = String::new();
@@ -137,7 +143,27 @@ fn edge(builder: &Builder, out: &Path) -> anyhow::Result<()> {
             "pub const EDGE_{upper}: &str = {:?};",
             path.display().to_string()
         )?;
+        if name == "standard" {
+            let composed = levee_guest_build::compose::plug(&spin_bytes, &std::fs::read(&policy)?)?;
+            let path = out.join("levee-edge-spin-standard.wasm");
+            std::fs::write(&path, composed)?;
+            writeln!(code, "/// The edge's Spin build composed with `standard`.")?;
+            writeln!(
+                code,
+                "pub const EDGE_SPIN_STANDARD: &str = {:?};",
+                path.display().to_string()
+            )?;
+        }
     }
+    writeln!(
+        code,
+        "/// The edge's Spin build before composition: imports Spin's variables and key-value."
+    )?;
+    writeln!(
+        code,
+        "pub const EDGE_SPIN: &str = {:?};",
+        spin.display().to_string()
+    )?;
     std::fs::write(out.join("edge.rs"), code)?;
     Ok(())
 }

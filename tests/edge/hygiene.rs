@@ -2,7 +2,7 @@
 //! policies import nothing; the edge imports only `wasi:*`, Spin's
 //! interfaces where used, and the policy contract; composed, only `wasi:*`.
 
-use levee_tests::edge::{components, imports_of, wit_of, workspace};
+use levee_tests::edge::{components, imports_of, wit_of};
 use std::path::Path;
 
 #[test]
@@ -54,13 +54,8 @@ fn composed_the_edge_imports_only_wasi() {
 
 #[test]
 fn the_spin_build_adds_only_spins_variables_and_key_value() {
-    let spin = workspace().join("target/edge/edge-spin.wasm");
-    assert!(
-        spin.exists(),
-        "{} is missing: run `make edge`",
-        spin.display()
-    );
-    let extra = foreign(&spin, &["levee:policy/"]);
+    let spin = Path::new(components::EDGE_SPIN);
+    let extra = foreign(spin, &["levee:policy/"]);
     assert_eq!(
         extra,
         [

@@ -5,6 +5,7 @@
 mod hygiene;
 mod manifest;
 mod settings;
+mod spin;
 mod swap;
 
 #[path = "../scenarios/mod.rs"]
