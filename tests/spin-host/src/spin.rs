@@ -19,7 +19,10 @@ use bindings::fermyon::spin::{key_value, variables};
 /// Key-value stores by label, shared by every instance of a host, as Spin
 /// shares a store between requests. Clones share the same stores.
 #[derive(Clone, Debug, Default)]
-pub struct KeyValue(Arc<Mutex<HashMap<String, BTreeMap<String, Vec<u8>>>>>);
+pub struct KeyValue(Arc<Mutex<HashMap<String, Entries>>>);
+
+/// One store's entries, by key.
+pub type Entries = BTreeMap<String, Vec<u8>>;
 
 impl KeyValue {
     /// Stores with these labels, empty.
@@ -34,7 +37,7 @@ impl KeyValue {
     }
 
     /// A copy of store `label`'s contents (`None` if there is no such store).
-    pub fn snapshot(&self, label: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    pub fn snapshot(&self, label: &str) -> Option<Entries> {
         self.0.lock().unwrap().get(label).cloned()
     }
 
@@ -53,7 +56,7 @@ impl KeyValue {
     fn with<R>(
         &self,
         label: &str,
-        f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> R,
+        f: impl FnOnce(&mut Entries) -> R,
     ) -> Result<R, key_value::Error> {
         let mut stores = self.0.lock().unwrap();
         let store = stores.get_mut(label).ok_or(key_value::Error::NoSuchStore)?;
