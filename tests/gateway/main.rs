@@ -2,10 +2,10 @@
 //! scriptable mock upstream.
 
 mod contract;
-mod doctor;
-mod failover;
 mod dns;
+mod doctor;
 mod egress;
+mod failover;
 mod lifecycle;
 mod limits;
 mod metrics;

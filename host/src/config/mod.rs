@@ -18,8 +18,8 @@
 //! loads it so it cannot drift from this module.
 
 mod check;
-mod health;
 mod egress;
+mod health;
 mod limits;
 mod policy_settings;
 mod raw;
@@ -30,8 +30,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use health::{HealthCheck, HttpProbe, Outlier};
 pub use egress::{DEFAULT_PROXY_PORT, Dns, ProxyEndpoint, parse_proxy, redact_proxy};
+pub use health::{HealthCheck, HttpProbe, Outlier};
 pub use limits::{Limits, PRIORITY_HEADER};
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,

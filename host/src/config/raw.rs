@@ -158,6 +158,8 @@ pub(super) struct RawDns {
     pub min_ttl_ms: Option<i64>,
     pub max_ttl_ms: Option<i64>,
     pub overrides: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
 /// `[limits]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -160,7 +160,7 @@ impl Runtime {
                     &config.outlier,
                     &ejections,
                 )
-                    .with_context(|| format!("upstream `{}`", u.name))
+                .with_context(|| format!("upstream `{}`", u.name))
             })
             .collect::<anyhow::Result<_>>()?;
         let checked: Vec<_> = upstreams

@@ -5,9 +5,9 @@
 
 use super::Tracker;
 use crate::config::{Dns, HealthCheck, Upstream};
+use crate::proxy::connect::Connector;
 use crate::proxy::dns::Resolver;
 use crate::proxy::egress::Egress;
-use crate::proxy::connect::Connector;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::connect::Connection;

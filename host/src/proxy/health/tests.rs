@@ -164,10 +164,10 @@ async fn answering(status: u16) -> (std::net::SocketAddr, tokio::sync::mpsc::Rec
 async fn tcp_passes_but_a_silent_http_layer_fails() {
     let addr = silent().await;
     let (u, tcp_only) = upstream(addr, None);
-    let prober = Prober::new(&u, tcp_only, None, &Config::load(None, &Overrides::default()).unwrap().dns).unwrap();
+    let prober = Prober::new(&u, tcp_only, None, &system_dns()).unwrap();
     assert_eq!(prober.probe().await, Ok(()), "TCP alone passes");
     let (u, with_http) = upstream(addr, http_probe());
-    let prober = Prober::new(&u, with_http, None, &Config::load(None, &Overrides::default()).unwrap().dns).unwrap();
+    let prober = Prober::new(&u, with_http, None, &system_dns()).unwrap();
     let verdict = prober.probe().await;
     assert_eq!(
         verdict,
@@ -186,7 +186,10 @@ async fn a_refused_port_fails_the_tcp_layer() {
         l.local_addr().unwrap()
     };
     let (u, check) = upstream(addr, http_probe());
-    let verdict = Prober::new(&u, check, None, &Config::load(None, &Overrides::default()).unwrap().dns).unwrap().probe().await;
+    let verdict = Prober::new(&u, check, None, &system_dns())
+        .unwrap()
+        .probe()
+        .await;
     let why = verdict.unwrap_err();
     assert!(why.starts_with("connect: "), "{why}");
 }
@@ -195,11 +198,20 @@ async fn a_refused_port_fails_the_tcp_layer() {
 async fn the_http_probe_checks_method_path_and_status() {
     let (addr, mut seen) = answering(200).await;
     let (u, check) = upstream(addr, http_probe());
-    assert_eq!(Prober::new(&u, check, None, &Config::load(None, &Overrides::default()).unwrap().dns).unwrap().probe().await, Ok(()));
+    assert_eq!(
+        Prober::new(&u, check, None, &system_dns())
+            .unwrap()
+            .probe()
+            .await,
+        Ok(())
+    );
     assert_eq!(seen.recv().await.unwrap(), "GET /health HTTP/1.1");
     let (addr, _seen) = answering(503).await;
     let (u, check) = upstream(addr, http_probe());
-    let verdict = Prober::new(&u, check, None, &Config::load(None, &Overrides::default()).unwrap().dns).unwrap().probe().await;
+    let verdict = Prober::new(&u, check, None, &system_dns())
+        .unwrap()
+        .probe()
+        .await;
     assert_eq!(
         verdict,
         Err("http: GET /health answered 503, expected one of [200]".to_string())
@@ -211,7 +223,11 @@ async fn the_checker_stops_when_its_tracker_is_gone() {
     let (addr, mut seen) = answering(200).await;
     let (u, check) = upstream(addr, http_probe());
     let t = Arc::new(tracker(&Arc::new(Ejections::new(1, 50))));
-    let task = tokio::spawn(Prober::new(&u, check, None, &Config::load(None, &Overrides::default()).unwrap().dns).unwrap().run(Arc::downgrade(&t)));
+    let task = tokio::spawn(
+        Prober::new(&u, check, None, &system_dns())
+            .unwrap()
+            .run(Arc::downgrade(&t)),
+    );
     seen.recv().await.unwrap();
     // Poll until the verdict lands (the check runs right away).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -225,4 +241,9 @@ async fn the_checker_stops_when_its_tracker_is_gone() {
         .await
         .expect("the checker ends")
         .unwrap();
+}
+
+/// The default `[dns]`: the system resolver.
+fn system_dns() -> crate::config::Dns {
+    Config::load(None, &Overrides::default()).unwrap().dns
 }
