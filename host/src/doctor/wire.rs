@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn a_query_round_trips_through_an_answer() {
         let q = query(0x1234, "api.example.com", A).unwrap();
-        assert_eq!(&q[12..17], b"\x03api");
+        assert_eq!(&q[12..16], b"\x03api");
         // The answer: the question echoed, then one A record by pointer.
         let mut r = q.clone();
         r[2] = 0x81;
