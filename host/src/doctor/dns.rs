@@ -123,6 +123,10 @@ async fn ask(resolver: SocketAddr, host: &str, timeout: Duration) -> Result<wire
         rcode: 0,
         addrs: Vec::new(),
     };
+    // A resolver may refuse one type (some answer AAAA with REFUSED when
+    // they know only an A record): an error counts only if no type gave an
+    // address.
+    let mut refusal = None;
     for qtype in [A, AAAA] {
         let id = fastrand::u16(..);
         let q = wire::query(id, host, qtype)?;
@@ -133,12 +137,16 @@ async fn ask(resolver: SocketAddr, host: &str, timeout: Duration) -> Result<wire
             .map_err(|_| format!("no answer within {timeout:?}"))?
             .map_err(|e| e.to_string())?;
         let answer = wire::parse(id, &buf[..n])?;
-        if answer.rcode != 0 {
-            return Ok(answer);
+        if answer.rcode == 0 {
+            all.addrs.extend(answer.addrs);
+        } else {
+            refusal.get_or_insert(answer);
         }
-        all.addrs.extend(answer.addrs);
     }
-    Ok(all)
+    match refusal {
+        Some(refusal) if all.addrs.is_empty() => Ok(refusal),
+        _ => Ok(all),
+    }
 }
 
 fn list(ips: &BTreeSet<IpAddr>) -> String {
