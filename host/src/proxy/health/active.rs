@@ -139,13 +139,13 @@ impl Prober {
 #[derive(Default)]
 pub struct Checkers(Vec<tokio::task::AbortHandle>);
 
+/// An upstream to check: its config, its tracker, and its egress proxies.
+pub type Checked = (Upstream, Arc<Tracker>, Option<Arc<Egress>>);
+
 impl Checkers {
     /// Starts a checker for each upstream with `health` configured, on the
     /// current tokio runtime (none outside one).
-    pub fn start(
-        upstreams: &[(Upstream, Arc<Tracker>, Option<Arc<Egress>>)],
-        dns: &Dns,
-    ) -> anyhow::Result<Checkers> {
+    pub fn start(upstreams: &[Checked], dns: &Dns) -> anyhow::Result<Checkers> {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return Ok(Checkers::default());
         };
