@@ -109,7 +109,7 @@ pub async fn check(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let certs: Vec<Cert> = chain.iter().filter_map(|der| Cert::parse(der)).collect();
+    let certs: Vec<Cert> = chain.iter().filter_map(Cert::parse).collect();
     for (i, c) in certs.iter().enumerate() {
         let days = (c.not_after - now) / 86_400;
         layer.evidence.push(format!(

@@ -57,7 +57,7 @@ pub fn parse(id: u16, msg: &[u8]) -> Result<Answer, String> {
     for _ in 0..answers {
         i = skip_name(msg, i)?;
         let rtype = u16_at(i)?;
-        let ttl = u32::from(u16_at(i + 4)?) << 16 | u32::from(u16_at(i + 6)?);
+        let ttl = (u32::from(u16_at(i + 4)?) << 16) | u32::from(u16_at(i + 6)?);
         let len = usize::from(u16_at(i + 8)?);
         let data = msg.get(i + 10..i + 10 + len).ok_or_else(short)?;
         match (rtype, len) {
