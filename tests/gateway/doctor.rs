@@ -3,10 +3,10 @@
 //! another resolver knows (a real dnsmasq), a port that accepts TCP but
 //! never answers HTTP.
 
+use levee_tests::egress::Dnsmasq;
 use levee_tests::mock::{Chain, MockUpstream, Script, TestPki};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const KEY: &str = "sk-ant-doctor-secret-0042";
 
@@ -115,69 +115,17 @@ async fn a_port_that_never_answers_http_fails_the_http_layer_only() {
     assert!(http.contains("does not answer HTTP"), "{http}");
 }
 
-/// dnsmasq on a loopback port, stopped by PID.
-struct Dnsmasq(Child);
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dnsmasq(port: u16, name: &str, ip: &str) -> Dnsmasq {
-    let child = Command::new("dnsmasq")
-        .args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-        ])
-        .args(["--listen-address=127.0.0.1", "--user=root"])
-        .arg(format!("--port={port}"))
-        .arg(format!(
-            "--pid-file={}",
-            std::env::temp_dir()
-                .join(format!("levee-dnsmasq-{port}.pid"))
-                .display()
-        ))
-        .arg(format!("--address=/{name}/{ip}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq runs (make setup installs it)");
-    Dnsmasq(child)
-}
-
-/// A free UDP port on loopback.
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_name_only_another_resolver_knows_gets_a_static_override() {
     let upstream = MockUpstream::start(Script::new()).await;
-    let port = free_udp_port();
-    let _dns = dnsmasq(port, "levee-doctor.invalid", "127.0.0.1");
-    let resolver = format!("127.0.0.1:{port}");
+    let dns = Dnsmasq::start(&[("levee-doctor.invalid", "127.0.0.1")], 60);
+    let resolver = dns.addr();
     let url = format!("http://levee-doctor.invalid:{}", upstream.addr().port());
-    // dnsmasq answers once it has bound its port.
-    let started = Instant::now();
-    let report = loop {
-        let (_, report) = doctor(&[&url, "--resolver", &resolver]);
-        if report.contains(&format!("{resolver}: 127.0.0.1")) {
-            break report;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "dnsmasq never answered:\n{report}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (_, report) = doctor(&[&url, "--resolver", &resolver]);
+    assert!(
+        report.contains(&format!("{resolver}: 127.0.0.1")),
+        "dnsmasq's answer: {report}"
+    );
     let dns = layer(&report, "dns");
     assert!(
         dns.starts_with("dns   FAIL"),

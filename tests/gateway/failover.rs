@@ -6,8 +6,8 @@
 //! a fixed loopback port, stopped by its PID; the backup is the in-process
 //! scriptable mock.
 
-use crate::{FAST_POLICY, MESSAGE, client, header, post};
-use levee_tests::levee::{ADMIN_TOKEN, Levee};
+use crate::{FAST_POLICY, MESSAGE, header, metric, post};
+use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, RetryAfter, Script, Step};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -65,22 +65,6 @@ fn levee(primary: &str, backup: &str, extra: &str, primary_extra: &str) -> Levee
         "{FAST_POLICY}\n{extra}\n\n[[upstreams]]\nname = \"primary\"\nurl = \"{primary}\"\n\
          group = 0\n{primary_extra}\n\n[[upstreams]]\nname = \"backup\"\nurl = \"{backup}\"\ngroup = 1\n"
     ))
-}
-
-/// The value of one series on `/metrics`, 0 when absent.
-async fn metric(levee: &Levee, series: &str) -> f64 {
-    let text = client()
-        .get(format!("{}/metrics", levee.admin_url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("admin answers")
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Sends a request; returns the attempts it took (after asserting a 200).

@@ -3,8 +3,8 @@
 //! answers 429 itself, with an honest `retry-after`, only when a request
 //! cannot be admitted in time.
 
-use super::{FAST_POLICY, MESSAGE, client, header, post};
-use levee_tests::levee::{ADMIN_TOKEN, Levee};
+use super::{FAST_POLICY, MESSAGE, client, header, metric, post};
+use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script, Step};
 use std::time::{Duration, Instant};
 
@@ -33,22 +33,6 @@ fn retry_after_ms(resp: &reqwest::Response) -> u64 {
     header(resp, "retry-after-ms")
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no retry-after-ms in {:?}", resp.headers()))
-}
-
-/// A gauge's value from `/metrics` (0 when the series is absent).
-async fn metric(levee: &Levee, series: &str) -> f64 {
-    let text = client()
-        .get(format!("{}/metrics", levee.admin_url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("admin answers")
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Polls until `series` reads `want`, for at most 10 s.

@@ -65,6 +65,22 @@ pub const MESSAGE: &str =
 /// The same, streaming.
 pub const STREAM_MESSAGE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
+/// The value of one series on `/metrics`, 0 when absent.
+pub async fn metric(levee: &Levee, series: &str) -> f64 {
+    let text = client()
+        .get(format!("{}/metrics", levee.admin_url()))
+        .bearer_auth(levee_tests::levee::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin answers")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A response header as text.
 pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
