@@ -6,6 +6,7 @@ pub mod edge;
 pub mod egress;
 pub mod levee;
 pub mod mock;
+pub mod redis;
 pub mod vectors;
 
 /// The workspace root (this crate sits in `tests/`).

@@ -1,9 +1,11 @@
 //! `[limits]` and each upstream's `[upstreams.limits]`: rates per minute,
 //! concurrency, and the admission queue.
 
-use super::check::Checker;
-use super::raw::{RawLimitSpec, RawLimits};
+use super::check::{Checker, Key};
+use super::raw::{RawLimitSpec, RawLimits, RawRedis};
+use super::types::Secret;
 use crate::limits::LimitSpec;
+use std::time::Duration;
 
 /// The admission queue's default length.
 pub const DEFAULT_QUEUE_SIZE: usize = 1024;
@@ -23,6 +25,36 @@ pub struct Limits {
     /// Limits per client key (a hash of the API key), on top of the
     /// upstream's.
     pub client: LimitSpec,
+    /// Shared budgets in Redis, when set; otherwise each process keeps its
+    /// own.
+    pub redis: Option<RedisLimits>,
+}
+
+/// `[limits.redis]`: budgets shared by every levee process that names the
+/// same Redis and key prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisLimits {
+    /// `redis://[user:password@]host[:port][/db]`; it may hold a password.
+    pub url: Secret,
+    /// What admission does while Redis cannot be reached.
+    pub on_failure: OnFailure,
+    /// How many levee processes share the budgets: while Redis is away,
+    /// each enforces its share (the limits divided by this) locally.
+    pub replicas: u32,
+    /// How long one admission waits for Redis before it counts as away.
+    pub timeout: Duration,
+    /// Prefix of every key levee writes; processes with different
+    /// prefixes share nothing.
+    pub key_prefix: String,
+}
+
+/// What admission does while the shared limiter cannot be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Admit under local limits, scaled down by the replica count.
+    Open,
+    /// Refuse with 503 until Redis is back.
+    Closed,
 }
 
 impl Default for Limits {
@@ -32,6 +64,7 @@ impl Default for Limits {
             default_priority: 0,
             priority_header: false,
             client: LimitSpec::default(),
+            redis: None,
         }
     }
 }
@@ -69,7 +102,71 @@ pub(super) fn limits(c: &mut Checker<'_>, raw: RawLimits) -> Limits {
         client: raw
             .client
             .map_or_else(LimitSpec::default, |r| spec(c, "limits.client", r)),
+        redis: raw.redis.and_then(|r| redis(c, r)),
     }
+}
+
+/// `[limits.redis]`, or `None` (reported) when its URL is missing or bad.
+fn redis(c: &mut Checker<'_>, raw: RawRedis) -> Option<RedisLimits> {
+    let on_failure = match raw.on_failure.as_deref() {
+        None | Some("open") => OnFailure::Open,
+        Some("closed") => OnFailure::Closed,
+        Some(other) => {
+            let key = Key::file("limits.redis.on_failure");
+            c.report(
+                &key,
+                format_args!("{key} must be \"open\" or \"closed\", got {other:?}"),
+            );
+            OnFailure::Open
+        }
+    };
+    let replicas = c.int("limits.redis.replicas", raw.replicas, 1..=10_000, 1);
+    let timeout = c.millis(
+        "limits.redis.timeout_ms",
+        raw.timeout_ms,
+        1..=60_000,
+        Duration::from_millis(100),
+    );
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "levee".to_owned());
+    if key_prefix.is_empty()
+        || key_prefix.contains(|ch: char| ch.is_whitespace() || ch.is_control())
+    {
+        let key = Key::file("limits.redis.key_prefix");
+        c.report(
+            &key,
+            format_args!("{key} must be non-empty, without spaces, got {key_prefix:?}"),
+        );
+    }
+    let key = Key::file("limits.redis.url");
+    let Some(url) = raw.url else {
+        c.report(
+            &key,
+            format_args!("{key} is required in [limits.redis], e.g. \"redis://127.0.0.1:6379/0\""),
+        );
+        return None;
+    };
+    if let Err(why) = check_redis_url(&url) {
+        // The URL may hold a password: say why, never quote it.
+        c.report(&key, format_args!("{key} is not a usable Redis URL: {why}"));
+        return None;
+    }
+    Some(RedisLimits {
+        url: Secret::new(url),
+        on_failure,
+        replicas,
+        timeout,
+        key_prefix,
+    })
+}
+
+/// Why `url` is no `redis://` URL the client can open.
+fn check_redis_url(url: &str) -> Result<(), String> {
+    if !url.starts_with("redis://") {
+        return Err("it must start with redis:// (TLS and unix sockets are not supported)".into());
+    }
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| e.to_string().replace(url, "<url>"))
 }
 
 /// One scope's limits, each under `prefix`.

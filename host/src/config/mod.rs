@@ -32,7 +32,7 @@ mod tests;
 
 pub use egress::{DEFAULT_PROXY_PORT, Dns, ProxyEndpoint, parse_proxy, redact_proxy};
 pub use health::{HealthCheck, HttpProbe, Outlier};
-pub use limits::{Limits, PRIORITY_HEADER};
+pub use limits::{Limits, OnFailure, PRIORITY_HEADER, RedisLimits};
 pub use types::{
     Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
     Trace, Upstream,

@@ -168,6 +168,18 @@ pub(super) struct RawLimits {
     pub default_priority: Option<i64>,
     pub priority_header: Option<bool>,
     pub client: Option<RawLimitSpec>,
+    pub redis: Option<RawRedis>,
+}
+
+/// `[limits.redis]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedis {
+    pub url: Option<String>,
+    pub on_failure: Option<String>,
+    pub replicas: Option<i64>,
+    pub timeout_ms: Option<i64>,
+    pub key_prefix: Option<String>,
 }
 
 /// `[upstreams.limits]` and `[limits.client]`.

@@ -53,6 +53,8 @@ pub enum Refused {
     },
     /// A charge of this kind exceeds the limit: it never fits.
     TooLarge(LimitKind),
+    /// The shared limiter is away and configured to refuse meanwhile.
+    Unavailable,
 }
 
 /// Charges reserved for one request, on one upstream. Dropped unsent, it
@@ -100,14 +102,21 @@ impl Admitter {
     }
 
     /// Tries each upstream of the order once.
-    fn try_once(&self, ask: &Ask<'_>, now: u64) -> Result<Grant, Denied> {
+    async fn try_once(&self, ask: &Ask<'_>, now: u64) -> Result<Grant, Denied> {
         let mut best: Option<Denied> = None;
         for &upstream in ask.order {
-            match self.limiter.reserve(upstream, ask.client, ask.charges, now) {
+            match self
+                .limiter
+                .reserve(upstream, ask.client, ask.charges, now)
+                .await
+            {
                 Ok(grant) => return Ok(grant),
                 Err(d) => {
                     best = Some(match (best, d) {
                         (None, d) => d,
+                        (Some(Denied::Unavailable), _) | (_, Denied::Unavailable) => {
+                            Denied::Unavailable
+                        }
                         (Some(Denied::Until(a)), Denied::Until(b)) => Denied::Until(a.min(b)),
                         (Some(Denied::Until(a)), _) | (_, Denied::Until(a)) => Denied::Until(a),
                         (Some(Denied::Busy), _) | (_, Denied::Busy) => Denied::Busy,
@@ -139,7 +148,7 @@ impl Admitter {
                     Some(p) => place = Some(p),
                     None => {
                         return Err(Refused::QueueFull {
-                            retry_after_ms: self.estimate(&ask),
+                            retry_after_ms: self.estimate(&ask).await,
                         });
                     }
                 }
@@ -148,12 +157,12 @@ impl Admitter {
                 let left = Duration::from_millis(ask.deadline.saturating_sub(now));
                 if tokio::time::timeout(left, p.turn()).await.is_err() {
                     return Err(Refused::Deadline {
-                        retry_after_ms: self.estimate(&ask),
+                        retry_after_ms: self.estimate(&ask).await,
                     });
                 }
                 continue;
             }
-            let wake_at = match self.try_once(&ask, now) {
+            let wake_at = match self.try_once(&ask, now).await {
                 Ok(grant) => {
                     let upstream = grant.upstream;
                     let reservation = Reservation {
@@ -164,6 +173,7 @@ impl Admitter {
                     return Ok((upstream, reservation));
                 }
                 Err(Denied::Never(kind)) => return Err(Refused::TooLarge(kind)),
+                Err(Denied::Unavailable) => return Err(Refused::Unavailable),
                 Err(Denied::Until(t)) if t >= ask.deadline => {
                     return Err(Refused::Deadline {
                         retry_after_ms: t.saturating_sub(now).max(1),
@@ -196,10 +206,10 @@ impl Admitter {
     }
 
     /// How long until `ask` could fit, were it alone.
-    fn estimate(&self, ask: &Ask<'_>) -> u64 {
+    async fn estimate(&self, ask: &Ask<'_>) -> u64 {
         let now = (self.clock)();
         // Reserve and give back at once: a probe of the buckets.
-        match self.try_once(ask, now) {
+        match self.try_once(ask, now).await {
             Ok(grant) => {
                 self.limiter.cancel(&grant, now);
                 1

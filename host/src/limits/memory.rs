@@ -2,7 +2,7 @@
 //! key, behind one mutex (a reservation is a handful of float operations).
 
 use super::bucket::{Bucket, Shortfall};
-use super::{ClientKey, Denied, Grant, LimitSpec, Limiter, Reported, Taken, Usage};
+use super::{ClientKey, Denied, Grant, LimitSpec, Limiter, Reported, Reserving, Taken, Usage};
 use crate::core::{Budget, Charge, LimitKind, LimitScope};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -150,7 +150,7 @@ impl MemoryLimiter {
 }
 
 /// Sums the charges of one scope by kind.
-fn wants(charges: &[Charge], scope: LimitScope) -> Vec<(LimitKind, u64)> {
+pub(super) fn wants(charges: &[Charge], scope: LimitScope) -> Vec<(LimitKind, u64)> {
     let mut out: Vec<(LimitKind, u64)> = Vec::with_capacity(4);
     for c in charges.iter().filter(|c| c.scope == scope && c.amount > 0) {
         match out.iter_mut().find(|(k, _)| *k == c.kind) {
@@ -161,8 +161,9 @@ fn wants(charges: &[Charge], scope: LimitScope) -> Vec<(LimitKind, u64)> {
     out
 }
 
-impl Limiter for MemoryLimiter {
-    fn reserve(
+impl MemoryLimiter {
+    /// [`Limiter::reserve`], at once.
+    pub fn try_reserve(
         &self,
         upstream: u32,
         client: Option<&ClientKey>,
@@ -227,7 +228,22 @@ impl Limiter for MemoryLimiter {
             upstream,
             client: client.cloned(),
             taken,
+            shared: None,
         })
+    }
+}
+
+impl Limiter for MemoryLimiter {
+    fn reserve<'a>(
+        &'a self,
+        upstream: u32,
+        client: Option<&'a ClientKey>,
+        charges: &'a [Charge],
+        now: u64,
+    ) -> Reserving<'a> {
+        Box::pin(std::future::ready(
+            self.try_reserve(upstream, client, charges, now),
+        ))
     }
 
     fn cancel(&self, grant: &Grant, now: u64) {
@@ -343,6 +359,7 @@ impl MemoryLimiter {
 fn worse(a: Denied, b: Denied) -> Denied {
     match (a, b) {
         (Denied::Never(k), _) | (_, Denied::Never(k)) => Denied::Never(k),
+        (Denied::Unavailable, _) | (_, Denied::Unavailable) => Denied::Unavailable,
         (Denied::Until(x), Denied::Until(y)) => Denied::Until(x.max(y)),
         (Denied::Busy, _) | (_, Denied::Busy) => Denied::Busy,
     }

@@ -14,18 +14,34 @@ use std::time::Duration;
 const WAIT_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwitchLabels {
+    to: &'static str,
+}
+
+/// Where admission's limits live: in this process, in Redis, or (with
+/// Redis away) this process's share of them, or nowhere (refusing).
+const BACKENDS: [&str; 4] = ["memory", "redis", "fallback", "refusing"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     upstream: Arc<String>,
     direction: &'static str,
 }
 
-/// Admission and token metrics.
-#[derive(Debug)]
+/// Admission and token metrics. Clones share the series.
+#[derive(Clone, Debug)]
 pub struct LimitMetrics {
     /// Requests waiting for admission now (shared with the queue).
     pub queue_depth: Gauge,
     queue_wait: Histogram,
     tokens: Family<TokenLabels, Counter>,
+    backend: Family<BackendLabels, Gauge>,
+    switches: Family<SwitchLabels, Counter>,
 }
 
 impl Default for LimitMetrics {
@@ -34,6 +50,8 @@ impl Default for LimitMetrics {
             queue_depth: Gauge::default(),
             queue_wait: Histogram::new(WAIT_BUCKETS),
             tokens: Family::default(),
+            backend: Family::default(),
+            switches: Family::default(),
         }
     }
 }
@@ -54,6 +72,22 @@ impl LimitMetrics {
             .inc_by(n);
     }
 
+    /// The limits now live in `backend` (one of [`BACKENDS`]).
+    pub fn backend(&self, backend: &'static str) {
+        for b in BACKENDS {
+            self.backend
+                .get_or_create(&BackendLabels { backend: b })
+                .set(i64::from(b == backend));
+        }
+    }
+
+    /// The shared limiter switched to `to` (`redis`, `fallback` or
+    /// `refusing`).
+    pub fn switched(&self, to: &'static str) {
+        self.switches.get_or_create(&SwitchLabels { to }).inc();
+        self.backend(to);
+    }
+
     /// Adds these metrics to `r`.
     pub fn register(&self, r: &mut Registry) {
         r.register(
@@ -70,6 +104,16 @@ impl LimitMetrics {
             "levee_tokens",
             "Tokens the upstreams' responses reported, by upstream and direction (input counts cache writes, not cache reads)",
             self.tokens.clone(),
+        );
+        r.register(
+            "levee_limiter_backend",
+            "Where the rate limits are kept now: memory, redis, fallback (Redis away, this process's share) or refusing (Redis away, fail-closed)",
+            self.backend.clone(),
+        );
+        r.register(
+            "levee_limiter_switches",
+            "Switches of the shared limiter between Redis and its fallback, by the state switched to",
+            self.switches.clone(),
         );
     }
 }

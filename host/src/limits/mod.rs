@@ -15,10 +15,14 @@ pub mod headers;
 pub mod memory;
 pub mod metrics;
 pub mod queue;
+pub mod redis;
+pub mod shared;
 pub mod usage;
 
 use crate::core::{Budget, Charge, LimitKind};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 /// Limits for one scope; `None` means unlimited (until an upstream's
 /// headers teach one).
@@ -95,6 +99,9 @@ pub struct Grant {
     pub client: Option<ClientKey>,
     /// What was taken.
     pub taken: Vec<Taken>,
+    /// The lease of the shared (Redis) part of the grant, when there is
+    /// one; `taken` is then the local part alone.
+    pub shared: Option<u64>,
 }
 
 /// Why a reservation was refused.
@@ -106,7 +113,14 @@ pub enum Denied {
     Busy,
     /// The charge of this kind is larger than the limit: it never fits.
     Never(LimitKind),
+    /// The shared limiter cannot be reached, and its configuration says
+    /// to refuse rather than guess.
+    Unavailable,
 }
+
+/// A reservation under way: ready at once for in-process limits, one
+/// round trip for shared ones.
+pub type Reserving<'a> = Pin<Box<dyn Future<Output = Result<Grant, Denied>> + Send + 'a>>;
 
 /// Actual usage from a response, for reconciliation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,15 +147,16 @@ pub struct Reported {
 pub trait Limiter: Send + Sync {
     /// Reserves every charge of `charges` for `upstream` (and `client` for
     /// client-scoped ones) atomically: all or nothing.
-    fn reserve(
-        &self,
+    fn reserve<'a>(
+        &'a self,
         upstream: u32,
-        client: Option<&ClientKey>,
-        charges: &[Charge],
+        client: Option<&'a ClientKey>,
+        charges: &'a [Charge],
         now: u64,
-    ) -> Result<Grant, Denied>;
+    ) -> Reserving<'a>;
 
-    /// A granted request was never sent: gives everything back.
+    /// A granted request was never sent: gives everything back. This and
+    /// the methods below never wait: a shared limiter sends them later.
     fn cancel(&self, grant: &Grant, now: u64);
 
     /// A sent request ended: releases its concurrency, and settles its

@@ -10,21 +10,34 @@ use crate::core::{Charge, LimitKind, RequestFacts};
 use crate::limits::admit::{Admitter, Ask, Refused, Reservation};
 use crate::limits::memory::MemoryLimiter;
 use crate::limits::queue::Place;
+use crate::limits::shared::SharedLimiter;
 use crate::limits::usage::UsageScan;
-use crate::limits::{ClientKey, LimitSpec, Usage, headers};
+use crate::limits::{ClientKey, LimitSpec, Limiter, Usage, headers};
 use http::{HeaderMap, Response, StatusCode};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// The in-memory limiter for `config`'s upstreams, with its queue.
-pub(super) fn admitter(config: &Config, metrics: &Metrics) -> Arc<Admitter> {
+/// The limiter for `config`'s upstreams (in memory, or shared through
+/// Redis), with its queue.
+pub(super) fn admitter(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<Admitter>> {
     let specs: Vec<LimitSpec> = config.upstreams.iter().map(|u| u.limits).collect();
-    let limiter = MemoryLimiter::new(&specs, config.limits.client, super::now_ms());
-    Arc::new(Admitter::new(
-        Arc::new(limiter),
+    let client = config.limits.client;
+    let now = super::now_ms();
+    let limiter: Arc<dyn Limiter> = match &config.limits.redis {
+        Some(redis) => {
+            let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+            SharedLimiter::start(redis, &names, &specs, client, metrics.limits.clone(), now)?
+        }
+        None => {
+            metrics.limits.backend("memory");
+            Arc::new(MemoryLimiter::new(&specs, client, now))
+        }
+    };
+    Ok(Arc::new(Admitter::new(
+        limiter,
         config.limits.queue_size,
         metrics.limits.queue_depth.clone(),
-    ))
+    )))
 }
 
 /// The client key a request is limited under, when client limits are set.
@@ -90,11 +103,21 @@ pub(super) async fn admit(
             false,
             None,
         ),
+        Refused::Unavailable => (
+            "limiter_unavailable",
+            "levee's shared rate limiter (Redis) cannot be reached, and `limits.redis.on_failure` is \"closed\"".to_owned(),
+            true,
+            Some(crate::limits::admit::BUSY_RECHECK_MS),
+        ),
     };
     metrics.local_rejection(reason);
+    let (status, error_type) = match refused {
+        Refused::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
+        _ => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
+    };
     Err(LocalError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        error_type: "rate_limit_error",
+        status,
+        error_type,
         message: &message,
         should_retry,
         retry_after_ms,

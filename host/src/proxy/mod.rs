@@ -173,7 +173,7 @@ impl Runtime {
             streaming: config.streaming.clone(),
             outlier: config.outlier.clone(),
             _checkers: health::active::Checkers::start(&checked, &config.dns)?,
-            admitter: admission::admitter(config, metrics),
+            admitter: admission::admitter(config, metrics)?,
             limits: config.limits.clone(),
         })
     }

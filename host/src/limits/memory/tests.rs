@@ -31,10 +31,10 @@ fn spec(rpm: u64, itpm: u64, otpm: u64, conc: u32) -> LimitSpec {
 #[test]
 fn a_reservation_is_all_or_nothing() {
     let l = MemoryLimiter::new(&[spec(10, 1_000, 1_000, 10)], LimitSpec::default(), 0);
-    l.reserve(0, None, &request(900, 10), 0).expect("fits");
+    l.try_reserve(0, None, &request(900, 10), 0).expect("fits");
     // Requests and output still fit, input does not: nothing is taken.
     assert_eq!(
-        l.reserve(0, None, &request(200, 10), 0),
+        l.try_reserve(0, None, &request(200, 10), 0),
         Err(Denied::Until(6_000))
     );
     let b = l.budgets(0, 0);
@@ -48,8 +48,11 @@ fn a_reservation_is_all_or_nothing() {
 #[test]
 fn concurrency_is_held_until_settled_and_refunds_on_cancel() {
     let l = MemoryLimiter::new(&[spec(100, 10_000, 10_000, 1)], LimitSpec::default(), 0);
-    let g = l.reserve(0, None, &request(10, 500), 0).expect("fits");
-    assert_eq!(l.reserve(0, None, &request(10, 10), 0), Err(Denied::Busy));
+    let g = l.try_reserve(0, None, &request(10, 500), 0).expect("fits");
+    assert_eq!(
+        l.try_reserve(0, None, &request(10, 10), 0),
+        Err(Denied::Busy)
+    );
     l.settle(
         &g,
         Usage {
@@ -69,7 +72,7 @@ fn concurrency_is_held_until_settled_and_refunds_on_cancel() {
         (99, 9_970, 9_900, 1),
         "the input under-estimate is charged, the output over-estimate refunded"
     );
-    let g = l.reserve(0, None, &request(10, 10), 0).expect("fits");
+    let g = l.try_reserve(0, None, &request(10, 10), 0).expect("fits");
     l.cancel(&g, 0);
     assert_eq!(l.budgets(0, 0)[0].remaining, 99, "a cancel gives all back");
 }
@@ -78,10 +81,12 @@ fn concurrency_is_held_until_settled_and_refunds_on_cancel() {
 fn an_oversize_input_never_fits_but_an_output_reserve_is_capped() {
     let l = MemoryLimiter::new(&[spec(100, 1_000, 500, 10)], LimitSpec::default(), 0);
     assert_eq!(
-        l.reserve(0, None, &request(1_001, 1), 0),
+        l.try_reserve(0, None, &request(1_001, 1), 0),
         Err(Denied::Never(LimitKind::InputTokens))
     );
-    let g = l.reserve(0, None, &request(10, 64_000), 0).expect("capped");
+    let g = l
+        .try_reserve(0, None, &request(10, 64_000), 0)
+        .expect("capped");
     assert!(g.taken.contains(&Taken {
         client: false,
         kind: LimitKind::OutputTokens,
@@ -103,14 +108,14 @@ fn client_limits_bind_each_client_apart() {
         ]
     };
     let (a, b) = (ClientKey::of(b"sk-a"), ClientKey::of(b"sk-b"));
-    assert!(l.reserve(0, Some(&a), &both(2), 0).is_ok());
+    assert!(l.try_reserve(0, Some(&a), &both(2), 0).is_ok());
     assert_eq!(
-        l.reserve(0, Some(&a), &both(1), 0),
+        l.try_reserve(0, Some(&a), &both(1), 0),
         Err(Denied::Until(30_000))
     );
-    assert!(l.reserve(0, Some(&b), &both(1), 0).is_ok());
+    assert!(l.try_reserve(0, Some(&b), &both(1), 0).is_ok());
     assert!(
-        l.reserve(0, None, &both(1), 0).is_ok(),
+        l.try_reserve(0, None, &both(1), 0).is_ok(),
         "anonymous: upstream only"
     );
     assert!(!format!("{a:?}").contains("sk-a"));
@@ -127,7 +132,7 @@ fn headers_teach_a_limit_where_none_is_configured() {
     };
     l.observe(0, LimitKind::Requests, report, 0);
     assert_eq!(
-        l.reserve(0, None, &request(1, 1), 0),
+        l.try_reserve(0, None, &request(1, 1), 0),
         Err(Denied::Until(1_200)),
         "50 per minute refill one request every 1.2 s"
     );
@@ -143,10 +148,10 @@ fn a_close_delays_even_an_unlimited_upstream() {
     let l = MemoryLimiter::new(&[LimitSpec::default()], LimitSpec::default(), 0);
     l.close_until(0, 15_000);
     assert_eq!(
-        l.reserve(0, None, &request(1, 1), 1_000),
+        l.try_reserve(0, None, &request(1, 1), 1_000),
         Err(Denied::Until(15_000))
     );
-    assert!(l.reserve(0, None, &request(1, 1), 15_000).is_ok());
+    assert!(l.try_reserve(0, None, &request(1, 1), 15_000).is_ok());
 }
 
 #[derive(Clone, Debug)]
@@ -186,7 +191,7 @@ proptest! {
             match op {
                 Op::Admit { pause, input, output } => {
                     now += pause;
-                    if let Ok(g) = l.reserve(0, None, &request(input, output), now) {
+                    if let Ok(g) = l.try_reserve(0, None, &request(input, output), now) {
                         through.push((now, u64::from(input)));
                         open.push_back((g, through.len() - 1, u64::from(input)));
                     }

@@ -1,0 +1,261 @@
+//! Shared limits: several levee processes share one set of budgets in a
+//! real `redis-server`; when it goes away they fall back (open: each
+//! enforces its share; closed: refuse), say so once, and recover when it
+//! returns.
+
+use super::{FAST_POLICY, MESSAGE, client, header, metric};
+use levee_tests::levee::Levee;
+use levee_tests::mock::{MockUpstream, Reply, Script};
+use levee_tests::redis::RedisServer;
+use std::time::{Duration, Instant};
+
+/// A levee sharing `limits` for `upstream` through `redis`.
+fn replica(upstream: &MockUpstream, redis: &RedisServer, limits: &str, shared: &str) -> Levee {
+    Levee::start(&format!(
+        "{FAST_POLICY}\n[limits.redis]\nurl = \"{}\"\n{shared}\n\n\
+         [[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n[upstreams.limits]\n{limits}\n",
+        redis.url(),
+        upstream.url()
+    ))
+}
+
+/// POSTs `MESSAGE` with a client timeout of `secs` (the admission deadline).
+async fn post_within(levee: &Levee, secs: f64) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/messages", levee.url()))
+        .header("x-api-key", "sk-ant-test-secret-0001")
+        .header("x-stainless-timeout", secs.to_string())
+        .header("content-type", "application/json")
+        .body(MESSAGE)
+        .send()
+        .await
+        .expect("levee answers")
+}
+
+/// Polls until `series` reads `want`, for at most 15 s.
+async fn until_metric(levee: &Levee, series: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = metric(levee, series).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} stayed {got}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+const AWAY: &str = "the shared limiter (Redis) cannot be reached";
+const BACK: &str = "the shared limiter (Redis) is back";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_share_one_budget() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let redis = RedisServer::start();
+    let replicas: Vec<Levee> = (0..3)
+        .map(|_| {
+            replica(
+                &upstream,
+                &redis,
+                "requests_per_minute = 30",
+                "replicas = 3\ntimeout_ms = 2000",
+            )
+        })
+        .collect();
+    // 20 requests to each, all at once: 60 asks for a budget of 30.
+    let mut asks = Vec::new();
+    for levee in &replicas {
+        for _ in 0..20 {
+            let url = levee.url();
+            asks.push(tokio::spawn(async move {
+                client()
+                    .post(format!("{url}/v1/messages"))
+                    .header("x-stainless-timeout", "0.3")
+                    .header("content-type", "application/json")
+                    .body(MESSAGE)
+                    .send()
+                    .await
+                    .expect("levee answers")
+                    .status()
+                    .as_u16()
+            }));
+        }
+    }
+    let mut ok = 0;
+    for ask in asks {
+        match ask.await.unwrap() {
+            200 => ok += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    let sent = upstream.requests().len();
+    assert_eq!(ok, sent, "every admitted request reached the upstream");
+    // 30 in the bucket, plus what refilled (one per 2 s) while the test ran.
+    assert!(
+        (30..=32).contains(&sent),
+        "three replicas sent {sent} requests on a shared budget of 30 a minute"
+    );
+    for levee in &replicas {
+        assert_eq!(
+            metric(levee, "levee_limiter_backend{backend=\"redis\"}").await,
+            1.0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_redis_falls_back_to_the_local_share_and_recovers() {
+    // The second answer takes 600 ms: it is in flight when Redis dies.
+    let upstream = MockUpstream::start(Script::of([
+        Reply::message(),
+        Reply::message().delay(Duration::from_millis(600)),
+    ]))
+    .await;
+    let mut redis = RedisServer::start();
+    let levee = replica(
+        &upstream,
+        &redis,
+        "requests_per_minute = 20",
+        "replicas = 2\ntimeout_ms = 1000",
+    );
+    assert_eq!(post_within(&levee, 5.0).await.status(), 200);
+    let in_flight = {
+        let url = levee.url();
+        tokio::spawn(async move {
+            client()
+                .post(format!("{url}/v1/messages"))
+                .header("content-type", "application/json")
+                .body(MESSAGE)
+                .send()
+                .await
+                .expect("levee answers")
+                .status()
+                .as_u16()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.requests().len() < 2 {
+        assert!(Instant::now() < deadline, "the second request never left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.kill();
+    assert_eq!(in_flight.await.unwrap(), 200, "an admitted request is kept");
+    // Fail-open: this process's share is 20 / 2 = 10 a minute, full.
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(post_within(&levee, 0.3).await.status().as_u16());
+    }
+    assert_eq!(&statuses[..10], &[200; 10], "the local share admits 10");
+    assert_eq!(statuses[10], 429, "and no more: {statuses:?}");
+    assert_eq!(
+        metric(&levee, "levee_limiter_switches_total{to=\"fallback\"}").await,
+        1.0,
+        "one switch, however many requests"
+    );
+    assert_eq!(count(&levee.log(), AWAY), 1, "logged once");
+    // Back: shared limits again, said once, through a fresh connection.
+    redis.restart();
+    until_metric(&levee, "levee_limiter_backend{backend=\"redis\"}", 1.0).await;
+    assert_eq!(
+        metric(&levee, "levee_limiter_switches_total{to=\"redis\"}").await,
+        1.0
+    );
+    assert_eq!(count(&levee.log(), BACK), 1);
+    let resp = post_within(&levee, 5.0).await;
+    assert_eq!(resp.status(), 200, "the fresh Redis has a full bucket");
+    let keys = redis.command("KEYS *").expect("redis answers");
+    assert!(
+        keys.contains("{levee}:u:primary:requests"),
+        "the grant was taken in Redis: {keys}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_closed_refuses_while_redis_is_away() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let mut redis = RedisServer::start();
+    let levee = replica(
+        &upstream,
+        &redis,
+        "requests_per_minute = 1000",
+        "on_failure = \"closed\"\ntimeout_ms = 200",
+    );
+    assert_eq!(post_within(&levee, 5.0).await.status(), 200);
+    redis.kill();
+    let refused = post_within(&levee, 5.0).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(header(&refused, "x-should-retry"), Some("true"));
+    let body: serde_json::Value = refused.json().await.expect("JSON error");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "api_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("limits.redis.on_failure"),
+        "the message names the setting: {message}"
+    );
+    assert_eq!(upstream.requests().len(), 1, "nothing unlimited went out");
+    assert_eq!(
+        metric(&levee, "levee_limiter_backend{backend=\"refusing\"}").await,
+        1.0
+    );
+    redis.restart();
+    until_metric(&levee, "levee_limiter_backend{backend=\"redis\"}", 1.0).await;
+    assert_eq!(post_within(&levee, 5.0).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrency_limit_holds_across_replicas() {
+    let upstream = MockUpstream::start(Script::always(
+        Reply::message().delay(Duration::from_millis(800)),
+    ))
+    .await;
+    let redis = RedisServer::start();
+    let a = replica(
+        &upstream,
+        &redis,
+        "max_concurrency = 1",
+        "timeout_ms = 2000",
+    );
+    let b = replica(
+        &upstream,
+        &redis,
+        "max_concurrency = 1",
+        "timeout_ms = 2000",
+    );
+    let first = {
+        let url = a.url();
+        tokio::spawn(async move {
+            client()
+                .post(format!("{url}/v1/messages"))
+                .header("content-type", "application/json")
+                .body(MESSAGE)
+                .send()
+                .await
+                .expect("levee answers")
+                .status()
+                .as_u16()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the first request never left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The other replica finds the one place taken.
+    let refused = post_within(&b, 0.2).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(first.await.unwrap(), 200);
+    // Released in Redis within a flush: the other replica gets in (it
+    // waits in its queue for the place rather than failing).
+    let admitted = post_within(&b, 5.0).await;
+    assert_eq!(admitted.status(), 200);
+    assert_eq!(upstream.requests().len(), 2);
+}
