@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Shared limits benchmark, in one run:
+#   - req/s through one and three levee replicas that share their limits in a real
+#     redis-server, against one levee keeping its limits in memory (both
+#     in front of the fast mock, with limits high enough never to bind, so
+#     only the cost of admission differs);
+#   - Redis calls per admitted request, read from Redis's own
+#     `INFO commandstats` (EVALSHA + EVAL), to show one round trip each.
+# Rounds are interleaved (memory, redis, memory, ...); ratios are taken
+# within the run, since this machine is shared and noisy. Loopback only;
+# every process started here is stopped by its PID on exit.
+#
+#   bash bench/redis.sh
+#
+# env (defaults): ROUNDS=3 DURATION=8 CONNECTIONS=48 SKIP_BUILD=0
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+CONNECTIONS=${CONNECTIONS:-48}
+SKIP_BUILD=${SKIP_BUILD:-0}
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+say() { printf '[redis.sh] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
+[ -x /usr/bin/redis-server ] || die "redis-server is missing (make setup installs it)"
+if [ "$SKIP_BUILD" != 1 ]; then
+    (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
+        && cargo build --release -q -p levee-tests --bin mock-upstream)
+fi
+
+WORK=$(mktemp -d /tmp/levee-redis-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start() { # NAME CMD...: in the background, stdout to $WORK/NAME.out
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+wait_line() { # FILE REGEX PID
+    local i line
+    for ((i = 0; i < 200; i++)); do
+        line=$(grep -m1 -E "$2" "$1" 2>/dev/null || true)
+        if [ -n "$line" ]; then echo "$line"; return 0; fi
+        kill -0 "$3" 2>/dev/null || { cat "$1" "${1%.out}.err" >&2; die "process $3 exited early"; }
+        sleep 0.05
+    done
+    die "no line matching '$2' in $1"
+}
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start mock "$BIN/mock-upstream" --listen 127.0.0.1:0
+MOCK=$(wait_line "$WORK/mock.out" '^listening on ' "$LAST_PID" | awk '{print $3}')
+REDIS_PORT=$(free_port)
+start redis /usr/bin/redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
+    --appendonly no --dir "$WORK"
+for ((i = 0; i < 200; i++)); do
+    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+    sleep 0.05
+done
+
+levee() { # NAME [SHARED]: starts a levee; prints its address
+    local shared=""
+    [ -z "${2:-}" ] || shared=$'[limits.redis]\nurl = "redis://127.0.0.1:'"$REDIS_PORT"$'/0"\nreplicas = 3\ntimeout_ms = 1000'
+    cat >"$WORK/$1.toml" <<EOF
+listen = "127.0.0.1:0"
+$shared
+[[upstreams]]
+name = "mock"
+url = "http://$MOCK"
+[upstreams.limits]
+requests_per_minute = 1000000000
+input_tokens_per_minute = 1000000000000
+output_tokens_per_minute = 1000000000000
+[admin]
+listen = "off"
+[log]
+level = "warn"
+EOF
+    start "$1" "$BIN/levee" serve --config "$WORK/$1.toml"
+    wait_line "$WORK/$1.out" '^levee listening on ' "$LAST_PID" | awk '{print $4}'
+}
+MEMORY=$(levee memory)
+SHARED=()
+for n in 1 2 3; do SHARED+=("$(levee "shared$n" yes)"); done
+
+BODY='{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
+for addr in "$MEMORY" "${SHARED[@]}"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+        -d "$BODY" "http://$addr/v1/messages")
+    [ "$code" = 200 ] || die "http://$addr answers $code"
+done
+
+# wrk ADDR CONNECTIONS: "RPS REQUESTS"
+run_wrk() {
+    local out
+    out=$(wrk -t1 -c"$2" -d"${DURATION}s" -s "$BENCH/post.lua" "http://$1/v1/messages")
+    grep -q 'Non-2xx' <<<"$out" && die "non-2xx answers from $1: $out"
+    printf '%s %s\n' "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" \
+        "$(awk '/ requests in / {print $1}' <<<"$out")"
+}
+
+calls() {
+    redis-cli -p "$REDIS_PORT" info commandstats \
+        | sed -n 's/^cmdstat_\(evalsha\|eval\):calls=\([0-9]*\),.*/\2/p' | paste -sd+ | bc
+}
+
+MEM_RPS=()
+ONE_RPS=()
+RED_RPS=()
+PER=()
+for ((round = 1; round <= ROUNDS; round++)); do
+    read -r rps _ < <(run_wrk "$MEMORY" "$CONNECTIONS")
+    MEM_RPS+=("$rps")
+    say "round $round: one in-memory replica: $rps req/s"
+    read -r rps _ < <(run_wrk "${SHARED[0]}" "$CONNECTIONS")
+    ONE_RPS+=("$rps")
+    say "round $round: one Redis replica: $rps req/s"
+    redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+    per=$((CONNECTIONS / 3))
+    loads=()
+    for n in 0 1 2; do
+        run_wrk "${SHARED[$n]}" "$per" >"$WORK/wrk$n" &
+        loads+=("$!")
+    done
+    wait "${loads[@]}"
+    total_rps=0
+    total_req=0
+    for n in 0 1 2; do
+        read -r rps req <"$WORK/wrk$n"
+        total_rps=$(echo "$total_rps + $rps" | bc)
+        total_req=$((total_req + req))
+    done
+    c=$(calls)
+    RED_RPS+=("$total_rps")
+    PER+=("$(echo "scale=3; $c / $total_req" | bc)")
+    say "round $round: three Redis replicas: $total_rps req/s; $c script calls for $total_req requests"
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+m=$(median "${MEM_RPS[@]}")
+o=$(median "${ONE_RPS[@]}")
+r=$(median "${RED_RPS[@]}")
+p=$(median "${PER[@]}")
+echo "one replica, in-memory limits:   $m req/s (median of $ROUNDS)"
+echo "one replica, limits in Redis:    $o req/s (median of $ROUNDS)"
+echo "three replicas, limits in Redis: $r req/s (median of $ROUNDS)"
+echo "ratio one-redis / one-memory:    $(echo "scale=3; $o / $m" | bc)"
+echo "ratio three-redis / one-memory:  $(echo "scale=3; $r / $m" | bc)"
+echo "Redis script calls per request:  $p (admission plus idle flushes)"
