@@ -259,3 +259,73 @@ async fn a_concurrency_limit_holds_across_replicas() {
     assert_eq!(admitted.status(), 200);
     assert_eq!(upstream.requests().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_script_keeps_the_buckets_model() {
+    use levee::limits::redis::{Answer, Ask, Op, Want, Wire};
+    let redis = RedisServer::start();
+    let wire = Wire::new(&redis.url(), Duration::from_secs(2)).expect("wire");
+    let want = |k: &str, n: u64, hold: bool| Ask {
+        id: format!("t:{k}:{n}"),
+        ttl: 30_000,
+        b: vec![Want {
+            k: k.to_owned(),
+            cap: 6_000,
+            n,
+            hold,
+            cap_to_capacity: false,
+            kind: "input_tokens",
+        }],
+        z: Vec::new(),
+    };
+    let ask = |a: Ask| {
+        let wire = wire.clone();
+        async move { wire.call(&[], Some(&a)).await.expect("redis answers") }
+    };
+    // 6000 a minute refill 100 a second.
+    assert_eq!(
+        ask(want("in", 5_000, true)).await,
+        Answer::Granted(vec![5_000])
+    );
+    match ask(want("in", 3_000, true)).await {
+        Answer::Wait(ms) => assert!((19_000..=20_000).contains(&ms), "wait {ms}"),
+        other => panic!("{other:?}"),
+    }
+    // The estimate was 4000 too high: refunded, the next one fits.
+    let settle = Op::Settle {
+        k: "in".into(),
+        cap: 6_000,
+        held: 5_000,
+        actual: 1_000,
+    };
+    assert_eq!(wire.call(&[settle], None).await, Ok(Answer::Done));
+    assert_eq!(
+        ask(want("in", 3_000, true)).await,
+        Answer::Granted(vec![3_000])
+    );
+    assert_eq!(
+        ask(want("in", 7_000, true)).await,
+        Answer::Never("input_tokens".into())
+    );
+    // The upstream says 10 remain: the level drops to that.
+    let correct = Op::Correct {
+        k: "rq".into(),
+        cap: 6_000,
+        limit: None,
+        remaining: Some(10),
+    };
+    wire.call(&[correct], None).await.unwrap();
+    assert_eq!(ask(want("rq", 10, false)).await, Answer::Granted(vec![10]));
+    assert!(matches!(ask(want("rq", 5, false)).await, Answer::Wait(_)));
+    // A 429's retry-after closes a full bucket.
+    let close = Op::Close {
+        k: "cl".into(),
+        cap: 6_000,
+        wait: 5_000,
+    };
+    wire.call(&[close], None).await.unwrap();
+    match ask(want("cl", 1, false)).await {
+        Answer::Wait(ms) => assert!((4_000..=5_000).contains(&ms), "wait {ms}"),
+        other => panic!("{other:?}"),
+    }
+}
