@@ -12,7 +12,7 @@
 use super::Reported;
 use crate::core::LimitKind;
 use crate::core::headers::parse_rfc3339;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// The largest limit or remaining value believed (a trillion).
 pub const MAX_VALUE: u64 = 1_000_000_000_000;
@@ -20,30 +20,69 @@ pub const MAX_VALUE: u64 = 1_000_000_000_000;
 /// a minute, and a day is beyond any honest reading.
 pub const MAX_RESET_MS: u64 = 3_600_000;
 
+/// The `-limit`, `-remaining` and `-reset` headers of one family, named
+/// once (a lookup by a prebuilt name skips parsing it per response).
+type Family = [HeaderName; 3];
+
+const fn family(limit: &'static str, remaining: &'static str, reset: &'static str) -> Family {
+    [
+        HeaderName::from_static(limit),
+        HeaderName::from_static(remaining),
+        HeaderName::from_static(reset),
+    ]
+}
+
+const REQUESTS: Family = family(
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+);
+const INPUT: Family = family(
+    "anthropic-ratelimit-input-tokens-limit",
+    "anthropic-ratelimit-input-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-reset",
+);
+const TOKENS: Family = family(
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-tokens-reset",
+);
+const OUTPUT: Family = family(
+    "anthropic-ratelimit-output-tokens-limit",
+    "anthropic-ratelimit-output-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-reset",
+);
+const GENERIC: Family = family(
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+);
+
 /// What the headers report, by limit.
 pub fn read(h: &HeaderMap, now: u64) -> Vec<(LimitKind, Reported)> {
+    let any = h.keys().any(|k| {
+        let k = k.as_str();
+        k.starts_with("anthropic-ratelimit-") || k.starts_with("x-ratelimit-")
+    });
+    if !any {
+        return Vec::new();
+    }
     let mut out = Vec::with_capacity(3);
-    let family = |prefix: &str| Reported {
-        limit: number(h, &format!("{prefix}-limit")),
-        remaining: number(h, &format!("{prefix}-remaining")),
-        reset_at: text(h, &format!("{prefix}-reset")).and_then(|v| rfc3339_reset(v, now)),
+    let family = |[limit, remaining, reset]: &Family| Reported {
+        limit: number(h, limit),
+        remaining: number(h, remaining),
+        reset_at: text(h, reset).and_then(|v| rfc3339_reset(v, now)),
     };
-    let requests = family("anthropic-ratelimit-requests");
+    let requests = family(&REQUESTS);
+    let [limit, remaining, reset] = &GENERIC;
     let generic = Reported {
-        limit: number(h, "x-ratelimit-limit"),
-        remaining: number(h, "x-ratelimit-remaining"),
-        reset_at: text(h, "x-ratelimit-reset").and_then(|v| seconds_reset(v, now)),
+        limit: number(h, limit),
+        remaining: number(h, remaining),
+        reset_at: text(h, reset).and_then(|v| seconds_reset(v, now)),
     };
     out.push((LimitKind::Requests, or(requests, generic)));
-    let input = family("anthropic-ratelimit-input-tokens");
-    out.push((
-        LimitKind::InputTokens,
-        or(input, family("anthropic-ratelimit-tokens")),
-    ));
-    out.push((
-        LimitKind::OutputTokens,
-        family("anthropic-ratelimit-output-tokens"),
-    ));
+    out.push((LimitKind::InputTokens, or(family(&INPUT), family(&TOKENS))));
+    out.push((LimitKind::OutputTokens, family(&OUTPUT)));
     out.retain(|(_, r)| *r != Reported::default());
     for (_, r) in &mut out {
         if let (Some(l), Some(left)) = (r.limit, r.remaining)
@@ -69,12 +108,12 @@ fn or(primary: Reported, fallback: Reported) -> Reported {
     }
 }
 
-fn text<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn text<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     let value = h.get(name)?;
     let text = value.to_str().ok().map(str::trim);
     if text.is_none() {
         tracing::debug!(
-            header = name,
+            header = name.as_str(),
             "ignored a rate-limit header that is not text"
         );
     }
@@ -82,12 +121,12 @@ fn text<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A plain non-negative integer up to [`MAX_VALUE`].
-fn number(h: &HeaderMap, name: &str) -> Option<u64> {
+fn number(h: &HeaderMap, name: &HeaderName) -> Option<u64> {
     let v = text(h, name)?;
     let parsed = parse_number(v);
     if parsed.is_none() {
         tracing::debug!(
-            header = name,
+            header = name.as_str(),
             value = v,
             "ignored a malformed rate-limit header"
         );
