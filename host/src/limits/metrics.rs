@@ -46,12 +46,18 @@ pub struct LimitMetrics {
 
 impl Default for LimitMetrics {
     fn default() -> LimitMetrics {
+        let switches: Family<SwitchLabels, Counter> = Family::default();
+        // Every switch counter exists from the start, so that the first
+        // switch shows as an increase.
+        for to in &BACKENDS[1..] {
+            drop(switches.get_or_create(&SwitchLabels { to }));
+        }
         LimitMetrics {
             queue_depth: Gauge::default(),
             queue_wait: Histogram::new(WAIT_BUCKETS),
             tokens: Family::default(),
             backend: Family::default(),
-            switches: Family::default(),
+            switches,
         }
     }
 }
