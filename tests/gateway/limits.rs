@@ -5,7 +5,7 @@
 
 use super::{FAST_POLICY, MESSAGE, client, header, metric, post};
 use levee_tests::levee::Levee;
-use levee_tests::mock::{MockUpstream, RateLimits, Reply, Script, Step};
+use levee_tests::mock::{MockUpstream, RateLimits, Reply, Script, SseScript, Step};
 use std::time::{Duration, Instant};
 
 /// Levee in front of `upstream` with `[upstreams.limits]` and `[limits]`.
@@ -322,4 +322,65 @@ async fn a_burst_paced_by_the_limit_levee_learned_from_one_response() {
     let levee = super::levee_for(&upstream, "");
     assert_eq!(post(&levee, MESSAGE).await.status(), 200);
     check_burst(&upstream, &levee, 1).await;
+}
+
+/// Output tokens held by streamed responses: the mock allows 3000 a
+/// minute and charges each stream the output it reports; levee, set to
+/// the same limit, reserves each request's `max_tokens` (60) and settles
+/// on the stream's `message_delta`. 72 streams report more than the
+/// minute's 3000 in all, so levee must pace them: the mock never answers
+/// 429, every stream arrives whole, and levee counts exactly what the mock
+/// reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_token_limits_hold_for_streamed_responses() {
+    const N: usize = 72;
+    const OTPM: u64 = 3_000;
+    let outputs = [60u64, 45, 30, 50];
+    let scripts: Vec<SseScript> = (0..N)
+        .map(|i| {
+            SseScript::message_with(&["Hel", "lo ", "there"], 12, outputs[i % outputs.len()])
+                .chunk_delay(Duration::from_millis(20))
+        })
+        .collect();
+    let reported: u64 = (0..N).map(|i| outputs[i % outputs.len()]).sum();
+    assert!(reported > OTPM, "the batch needs pacing");
+    let upstream = MockUpstream::start(Script::of(scripts.iter().cloned())).await;
+    upstream.set_limits(Some(RateLimits::default().output_tokens(OTPM)));
+    let levee = Levee::start(&format!(
+        "{FAST_POLICY}output_reserve_share = 1.0\n\n[[upstreams]]\nname = \"primary\"\n\
+         url = \"{}\"\n[upstreams.limits]\noutput_tokens_per_minute = {OTPM}\n",
+        upstream.url()
+    ));
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":60,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let started = Instant::now();
+    let bodies = futures_util::future::join_all((0..N).map(|_| async {
+        let resp = client()
+            .post(format!("{}/v1/messages", levee.url()))
+            .header("x-api-key", "sk-ant-test-secret-0001")
+            .header("x-stainless-timeout", "60")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("levee answers");
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.expect("a whole stream")
+    }))
+    .await;
+    eprintln!(
+        "{N} streams reporting {reported} output tokens (limit {OTPM}/min) in {:?}, upstream 429s: {}",
+        started.elapsed(),
+        upstream.rate_limited()
+    );
+    assert_eq!(upstream.rate_limited(), 0, "the upstream never said 429");
+    assert_eq!(upstream.requests().len(), N);
+    // Byte-complete: the bodies are exactly the scripts the mock played
+    // (in whatever order the requests arrived).
+    let mut got: Vec<_> = bodies.iter().map(|b| b.to_vec()).collect();
+    let mut want: Vec<_> = scripts.iter().map(|s| s.bytes().to_vec()).collect();
+    got.sort();
+    want.sort();
+    assert!(got == want, "a stream arrived different from its script");
+    let series = "levee_tokens_total{upstream=\"primary\",direction=\"output\"}";
+    until_metric(&levee, series, reported as f64).await;
 }
