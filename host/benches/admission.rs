@@ -78,6 +78,11 @@ fn admission(c: &mut Criterion) {
         })
     });
 
+    // With client limits, each request's key is hashed first.
+    group.bench_function("client_key_of", |b| {
+        b.iter(|| ClientKey::of(black_box(b"sk-ant-api03-bench-key-0123456789")))
+    });
+
     for (name, with_client) in [("upstream", false), ("upstream_and_client", true)] {
         let charges = charges(with_client);
         let client = with_client.then_some(&client);
