@@ -7,8 +7,8 @@
 Sends N non-streaming requests, at most CONCURRENCY at a time, with one
 AsyncAnthropic client (the SDK's own retries: its default unless
 --max-retries is given), and prints one JSON line: the batch's wall time,
-how many succeeded, and the failures the client saw, by HTTP status or
-exception class.
+how many succeeded, and the failures the client saw, by HTTP status (with
+the last answer's x-should-retry, when it had one) or exception class.
 """
 
 import argparse
@@ -42,7 +42,9 @@ async def burst(args: argparse.Namespace) -> dict:
                 )
                 ok += 1
             except anthropic.APIStatusError as e:
-                failures[str(e.status_code)] += 1
+                verdict = e.response.headers.get("x-should-retry")
+                key = str(e.status_code)
+                failures[key if verdict is None else f"{key} should-retry={verdict}"] += 1
             except anthropic.APIError as e:
                 failures[type(e).__name__] += 1
 
