@@ -5,7 +5,7 @@
 
 use super::{FAST_POLICY, MESSAGE, client, header, metric, post};
 use levee_tests::levee::Levee;
-use levee_tests::mock::{MockUpstream, Reply, Script, Step};
+use levee_tests::mock::{MockUpstream, RateLimits, Reply, Script, SseScript, Step};
 use std::time::{Duration, Instant};
 
 /// Levee in front of `upstream` with `[upstreams.limits]` and `[limits]`.
@@ -178,4 +178,209 @@ async fn streamed_usage_is_counted() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(metric(&levee, &series("input")).await, 21.0);
+}
+
+/// The API's bucket in these bursts: 50 requests a minute, one per 1.2 s.
+const BURST_RPM: u64 = 50;
+/// Milliseconds for one request to refill.
+const REFILL_MS: u64 = 60_000 / BURST_RPM;
+
+/// What a burst's client saw.
+struct Burst {
+    ok: usize,
+    /// `(retry-after-ms, retry-after, x-should-retry, error type)` of each 429.
+    refused: Vec<(u64, u64, String, String)>,
+    others: Vec<u16>,
+}
+
+/// `n` concurrent requests, each with `x-stainless-timeout: timeout_secs`.
+async fn burst(levee: &Levee, n: usize, timeout_secs: f64) -> Burst {
+    let answers = futures_util::future::join_all((0..n).map(|_| async {
+        let resp = post_within(levee, timeout_secs).await;
+        let status = resp.status().as_u16();
+        if status != 429 {
+            let _ = resp.bytes().await;
+            return (status, None);
+        }
+        let secs = header(&resp, "retry-after").and_then(|v| v.parse().ok());
+        let verdict = (
+            retry_after_ms(&resp),
+            secs.expect("retry-after in seconds"),
+            header(&resp, "x-should-retry").unwrap_or("").to_owned(),
+        );
+        let body: serde_json::Value = resp.json().await.expect("JSON error");
+        let kind = body["error"]["type"].as_str().unwrap_or("").to_owned();
+        (status, Some((verdict.0, verdict.1, verdict.2, kind)))
+    }))
+    .await;
+    let mut out = Burst {
+        ok: 0,
+        refused: Vec::new(),
+        others: Vec::new(),
+    };
+    for (status, refused) in answers {
+        match (status, refused) {
+            (200, _) => out.ok += 1,
+            (429, Some(r)) => out.refused.push(r),
+            (other, _) => out.others.push(other),
+        }
+    }
+    out
+}
+
+/// 200 requests at once against an upstream allowing 50 a minute: the
+/// upstream never answers 429, because levee sends the first 50 and then
+/// one per refill, and refuses itself, with a `retry-after` that matches
+/// the refill, the requests whose 3 s deadline the bucket cannot meet.
+async fn check_burst(upstream: &MockUpstream, levee: &Levee, before: usize) {
+    const N: usize = 200;
+    let started = Instant::now();
+    let seen = burst(levee, N, 3.0).await;
+    let elapsed = started.elapsed();
+    assert!(
+        seen.others.is_empty(),
+        "unexpected statuses {:?}",
+        seen.others
+    );
+    assert_eq!(seen.ok + seen.refused.len(), N);
+    eprintln!(
+        "burst of {N}: {} sent, {} refused by levee, {} upstream 429s, in {elapsed:?}",
+        seen.ok,
+        seen.refused.len(),
+        upstream.rate_limited()
+    );
+    assert_eq!(upstream.rate_limited(), 0, "the upstream never said 429");
+    let sent = upstream.requests().len() - before;
+    assert_eq!(sent, seen.ok, "every request sent was answered 200");
+    // The full bucket, plus what refilled while the burst ran (levee's
+    // bucket at most; before = the warm-up that took one).
+    let ceiling = BURST_RPM as usize - before + (elapsed.as_millis() as u64 / REFILL_MS) as usize;
+    assert!(
+        (BURST_RPM as usize - before + 1..=ceiling).contains(&seen.ok),
+        "{} admitted in {elapsed:?}: want the bucket's {} and at least one paced, at most {ceiling}",
+        seen.ok,
+        BURST_RPM as usize - before
+    );
+    // Paced: the last one reached the upstream at least one refill after
+    // the first of the burst.
+    let arrivals: Vec<Instant> = upstream.requests()[before..].iter().map(|r| r.at).collect();
+    let spread = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
+    assert!(
+        spread.as_millis() as u64 + 50 >= REFILL_MS,
+        "sent within {spread:?}: not paced"
+    );
+    for (ms, secs, should_retry, kind) in &seen.refused {
+        assert!(
+            (1..=REFILL_MS).contains(ms),
+            "retry-after-ms {ms}: the next request refills within {REFILL_MS} ms"
+        );
+        assert_eq!(
+            *secs,
+            ms.div_ceil(1000),
+            "retry-after is retry-after-ms in whole seconds"
+        );
+        assert_eq!(should_retry, "true");
+        assert_eq!(kind, "rate_limit_error");
+    }
+    // The policy refuses what its view shows cannot fit (`policy_reject`),
+    // the admission queue what its buckets cannot fit in time.
+    let reasons = [
+        "policy_reject",
+        "rate_limited",
+        "queue_deadline",
+        "queue_full",
+    ];
+    let mut counted = 0.0;
+    for reason in reasons {
+        let series = format!("levee_local_rejections_total{{reason=\"{reason}\"}}");
+        counted += metric(levee, &series).await;
+    }
+    assert_eq!(
+        counted,
+        seen.refused.len() as f64,
+        "each refusal is counted once"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the refusals came at the deadline: {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_200_against_50_a_minute_provokes_no_upstream_429() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    upstream.set_limits(Some(RateLimits::requests(BURST_RPM)));
+    let levee = levee_with_limits(&upstream, &format!("requests_per_minute = {BURST_RPM}"), "");
+    check_burst(&upstream, &levee, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_paced_by_the_limit_levee_learned_from_one_response() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    upstream.set_limits(Some(RateLimits::requests(BURST_RPM)));
+    // No limit configured: one request teaches it.
+    let levee = super::levee_for(&upstream, "");
+    assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+    check_burst(&upstream, &levee, 1).await;
+}
+
+/// Output tokens held by streamed responses: the mock allows 3000 a
+/// minute and charges each stream the output it reports; levee, set to
+/// the same limit, reserves each request's `max_tokens` (60) and settles
+/// on the stream's `message_delta`. 72 streams report more than the
+/// minute's 3000 in all, so levee must pace them: the mock never answers
+/// 429, every stream arrives whole, and levee counts exactly what the mock
+/// reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_token_limits_hold_for_streamed_responses() {
+    const N: usize = 72;
+    const OTPM: u64 = 3_000;
+    let outputs = [60u64, 45, 30, 50];
+    let scripts: Vec<SseScript> = (0..N)
+        .map(|i| {
+            SseScript::message_with(&["Hel", "lo ", "there"], 12, outputs[i % outputs.len()])
+                .chunk_delay(Duration::from_millis(20))
+        })
+        .collect();
+    let reported: u64 = (0..N).map(|i| outputs[i % outputs.len()]).sum();
+    assert!(reported > OTPM, "the batch needs pacing");
+    let upstream = MockUpstream::start(Script::of(scripts.iter().cloned())).await;
+    upstream.set_limits(Some(RateLimits::default().output_tokens(OTPM)));
+    let levee = Levee::start(&format!(
+        "{FAST_POLICY}output_reserve_share = 1.0\n\n[[upstreams]]\nname = \"primary\"\n\
+         url = \"{}\"\n[upstreams.limits]\noutput_tokens_per_minute = {OTPM}\n",
+        upstream.url()
+    ));
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":60,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let started = Instant::now();
+    let bodies = futures_util::future::join_all((0..N).map(|_| async {
+        let resp = client()
+            .post(format!("{}/v1/messages", levee.url()))
+            .header("x-api-key", "sk-ant-test-secret-0001")
+            .header("x-stainless-timeout", "60")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("levee answers");
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.expect("a whole stream")
+    }))
+    .await;
+    eprintln!(
+        "{N} streams reporting {reported} output tokens (limit {OTPM}/min) in {:?}, upstream 429s: {}",
+        started.elapsed(),
+        upstream.rate_limited()
+    );
+    assert_eq!(upstream.rate_limited(), 0, "the upstream never said 429");
+    assert_eq!(upstream.requests().len(), N);
+    // Byte-complete: the bodies are exactly the scripts the mock played
+    // (in whatever order the requests arrived).
+    let mut got: Vec<_> = bodies.iter().map(|b| b.to_vec()).collect();
+    let mut want: Vec<_> = scripts.iter().map(|s| s.bytes().to_vec()).collect();
+    got.sort();
+    want.sort();
+    assert!(got == want, "a stream arrived different from its script");
+    let series = "levee_tokens_total{upstream=\"primary\",direction=\"output\"}";
+    until_metric(&levee, series, reported as f64).await;
 }

@@ -1,6 +1,7 @@
 //! A fast standalone stand-in for the Messages API, for benchmarks.
 //!
-//! `mock-upstream --listen 127.0.0.1:PORT [--sse-interval-ms N] [--threads N]`
+//! `mock-upstream --listen 127.0.0.1:PORT [--sse-interval-ms N] [--threads N]
+//!  [--rpm N] [--itpm N] [--otpm N]`
 //!
 //! `POST /v1/messages` answers a fixed 200 JSON message, or, when the
 //! request body has `"stream": true`, the API's SSE event sequence (one
@@ -8,27 +9,38 @@
 //! streams can be held open). Anything else gets a 404 in the API's error
 //! shape. It prints `listening on ADDR` once bound. Every response body is
 //! static: no per-request logging, allocation of bodies, or locks.
+//!
+//! With `--rpm`, `--itpm` or `--otpm` (requests, input tokens, output
+//! tokens per minute) it has a rate limit of its own, like the API's (see
+//! `levee_tests::mock::RateLimits`: one lock per request then): every
+//! Messages answer carries `anthropic-ratelimit-*` headers, and a request
+//! that does not fit gets `429 rate_limit_error` with `retry-after`.
+//! `GET /stats` answers `{"requests":N,"rate_limited":M}` (Messages
+//! requests received, and how many of them were answered 429).
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use levee_tests::mock::SseScript;
+use levee_tests::mock::{Buckets, Cost, RateLimits, Reply as Scripted, SseScript, Step};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 
-const USAGE: &str = "usage: mock-upstream --listen ADDR [--sse-interval-ms N] [--threads N]";
+const USAGE: &str = "usage: mock-upstream --listen ADDR [--sse-interval-ms N] [--threads N] \
+                     [--rpm N] [--itpm N] [--otpm N]";
 
 /// The fixed non-streaming answer (about 400 bytes).
 const MESSAGE: &str = concat!(
@@ -40,24 +52,35 @@ const MESSAGE: &str = concat!(
     r#""cache_read_input_tokens":0,"output_tokens":32}}"#
 );
 
+const RATE_LIMITED: &str = r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization."},"request_id":"req_bench"}"#;
+
 const NOT_FOUND: &str = r#"{"type":"error","error":{"type":"not_found_error","message":"Not found"},"request_id":"req_bench"}"#;
 
 /// What every connection shares, leaked once at startup.
 struct Config {
     chunks: &'static [Bytes],
     interval: Duration,
+    /// The rate limit, when one is set.
+    limits: Option<Mutex<Buckets>>,
+    /// What a JSON answer and a stream report (and are charged).
+    costs: (Cost, Cost),
+    /// Messages requests received, and those answered 429.
+    requests: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 struct Args {
     listen: SocketAddr,
     interval: Duration,
     threads: Option<usize>,
+    limits: RateLimits,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut listen = None;
     let mut interval = Duration::ZERO;
     let mut threads = None;
+    let mut limits = RateLimits::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -77,6 +100,18 @@ fn parse_args() -> Result<Args, String> {
                 let v = value("--threads")?;
                 threads = Some(v.parse().map_err(|e| format!("--threads {v}: {e}"))?);
             }
+            "--rpm" | "--itpm" | "--otpm" => {
+                let v = value(&arg)?;
+                let n: u64 = v.parse().map_err(|e| format!("{arg} {v}: {e}"))?;
+                if n == 0 {
+                    return Err(format!("{arg} must be at least 1"));
+                }
+                match arg.as_str() {
+                    "--rpm" => limits.requests_per_minute = Some(n),
+                    "--itpm" => limits.input_tokens_per_minute = Some(n),
+                    _ => limits.output_tokens_per_minute = Some(n),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -86,6 +121,7 @@ fn parse_args() -> Result<Args, String> {
         listen,
         interval,
         threads,
+        limits,
     })
 }
 
@@ -109,7 +145,14 @@ fn main() {
 }
 
 async fn serve(args: Args) {
-    let chunks: Vec<Bytes> = SseScript::message("This is a fixed streamed answer from the mock.")
+    let script = SseScript::message("This is a fixed streamed answer from the mock.");
+    let costs = (
+        Cost::of(&Step::Reply(Scripted::json(200, MESSAGE))),
+        Cost::of(&Step::Sse(script.clone())),
+    );
+    let limits = (args.limits != RateLimits::default())
+        .then(|| Mutex::new(Buckets::new(args.limits, std::time::Instant::now())));
+    let chunks: Vec<Bytes> = script
         .chunks
         .into_iter()
         .map(|(_, bytes)| Bytes::from_static(Box::leak(bytes.to_vec().into_boxed_slice())))
@@ -117,6 +160,10 @@ async fn serve(args: Args) {
     let config: &'static Config = Box::leak(Box::new(Config {
         chunks: Box::leak(chunks.into_boxed_slice()),
         interval: args.interval,
+        limits,
+        costs,
+        requests: AtomicU64::new(0),
+        rate_limited: AtomicU64::new(0),
     }));
     let listener = TcpListener::bind(args.listen).await.unwrap_or_else(|e| {
         eprintln!("mock-upstream: bind {}: {e}", args.listen);
@@ -146,17 +193,54 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Reply>, Infallible> {
     let is_messages = req.method() == Method::POST && req.uri().path() == "/v1/messages";
+    let is_stats = req.method() == Method::GET && req.uri().path() == "/stats";
     let body = match req.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let (status, content_type, reply) = if !is_messages {
+    let stream = is_messages && wants_stream(&body);
+    let admission = is_messages.then(|| {
+        config.requests.fetch_add(1, Ordering::Relaxed);
+        let cost = if stream {
+            config.costs.1
+        } else {
+            config.costs.0
+        };
+        let limits = config.limits.as_ref()?;
+        let admission = limits.lock().expect("buckets").admit(
+            cost,
+            std::time::Instant::now(),
+            SystemTime::now(),
+        );
+        Some(admission)
+    });
+    let admission = admission.flatten();
+    let refused = admission.as_ref().is_some_and(|a| !a.admitted);
+    let (status, content_type, reply) = if is_stats {
+        let stats = format!(
+            r#"{{"requests":{},"rate_limited":{}}}"#,
+            config.requests.load(Ordering::Relaxed),
+            config.rate_limited.load(Ordering::Relaxed)
+        );
+        (
+            StatusCode::OK,
+            "application/json",
+            Reply::Full(Some(stats.into())),
+        )
+    } else if !is_messages {
         (
             StatusCode::NOT_FOUND,
             "application/json",
             Reply::Full(Some(Bytes::from_static(NOT_FOUND.as_bytes()))),
         )
-    } else if wants_stream(&body) {
+    } else if refused {
+        config.rate_limited.fetch_add(1, Ordering::Relaxed);
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "application/json",
+            Reply::Full(Some(Bytes::from_static(RATE_LIMITED.as_bytes()))),
+        )
+    } else if stream {
         let sse = Reply::Sse {
             chunks: config.chunks,
             next: 0,
@@ -177,6 +261,19 @@ async fn handle(
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("request-id", HeaderValue::from_static("req_bench"));
+    if let Some(admission) = admission {
+        if refused {
+            headers.insert(header::RETRY_AFTER, admission.retry_after_secs().into());
+        }
+        for (name, value) in admission.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+    }
     Ok(response)
 }
 

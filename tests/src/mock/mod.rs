@@ -20,6 +20,7 @@
 mod body;
 mod conn;
 mod pki;
+mod ratelimit;
 mod script;
 mod server;
 mod sse;
@@ -28,6 +29,7 @@ mod sse;
 mod tests;
 
 pub use pki::{Chain, TestPki};
-pub use script::{Reply, RetryAfter, Script, Step, http_date};
+pub use ratelimit::{Admission, Buckets, Cost, RateLimits};
+pub use script::{Reply, RetryAfter, Script, Step, http_date, rfc3339};
 pub use server::{MockUpstream, Recorded};
 pub use sse::{SseEnd, SseScript, error_event, event};

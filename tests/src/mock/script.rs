@@ -100,6 +100,11 @@ impl Script {
         self
     }
 
+    /// The step the next request will take, without taking it.
+    pub(crate) fn peek_step(&self) -> &Step {
+        self.steps.front().unwrap_or(&self.fallback)
+    }
+
     /// The step for the next request: the queue's front, else the fallback.
     pub(crate) fn next_step(&mut self) -> Step {
         self.steps
@@ -284,26 +289,65 @@ pub fn http_date(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let c = Civil::of(t);
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        DAYS[(c.days % 7) as usize],
+        c.day,
+        MONTHS[(c.month - 1) as usize],
+        c.year,
+        c.secs / 3600,
+        c.secs / 60 % 60,
+        c.secs % 60
     )
+}
+
+/// `t` as an RFC 3339 UTC time in whole seconds (`1994-11-06T08:49:37Z`),
+/// the API's `anthropic-ratelimit-*-reset` format. Times before 1970 are
+/// clamped to the epoch.
+pub fn rfc3339(t: SystemTime) -> String {
+    let c = Civil::of(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.secs / 3600,
+        c.secs / 60 % 60,
+        c.secs % 60
+    )
+}
+
+/// A UTC calendar date and the seconds into it.
+struct Civil {
+    /// Days since 1970-01-01.
+    days: u64,
+    year: i64,
+    month: i64,
+    day: i64,
+    secs: u64,
+}
+
+impl Civil {
+    fn of(t: SystemTime) -> Civil {
+        let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            days,
+            year,
+            month,
+            day,
+            secs: rem,
+        }
+    }
 }

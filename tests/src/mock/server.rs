@@ -3,6 +3,7 @@
 
 use super::body::MockBody;
 use super::conn::{ConnCtl, Kill, MockIo, TcpSide};
+use super::ratelimit::{Buckets, RateLimits, limited_step};
 use super::script::{Reply, Script, Step, header_value};
 use super::sse::SseScript;
 use bytes::{Bytes, BytesMut};
@@ -59,6 +60,10 @@ impl Recorded {
 /// State shared by the listener, the connections and the handle.
 pub(crate) struct Shared {
     script: Mutex<Script>,
+    /// The mock's own rate limit, when set.
+    limits: Mutex<Option<Buckets>>,
+    /// Requests answered 429 by that limit.
+    rate_limited: AtomicU64,
     next_seq: AtomicU64,
     next_conn: AtomicU64,
     requests: Mutex<Vec<Recorded>>,
@@ -106,6 +111,8 @@ impl MockUpstream {
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
+            limits: Mutex::new(None),
+            rate_limited: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             requests: Mutex::new(Vec::new()),
@@ -157,6 +164,21 @@ impl MockUpstream {
     /// TLS handshake failed).
     pub fn connections(&self) -> u64 {
         self.shared.next_conn.load(Ordering::SeqCst) - 1
+    }
+
+    /// Gives the mock a rate limit of its own (full buckets from now), or
+    /// takes it away with `None`. While set, every answer carries the
+    /// API's `anthropic-ratelimit-*` headers, and a request that does not
+    /// fit is answered `429 rate_limit_error` with `retry-after` (seconds)
+    /// instead of its step, which stays queued. See [`super::RateLimits`].
+    pub fn set_limits(&self, limits: Option<RateLimits>) {
+        let buckets = limits.map(|l| Buckets::new(l, Instant::now()));
+        *self.shared.limits.lock().expect("limits") = buckets;
+    }
+
+    /// How many requests the mock's own rate limit has answered 429.
+    pub fn rate_limited(&self) -> u64 {
+        self.shared.rate_limited.load(Ordering::SeqCst)
     }
 
     /// Replaces the script; the next request takes its first step.
@@ -264,7 +286,10 @@ fn handle(
     let (seq, at, step) = {
         let mut script = shared.script.lock().expect("script");
         let seq = shared.next_seq.fetch_add(1, Ordering::SeqCst);
-        (seq, Instant::now(), script.next_step())
+        let at = Instant::now();
+        let mut limits = shared.limits.lock().expect("limits");
+        let step = limited_step(limits.as_mut(), &mut script, &shared.rate_limited, at);
+        (seq, at, step)
     };
     async move {
         let (parts, body) = req.into_parts();

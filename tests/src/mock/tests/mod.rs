@@ -1,6 +1,7 @@
 //! The mock's own tests: each step, over a plain hyper client or a raw
 //! socket, on HTTP/1.1 and on HTTP/2 over TLS.
 
+mod ratelimit;
 mod sse;
 mod steps;
 mod tls;

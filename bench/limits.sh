@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Client-side retrying vs levee's pacing, on the same burst, in one run.
+#
+#   bash bench/limits.sh
+#
+# The upstream is the fast mock (tests/src/bin/mock-upstream.rs) with a rate
+# limit of its own, like the API's: RPM requests a minute, a continuously
+# refilling bucket, anthropic-ratelimit-* headers, and 429 rate_limit_error
+# with retry-after when a request does not fit. Every scenario gets a fresh
+# mock (a full bucket) and sends the same burst of N requests, CONCURRENCY at
+# a time, with the official Anthropic SDK (.venv, see the Makefile) through
+# bench/limits_burst.py:
+#   direct        the SDK with its default retries, straight at the mock;
+#   direct-r0     the same with max_retries=0 (what the burst alone provokes);
+#   levee         the SDK (default retries) through levee configured with
+#                 requests_per_minute = RPM;
+#   levee-learn   the same through levee with no limit configured: it learns
+#                 the limit from the mock's headers (the first burst is sent
+#                 before any header has arrived);
+#   levee-short   through levee configured with RPM, the SDK with a TIMEOUT s
+#                 timeout (levee refuses locally, with retry-after, what
+#                 cannot be sent before the client's deadline; the SDK
+#                 retries those with its default retries).
+# For each: the requests that reached the mock and the 429s it answered (its
+# GET /stats), the batch's wall time, and what the client saw fail.
+# Loopback only; every process started here is stopped by its PID on exit.
+#
+# env (defaults): N=100 CONCURRENCY=100 RPM=50 TIMEOUT=10 SKIP_BUILD=0
+#   SCENARIOS="direct direct-r0 levee levee-learn levee-short"
+set -euo pipefail
+
+N=${N:-100}
+CONCURRENCY=${CONCURRENCY:-100}
+RPM=${RPM:-50}
+TIMEOUT=${TIMEOUT:-10}
+SKIP_BUILD=${SKIP_BUILD:-0}
+SCENARIOS=${SCENARIOS:-direct direct-r0 levee levee-learn levee-short}
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+PY=$ROOT/.venv/bin/python
+
+say() { printf '[limits.sh] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[ -x "$PY" ] && "$PY" -c 'import anthropic' 2>/dev/null \
+    || die "no .venv with the anthropic SDK: run 'make venv' (see the Makefile)"
+if [ "$SKIP_BUILD" != 1 ]; then
+    say "building levee and mock-upstream (release)"
+    (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
+        && cargo build --release -q -p levee-tests --bin mock-upstream)
+fi
+for b in levee mock-upstream; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing"
+done
+
+WORK=$(mktemp -d /tmp/levee-limits-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_line FILE REGEX PID: the first line of FILE matching REGEX (10 s).
+wait_line() {
+    local file=$1 regex=$2 pid=$3 i line
+    for ((i = 0; i < 200; i++)); do
+        line=$(grep -m1 -E "$regex" "$file" 2>/dev/null || true)
+        if [ -n "$line" ]; then echo "$line"; return 0; fi
+        kill -0 "$pid" 2>/dev/null || { cat "$file" "$file.err" >&2 2>/dev/null; die "process $pid exited early"; }
+        sleep 0.05
+    done
+    cat "$file" "$file.err" >&2 2>/dev/null
+    die "no line matching '$regex' in $file"
+}
+
+# start NAME CMD...: runs CMD in the background; sets LAST_PID.
+start() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.out.err" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# stop PID: stops a process started here.
+stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+stats() { # ADDR -> "requests rate_limited"
+    "$PY" -c '
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen("http://%s/stats" % sys.argv[1]))
+print(s["requests"], s["rate_limited"])' "$1"
+}
+
+levee_config() { # FILE MOCK_ADDR LIMITS_TOML
+    cat >"$1" <<EOF
+listen = "127.0.0.1:0"
+[[upstreams]]
+name = "mock"
+url = "http://$2"
+$3
+[admin]
+listen = "off"
+[log]
+level = "warn"
+EOF
+}
+
+declare -A ROW
+for scenario in $SCENARIOS; do
+    start "mock-$scenario" "$BIN/mock-upstream" --listen 127.0.0.1:0 --rpm "$RPM"
+    mock_pid=$LAST_PID
+    mock=$(wait_line "$WORK/mock-$scenario.out" '^listening on ' "$mock_pid" | awk '{print $3}')
+    sdk_args=()
+    levee_pid=
+    case $scenario in
+    direct) url=http://$mock ;;
+    direct-r0) url=http://$mock sdk_args=(--max-retries 0) ;;
+    levee | levee-learn | levee-short)
+        limits=$'[upstreams.limits]\nrequests_per_minute = '"$RPM"
+        [ "$scenario" != levee-learn ] || limits=
+        [ "$scenario" != levee-short ] || sdk_args=(--timeout "$TIMEOUT")
+        levee_config "$WORK/levee-$scenario.toml" "$mock" "$limits"
+        start "levee-$scenario" "$BIN/levee" serve --config "$WORK/levee-$scenario.toml"
+        levee_pid=$LAST_PID
+        url=http://$(wait_line "$WORK/levee-$scenario.out" '^levee listening on ' "$levee_pid" | awk '{print $4}')
+        ;;
+    *) die "unknown scenario $scenario" ;;
+    esac
+    say "$scenario: $N requests, $CONCURRENCY at a time, upstream $RPM/min"
+    result=$("$PY" "$BENCH/limits_burst.py" --base-url "$url" --n "$N" \
+        --concurrency "$CONCURRENCY" ${sdk_args[@]+"${sdk_args[@]}"})
+    read -r sent limited < <(stats "$mock")
+    ROW[$scenario]="$sent $limited $result"
+    say "$scenario: upstream requests $sent, upstream 429s $limited, client: $result"
+    [ -z "$levee_pid" ] || stop "$levee_pid"
+    stop "$mock_pid"
+done
+
+echo
+echo "burst of $N (concurrency $CONCURRENCY) against an upstream allowing $RPM/min"
+printf '%-12s %9s %9s %8s %6s %7s  %s\n' scenario upstream upstr-429 wall-s ok failed "client failures"
+for scenario in $SCENARIOS; do
+    read -r sent limited result <<<"${ROW[$scenario]}"
+    "$PY" -c '
+import json, sys
+name, sent, limited, r = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+print("%-12s %9s %9s %8.2f %6d %7d  %s" % (name, sent, limited, r["wall_s"], r["ok"], r["failed"], r["failures"] or "-"))
+' "$scenario" "$sent" "$limited" "$result"
+done
