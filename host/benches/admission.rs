@@ -91,7 +91,7 @@ fn admission(c: &mut Criterion) {
             b.iter(|| {
                 let t = now();
                 let grant = limiter
-                    .reserve(black_box(1), client, black_box(&charges), t)
+                    .try_reserve(black_box(1), client, black_box(&charges), t)
                     .expect("room");
                 limiter.settle(&grant, USAGE, t);
             })

@@ -187,7 +187,7 @@ impl MemoryLimiter {
             }
             let entry = st
                 .clients
-                .entry(key.clone())
+                .entry(*key)
                 .or_insert_with(|| Entry::new(&self.client_spec, now));
             client_wants = wants(charges, LimitScope::Client);
             for w in &mut client_wants {
@@ -226,7 +226,7 @@ impl MemoryLimiter {
         }
         Ok(Grant {
             upstream,
-            client: client.cloned(),
+            client: client.copied(),
             taken,
             shared: None,
         })

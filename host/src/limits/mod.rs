@@ -47,15 +47,19 @@ impl LimitSpec {
 
 /// A client, as the limiter knows it: a hash of its API key, never the
 /// key itself.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ClientKey(String);
+/// Sixteen bytes: cheap to hash and to copy, which admission does per
+/// request.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey([u8; 16]);
 
 impl ClientKey {
-    /// The key for an API key: the first 16 bytes of its SHA-256, in hex.
+    /// The key for an API key: the first 16 bytes of its SHA-256.
     pub fn of(api_key: &[u8]) -> ClientKey {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(api_key);
-        ClientKey(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        ClientKey(key)
     }
 
     /// The client's key for a request: its `x-api-key`, else its
@@ -68,14 +72,20 @@ impl ClientKey {
     }
 
     /// The hash, in hex.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn hex(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
 impl fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClientKey({})", self.0)
+        write!(f, "ClientKey({self})")
     }
 }
 

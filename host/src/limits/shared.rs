@@ -107,7 +107,7 @@ impl SharedLimiter {
     /// The key of a bucket or lease set: all in one hash slot.
     fn key(&self, client: Option<&ClientKey>, upstream: u32, what: &str) -> String {
         match client {
-            Some(c) => format!("{{{}}}:c:{}:{what}", self.prefix, c.as_str()),
+            Some(c) => format!("{{{}}}:c:{c}:{what}", self.prefix),
             None => {
                 let name = self
                     .names

@@ -70,7 +70,7 @@ pub(super) async fn admit(
         client,
         charges,
         priority: facts.priority,
-        deadline,
+        deadline: admit_by(deadline, super::now_ms()),
     };
     let refused = match rt.admitter.admit(ask, place).await {
         Ok(admitted) => {
@@ -124,6 +124,18 @@ pub(super) async fn admit(
     }
     .into_response(request_id, 0))
 }
+
+/// When admission gives up on a request due at `deadline`: a tenth of the
+/// time left (at most a second) before it, so that the client hears
+/// levee's 429 and its `retry-after` rather than its own timeout, and an
+/// admitted request has time to be answered.
+fn admit_by(deadline: u64, now: u64) -> u64 {
+    let margin = (deadline.saturating_sub(now) / 10).min(ADMIT_MARGIN_MAX_MS);
+    deadline - margin
+}
+
+/// The most time admission leaves before a request's deadline.
+const ADMIT_MARGIN_MAX_MS: u64 = 1_000;
 
 /// Feeds an upstream's response head to the limiter: its rate-limit
 /// headers correct the buckets, and a 429 closes them for `wait_ms`.
@@ -210,4 +222,17 @@ pub(super) fn queue_full(
         retry_after_ms: Some(retry_after_ms.max(1)),
     }
     .into_response(request_id, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admit_by;
+
+    #[test]
+    fn admission_leaves_a_tenth_of_the_time_at_most_a_second() {
+        assert_eq!(admit_by(13_000, 10_000), 12_700, "3 s left: 300 ms");
+        assert_eq!(admit_by(610_000, 10_000), 609_000, "10 min left: 1 s");
+        assert_eq!(admit_by(10_000, 10_000), 10_000, "none left");
+        assert_eq!(admit_by(5_000, 10_000), 5_000, "already past");
+    }
 }

@@ -92,7 +92,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         stream: body_facts.stream,
         max_tokens: body_facts.max_tokens,
         est_input_tokens: facts::estimate_input_tokens(&body),
-        client: client.as_ref().map(|k| k.as_str().to_owned()),
+        client: client.as_ref().map(|k| k.hex()),
         priority: rt.limits.priority(&parts.headers),
         client_retry_count: facts::client_retry_count(&parts.headers),
         received_at: received,
