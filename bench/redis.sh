@@ -126,6 +126,7 @@ MEM_RPS=()
 ONE_RPS=()
 RED_RPS=()
 PER=()
+USEC=()
 for ((round = 1; round <= ROUNDS; round++)); do
     read -r rps _ < <(run_wrk "$MEMORY" "$CONNECTIONS")
     MEM_RPS+=("$rps")
@@ -149,6 +150,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         total_req=$((total_req + req))
     done
     c=$(calls)
+    usec=$(redis-cli -p "$REDIS_PORT" info commandstats \
+        | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')
+    USEC+=("$usec")
     RED_RPS+=("$total_rps")
     PER+=("$(echo "scale=3; $c / $total_req" | bc)")
     say "round $round: three Redis replicas: $total_rps req/s; $c script calls for $total_req requests"
@@ -165,3 +169,4 @@ echo "three replicas, limits in Redis: $r req/s (median of $ROUNDS)"
 echo "ratio one-redis / one-memory:    $(echo "scale=3; $o / $m" | bc)"
 echo "ratio three-redis / one-memory:  $(echo "scale=3; $r / $m" | bc)"
 echo "Redis script calls per request:  $p (admission plus idle flushes)"
+echo "Redis time per script call:      $(median "${USEC[@]}") us (INFO commandstats)"
