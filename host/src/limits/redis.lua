@@ -17,8 +17,16 @@ local function ceiling(b)
   return math.max(b.cap - b.h, 0)
 end
 
+-- Buckets read in this call, by key: each is read once and written once
+-- (at the end), however many operations touch it.
+local loaded = {}
+local dirty = {}
+
 -- The bucket at `k` with configured capacity `cap`, refilled to now.
 local function load(k, cap)
+  if loaded[k] then
+    return loaded[k]
+  end
   local v = redis.call('HMGET', k, 'l', 'h', 't', 'c', 'm')
   local reported = tonumber(v[5])
   local capacity = cap
@@ -34,16 +42,25 @@ local function load(k, cap)
     b.l = math.min(b.l + (now - b.t) * b.rate, ceiling(b))
     b.t = now
   end
+  loaded[k] = b
   return b
 end
 
 local function save(b)
-  redis.call('HSET', b.k, 'l', tostring(b.l), 'h', tostring(b.h),
-    't', tostring(b.t), 'c', tostring(b.c))
-  if b.m then
-    redis.call('HSET', b.k, 'm', tostring(b.m))
+  dirty[b.k] = b
+end
+
+local function write_back()
+  for k, b in pairs(dirty) do
+    if b.m then
+      redis.call('HSET', k, 'l', tostring(b.l), 'h', tostring(b.h),
+        't', tostring(b.t), 'c', tostring(b.c), 'm', tostring(b.m))
+    else
+      redis.call('HSET', k, 'l', tostring(b.l), 'h', tostring(b.h),
+        't', tostring(b.t), 'c', tostring(b.c))
+    end
+    redis.call('PEXPIRE', k, KEEP + math.max(b.c - now, 0))
   end
-  redis.call('PEXPIRE', b.k, KEEP + math.max(b.c - now, 0))
 end
 
 local function apply(op)
@@ -91,7 +108,7 @@ end
 
 local function ask(a)
   local wait = 0
-  local loaded = {}
+  local wanted = {}
   for i, w in ipairs(a.b) do
     local b = load(w.k, w.cap)
     local n = w.n
@@ -110,7 +127,7 @@ local function ask(a)
       at = b.c
     end
     wait = math.max(wait, at - now)
-    loaded[i] = {b, n}
+    wanted[i] = {b, n}
   end
   local busy = false
   for _, z in ipairs(a.z) do
@@ -130,7 +147,7 @@ local function ask(a)
   end
   local taken = {'ok'}
   for i, w in ipairs(a.b) do
-    local b, n = loaded[i][1], loaded[i][2]
+    local b, n = wanted[i][1], wanted[i][2]
     b.l = b.l - n
     if w.hold then
       b.h = b.h + n
@@ -150,7 +167,9 @@ end
 for _, op in ipairs(req.ops) do
   apply(op)
 end
+local answer = {'none'}
 if req.ask then
-  return ask(req.ask)
+  answer = ask(req.ask)
 end
-return {'none'}
+write_back()
+return answer
