@@ -30,6 +30,10 @@ mod workers;
 pub use admin::serve_admin;
 pub use budget::RetryBudget;
 pub use connect::{ConnectError, layer_name};
+/// The CONNECT handshake and the environment's proxy, for `levee doctor`.
+pub(crate) use egress::{
+    Failure as ProxyFailure, from_env as proxy_from_env, handshake as proxy_handshake,
+};
 pub use metrics::Metrics;
 pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
