@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Time a request waited in the admission queue, in seconds.
@@ -26,6 +27,7 @@ pub struct LimitMetrics {
     pub queue_depth: Gauge,
     queue_wait: Histogram,
     tokens: Family<TokenLabels, Counter>,
+    on: AtomicBool,
 }
 
 impl Default for LimitMetrics {
@@ -34,18 +36,30 @@ impl Default for LimitMetrics {
             queue_depth: Gauge::default(),
             queue_wait: Histogram::new(WAIT_BUCKETS),
             tokens: Family::default(),
+            on: AtomicBool::new(true),
         }
     }
 }
 
 impl LimitMetrics {
+    /// Turns recording on or off (`[admin] metrics`).
+    pub fn set_enabled(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
     /// A request was admitted after waiting `waited`.
     pub fn waited(&self, waited: Duration) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
         self.queue_wait.observe(waited.as_secs_f64());
     }
 
     /// Tokens a response reported (`input` or `output`).
     pub fn tokens(&self, upstream: &Arc<String>, direction: &'static str, n: u64) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
         self.tokens
             .get_or_create(&TokenLabels {
                 upstream: upstream.clone(),

@@ -141,8 +141,9 @@ impl Settle {
         Box::new(move |data: &[u8]| lock(&scan).feed(data))
     }
 
-    /// The body ended: settle the reservation and count the tokens.
-    pub(super) fn finish(self, metrics: &Metrics, up: &UpstreamRuntime) {
+    /// The body ended: settle the reservation and count the tokens; the
+    /// usage, for the access log.
+    pub(super) fn finish(self, metrics: &Metrics, up: &UpstreamRuntime) -> Usage {
         let mut usage: Usage = lock(&self.scan).usage();
         if self.error && usage.output.is_none() {
             usage.output = Some(0);
@@ -156,6 +157,7 @@ impl Settle {
         if let Some(r) = self.reservation {
             r.finish(usage);
         }
+        usage
     }
 }
 

@@ -6,6 +6,7 @@
 //! retry and the host's rails allow, then deliver: streamed, watched, and
 //! never ended silently.
 
+mod access;
 mod admin;
 mod admission;
 mod budget;
@@ -142,6 +143,8 @@ pub struct Runtime {
     pub admitter: Arc<crate::limits::admit::Admitter>,
     /// Admission settings.
     pub limits: crate::config::Limits,
+    /// `[log] access`: write the access line.
+    pub access_log: bool,
 }
 
 impl Runtime {
@@ -179,6 +182,7 @@ impl Runtime {
             _checkers: health::active::Checkers::start(&checked, &config.dns)?,
             admitter: admission::admitter(config, metrics),
             limits: config.limits.clone(),
+            access_log: config.log.access,
         })
     }
 
