@@ -10,11 +10,14 @@
 # (the same script and settings as bench/gateway.sh) loads them in turn,
 # interleaved on, off, on, off… for ROUNDS rounds after a warm-up of each;
 # the summary shows the median throughput of each, the ratio off/on and
-# the cost 1 - on/off. The target is a cost of at most 5 %. Only loopback
+# the cost 1 - on/off, and levee's own CPU time per request in each mode
+# (from /proc/PID/stat: less sensitive than throughput to other load on a
+# shared machine). The target is a cost of at most 5 %. Only loopback
 # addresses are used; every process started here is stopped by its PID.
 #
 # env (defaults): ROUNDS=5 DURATION=10 WARMUP=2 THREADS=2 CONNECTIONS=64
-#   LOG_FORMAT=json SKIP_BUILD=0
+#   LOG_FORMAT=json SKIP_BUILD=0; ON_METRICS=true ON_ACCESS=true (what the
+#   "on" levee turns on: set one to false to measure the other alone)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -24,6 +27,8 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 LOG_FORMAT=${LOG_FORMAT:-json}
 SKIP_BUILD=${SKIP_BUILD:-0}
+ON_METRICS=${ON_METRICS:-true}
+ON_ACCESS=${ON_ACCESS:-true}
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
@@ -80,9 +85,9 @@ start() { # NAME CMD...: in the background, stdout to $WORK/NAME.out; sets LAST_
 start mock "$BIN/mock-upstream" --listen 127.0.0.1:0
 MOCK=$(wait_line "$WORK/mock.out" '^listening on ' "$LAST_PID" | awk '{print $3}')
 
-declare -A ADDR
+declare -A ADDR LPID
 for mode in on off; do
-    if [ "$mode" = on ]; then switch=true; else switch=false; fi
+    if [ "$mode" = on ]; then metrics=$ON_METRICS access=$ON_ACCESS; else metrics=false access=false; fi
     cat >"$WORK/levee-$mode.toml" <<EOF
 listen = "127.0.0.1:0"
 [[upstreams]]
@@ -91,13 +96,14 @@ url = "http://$MOCK"
 max_connections = 512
 [admin]
 listen = "127.0.0.1:0"
-metrics = $switch
+metrics = $metrics
 [log]
 format = "$LOG_FORMAT"
 level = "info"
-access = $switch
+access = $access
 EOF
     start "levee-$mode" "$BIN/levee" serve --config "$WORK/levee-$mode.toml"
+    LPID[$mode]=$LAST_PID
     ADDR[$mode]=$(wait_line "$WORK/levee-$mode.out" '^levee listening on ' "$LAST_PID" | awk '{print $4}')
 done
 
@@ -118,21 +124,28 @@ for mode in on off; do
     run "$mode" "$WARMUP" >/dev/null
 done
 
-declare -A RPS ERRORS=([on]=0 [off]=0)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+declare -A RPS CPU ERRORS=([on]=0 [off]=0)
 for ((round = 1; round <= ROUNDS; round++)); do
     for mode in on off; do
+        before=$(cpu_ticks "${LPID[$mode]}")
         out=$(run "$mode" "$DURATION")
+        after=$(cpu_ticks "${LPID[$mode]}")
+        n=$(field requests "$out")
+        cpu_us=$(((after - before) * 1000000 / CLK_TCK / (n > 0 ? n : 1)))
         RPS[$mode]+=" $(field rps "$out")"
+        CPU[$mode]+=" $cpu_us"
         ERRORS[$mode]=$((ERRORS[$mode] + $(field errors "$out") + $(field non2xx "$out")))
-        say "round $round/$ROUNDS $mode: $(field rps "$out") req/s"
+        say "round $round/$ROUNDS $mode: $(field rps "$out") req/s, levee CPU ${cpu_us} us/req"
     done
 done
 LINES=$(grep -c '"levee::access"' "$WORK/levee-on.out.err" || true)
 [ "$LOG_FORMAT" = json ] || LINES=$(grep -c 'levee::access' "$WORK/levee-on.out.err" || true)
 OFF_LINES=$(grep -c 'levee::access' "$WORK/levee-off.out.err" || true)
 
-B_ON=${RPS[on]} B_OFF=${RPS[off]} B_ROUNDS=$ROUNDS B_LINES=$LINES B_OFF_LINES=$OFF_LINES \
-    B_ERRORS="${ERRORS[on]} ${ERRORS[off]}" B_DESC="wrk ${THREADS}t/${CONNECTIONS}c ${DURATION}s, log $LOG_FORMAT" \
+B_ON=${RPS[on]} B_OFF=${RPS[off]} B_CPU_ON=${CPU[on]} B_CPU_OFF=${CPU[off]} B_ROUNDS=$ROUNDS B_LINES=$LINES B_OFF_LINES=$OFF_LINES \
+    B_ERRORS="${ERRORS[on]} ${ERRORS[off]}" B_DESC="wrk ${THREADS}t/${CONNECTIONS}c ${DURATION}s, log $LOG_FORMAT; on = metrics $ON_METRICS, access $ON_ACCESS" \
     python3 - <<'EOF'
 import os
 from statistics import median
@@ -149,5 +162,10 @@ print(f"metrics + access log OFF   {m_off:9.0f} req/s   rounds: {' '.join(f'{x:.
 rounds = " ".join(f"{1 - a / b:+.3f}" for a, b in zip(on, off))
 print(f"off/on {ratio:.3f}; cost {cost * 100:+.1f} %   target <= 5 %  {'ok' if cost <= 0.05 else 'MISSED'}"
       f"   per round: {rounds}")
+c_on = [float(x) for x in E["B_CPU_ON"].split()]
+c_off = [float(x) for x in E["B_CPU_OFF"].split()]
+cm_on, cm_off = median(c_on), median(c_off)
+print(f"levee CPU per request: on {cm_on:.0f} us, off {cm_off:.0f} us; cost {(cm_on / cm_off - 1) * 100:+.1f} %"
+      f"   per round: {' '.join(f'{a / b - 1:+.3f}' for a, b in zip(c_on, c_off))}")
 print(f"access lines written: on {E['B_LINES']}, off {E['B_OFF_LINES']}; errors (on off): {E['B_ERRORS']}")
 EOF

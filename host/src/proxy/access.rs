@@ -137,7 +137,19 @@ impl Access {
     }
 
     fn write(&self, head: &Head, tail: Option<&Tail>) {
-        let usage = tail.map(|t| t.usage).unwrap_or_default();
+        if !tracing::enabled!(target: "levee::access", tracing::Level::INFO) {
+            return;
+        }
+        let line = Line {
+            head,
+            usage: tail.map(|t| t.usage).unwrap_or_default(),
+            total_ms: self.started.elapsed().as_millis() as u64,
+            bytes: tail.map(|t| t.bytes),
+            end: tail.and_then(|t| t.end).map(Termination::label),
+        };
+        if super::log::access_line(|buf, json| line.format(buf, json)) {
+            return;
+        }
         tracing::info!(
             target: "levee::access",
             request_id = head.request_id,
@@ -147,22 +159,224 @@ impl Access {
             upstream = head.upstream,
             attempts = head.attempts,
             head_ms = head.head_ms,
-            total_ms = self.started.elapsed().as_millis() as u64,
-            bytes = tail.map(|t| t.bytes),
-            input_tokens = usage.input,
-            output_tokens = usage.output,
-            end = tail.and_then(|t| t.end).map(Termination::label),
+            total_ms = line.total_ms,
+            bytes = line.bytes,
+            input_tokens = line.usage.input,
+            output_tokens = line.usage.output,
+            end = line.end,
             "request"
         );
     }
 }
 
-impl Drop for Access {
-    /// A head that never met its body's end (the body was never polled nor
-    /// dropped through the guard) is still written, once.
-    fn drop(&mut self) {
-        if let State::Head(head) = std::mem::replace(&mut *self.state(), State::Done) {
-            self.write(&head, None);
+/// One access line's values.
+struct Line<'a> {
+    head: &'a Head,
+    usage: Usage,
+    total_ms: u64,
+    bytes: Option<u64>,
+    end: Option<&'static str>,
+}
+
+impl Line<'_> {
+    /// Appends the line as `tracing-subscriber` would print the same event:
+    /// its JSON object, or its human line (without colours). Written by
+    /// hand, not with `write!`: this runs once per request.
+    fn format(&self, buf: &mut Vec<u8>, json: bool) {
+        let h = self.head;
+        let strs = [
+            ("request_id", Some(h.request_id.as_str())),
+            ("method", Some(h.method.as_str())),
+            ("endpoint", Some(h.endpoint)),
+            ("upstream", Some(h.upstream.as_str())),
+            ("attempts", Some(h.attempts.as_str())),
+            ("end", self.end),
+        ];
+        let nums = [
+            ("status", Some(u64::from(h.status))),
+            ("head_ms", Some(h.head_ms)),
+            ("total_ms", Some(self.total_ms)),
+            ("bytes", self.bytes),
+            ("input_tokens", self.usage.input),
+            ("output_tokens", self.usage.output),
+        ];
+        if json {
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(buf, std::time::SystemTime::now());
+            buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
+            for (k, v) in strs {
+                if let Some(v) = v {
+                    key(buf, b",\"", k, b"\":");
+                    json_str(buf, v);
+                }
+            }
+            for (k, v) in nums {
+                if let Some(v) = v {
+                    key(buf, b",\"", k, b"\":");
+                    decimal(buf, v);
+                }
+            }
+            buf.extend_from_slice(b"},\"target\":\"levee::access\"}\n");
+        } else {
+            timestamp(buf, std::time::SystemTime::now());
+            buf.extend_from_slice(b"  INFO levee::access: request");
+            for (k, v) in strs {
+                if let Some(v) = v {
+                    key(buf, b" ", k, b"=");
+                    json_str(buf, v);
+                }
+            }
+            for (k, v) in nums {
+                if let Some(v) = v {
+                    key(buf, b" ", k, b"=");
+                    decimal(buf, v);
+                }
+            }
+            buf.push(b'\n');
         }
+    }
+}
+
+fn key(buf: &mut Vec<u8>, before: &[u8], k: &str, after: &[u8]) {
+    buf.extend_from_slice(before);
+    buf.extend_from_slice(k.as_bytes());
+    buf.extend_from_slice(after);
+}
+
+/// `n` in decimal.
+fn decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// `s` as a JSON string.
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => buf.extend_from_slice(b"\\\""),
+            '\\' => buf.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = std::io::Write::write_fmt(buf, format_args!("\\u{:04x}", c as u32));
+            }
+            c => {
+                let mut utf8 = [0; 4];
+                buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    buf.push(b'"');
+}
+
+/// RFC 3339 in UTC with microseconds, as `tracing-subscriber` prints it.
+/// The part up to the second is computed once a second per thread.
+fn timestamp(buf: &mut Vec<u8>, t: std::time::SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != secs {
+            *cached = secs;
+            *text = civil(secs);
+        }
+        buf.extend_from_slice(text.as_bytes());
+    });
+    let micros = d.subsec_micros();
+    let start = buf.len();
+    decimal(buf, u64::from(micros) + 1_000_000);
+    buf[start] = b'.';
+    buf.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch (UTC).
+fn civil(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_is_what_tracing_would_print() {
+        let head = Head {
+            request_id: "levee_01".into(),
+            method: http::Method::POST,
+            endpoint: "messages",
+            status: 200,
+            upstream: "a \"b\"".into(),
+            attempts: "1".into(),
+            head_ms: 3,
+        };
+        let line = Line {
+            head: &head,
+            usage: Usage {
+                input: Some(17),
+                output: None,
+            },
+            total_ms: 9,
+            bytes: Some(120),
+            end: Some("complete"),
+        };
+        let mut buf = Vec::new();
+        line.format(&mut buf, true);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["target"], "levee::access");
+        assert_eq!(v["level"], "INFO");
+        let f = &v["fields"];
+        assert_eq!(f["message"], "request");
+        assert_eq!(f["upstream"], "a \"b\"");
+        assert_eq!(f["input_tokens"], 17);
+        assert!(f.get("output_tokens").is_none());
+        assert_eq!(f["end"], "complete");
+        assert_eq!(f["status"], 200);
+        let mut buf = Vec::new();
+        line.format(&mut buf, false);
+        let text = String::from_utf8(buf).unwrap();
+        assert!(
+            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" attempts=\"1\" end=\"complete\" status=200 head_ms=3 total_ms=9 bytes=120 input_tokens=17\n"),
+            "{text}"
+        );
+        let unix = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_939_742_281_007);
+        let mut buf = Vec::new();
+        timestamp(&mut buf, unix);
+        assert_eq!(buf, b"2026-11-29T08:09:02.281007Z");
+        let mut buf = Vec::new();
+        decimal(&mut buf, 0);
+        decimal(&mut buf, 18_446_744_073_709_551_615);
+        assert_eq!(buf, b"018446744073709551615");
     }
 }

@@ -17,6 +17,7 @@ mod egress;
 mod facts;
 mod forward;
 mod health;
+mod log;
 mod metrics;
 mod no_proxy;
 mod record;
@@ -35,6 +36,7 @@ pub use connect::{ConnectError, layer_name};
 pub(crate) use egress::{
     Failure as ProxyFailure, from_env as proxy_from_env, handshake as proxy_handshake,
 };
+pub use log::Stderr as LogWriter;
 pub use metrics::Metrics;
 pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
