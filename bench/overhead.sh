@@ -8,7 +8,8 @@
 # (tests/src/bin/mock-upstream.rs), identical but for `[admin] metrics` and
 # `[log] access`; both log at `info` to a file and serve the admin API. wrk
 # (the same script and settings as bench/gateway.sh) loads them in turn,
-# interleaved on, off, on, off… for ROUNDS rounds after a warm-up of each;
+# interleaved on, off | off, on | … for ROUNDS rounds after a warm-up of
+# each;
 # the summary shows the median throughput of each, the ratio off/on and
 # the cost 1 - on/off, and levee's own CPU time per request in each mode
 # (from /proc/PID/stat: less sensitive than throughput to other load on a
@@ -17,7 +18,8 @@
 #
 # env (defaults): ROUNDS=5 DURATION=10 WARMUP=2 THREADS=2 CONNECTIONS=64
 #   LOG_FORMAT=json SKIP_BUILD=0; ON_METRICS=true ON_ACCESS=true (what the
-#   "on" levee turns on: set one to false to measure the other alone)
+#   "on" levee turns on: set one to false to measure the other alone, both
+#   to false for an A/A run that shows the machine's noise floor)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -128,7 +130,9 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 declare -A RPS CPU ERRORS=([on]=0 [off]=0)
 for ((round = 1; round <= ROUNDS; round++)); do
-    for mode in on off; do
+    # on, off | off, on | …: neither mode always goes first.
+    if ((round % 2)); then modes="on off"; else modes="off on"; fi
+    for mode in $modes; do
         before=$(cpu_ticks "${LPID[$mode]}")
         out=$(run "$mode" "$DURATION")
         after=$(cpu_ticks "${LPID[$mode]}")
