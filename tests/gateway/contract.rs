@@ -88,7 +88,15 @@ async fn auth_headers_pass_untouched_and_hop_by_hop_ones_do_not() {
     assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(seen.header("x-hop"), None);
     assert_eq!(seen.header("te"), None);
-    let log = levee.log();
+    // The access line is written when the body ends, and batched (20 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = levee.log();
+        if log.contains("levee::access") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         log.contains("levee::access"),
         "the access log line is there: {log}"

@@ -1,9 +1,9 @@
 //! `levee doctor`: the verdict per layer, with the evidence and the fix,
 //! against real failures: an unknown CA, a missing intermediate, a name only
 //! another resolver knows (a real dnsmasq), a port that accepts TCP but
-//! never answers HTTP.
+//! never answers HTTP, dead and live tinyproxies.
 
-use levee_tests::egress::Dnsmasq;
+use levee_tests::egress::{Dnsmasq, Tinyproxy};
 use levee_tests::mock::{Chain, MockUpstream, Script, TestPki};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -139,5 +139,137 @@ async fn a_name_only_another_resolver_knows_gets_a_static_override() {
     assert!(
         layer(&report, "http").contains("200"),
         "the layers above use the other resolver's answer: {report}"
+    );
+}
+
+const PROXY_PASSWORD: &str = "pw-doctor-Xk4-never-printed";
+
+/// A config file with one upstream at `url` going through `proxies`.
+fn proxied(
+    dir: &std::path::Path,
+    url: &str,
+    ca: Option<&std::path::Path>,
+    proxies: &[String],
+) -> String {
+    let list: Vec<String> = proxies.iter().map(|p| format!("\"{p}\"")).collect();
+    let mut text = format!(
+        "[[upstreams]]\nname = \"primary\"\nurl = \"{url}\"\nproxies = [{}]\n",
+        list.join(", ")
+    );
+    if let Some(ca) = ca {
+        text += &format!("[upstreams.tls]\nca_file = \"{}\"\n", ca.display());
+    }
+    let path = dir.join("levee.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_backup_proxy_warns_and_a_dead_only_proxy_fails() {
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start_tls(Script::new(), pki.server_config(Chain::Full)).await;
+    let port = upstream.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.write_ca(dir.path());
+    let live = Tinyproxy::start(port, Some(("doc", PROXY_PASSWORD)));
+    let mut dead = Tinyproxy::start(port, None);
+    dead.kill();
+    let url = format!("https://localhost:{port}");
+
+    let config = proxied(dir.path(), &url, Some(&ca), &[live.url(), dead.url()]);
+    let (code, report) = doctor(&["--config", &config]);
+    assert!(!report.contains(PROXY_PASSWORD), "{report}");
+    assert_eq!(code, 0, "a dead backup is a warning:\n{report}");
+    let proxies = layer(&report, "proxies");
+    assert!(proxies.starts_with("proxies WARN"), "{report}");
+    let ok = format!(
+        "proxy 127.0.0.1:{} (primary, with credentials): ok;",
+        live.port
+    );
+    assert!(proxies.contains(&ok), "{proxies}");
+    assert!(
+        proxies.contains(&format!("CONNECT localhost:{port}: tunnel open in")),
+        "{proxies}"
+    );
+    assert!(
+        proxies.contains("TLS through the tunnel: handshake ok with SNI localhost"),
+        "{proxies}"
+    );
+    let down = format!("proxy 127.0.0.1:{} (backup): FAIL;", dead.port);
+    assert!(proxies.contains(&down), "{proxies}");
+    assert!(proxies.contains("Connection refused"), "{proxies}");
+    assert!(
+        proxies.contains("remove it from `proxies`") && proxies.contains("1 of 2 proxies work"),
+        "{proxies}"
+    );
+    assert_eq!(live.connects(), 1, "one CONNECT through the live proxy");
+
+    let (code, json) = doctor(&["--config", &config, "--json"]);
+    assert_eq!(code, 0, "{json}");
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("--json is JSON");
+    assert_eq!(doc["ok"], true, "{json}");
+    let layers = doc["targets"][0]["layers"].as_array().unwrap();
+    let verdicts: Vec<(&str, &str)> = layers
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap(), l["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("dns", "ok"),
+            ("tcp", "ok"),
+            ("tls", "ok"),
+            ("http", "ok"),
+            ("proxies", "warn")
+        ],
+        "{json}"
+    );
+
+    let config = proxied(dir.path(), &url, Some(&ca), &[dead.url()]);
+    let (code, report) = doctor(&["--config", &config]);
+    assert_eq!(code, 1, "the only proxy is dead:\n{report}");
+    let proxies = layer(&report, "proxies");
+    assert!(proxies.starts_with("proxies FAIL"), "{report}");
+    assert!(proxies.contains("fix: proxy 127.0.0.1:"), "{proxies}");
+    assert!(layer(&report, "http").starts_with("http  ok"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_wanting_credentials_or_refusing_the_port_is_explained() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let port = upstream.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+
+    let locked = Tinyproxy::start(port, Some(("doc", PROXY_PASSWORD)));
+    let bare = format!("http://127.0.0.1:{}", locked.port);
+    let config = proxied(dir.path(), &url, None, &[bare]);
+    let (code, report) = doctor(&["--config", &config]);
+    assert_eq!(code, 1, "{report}");
+    let proxies = layer(&report, "proxies");
+    assert!(proxies.starts_with("proxies FAIL"), "{report}");
+    assert!(
+        proxies.contains("407 Proxy Authentication Required"),
+        "{proxies}"
+    );
+    assert!(
+        proxies.contains("the proxy wants credentials: put user:pass in the proxy URL"),
+        "{proxies}"
+    );
+
+    let elsewhere = Tinyproxy::start(port.wrapping_add(1).max(1), None);
+    let config = proxied(dir.path(), &url, None, &[elsewhere.url()]);
+    let (code, report) = doctor(&["--config", &config]);
+    assert_eq!(code, 1, "{report}");
+    let proxies = layer(&report, "proxies");
+    assert!(proxies.contains("403 Access violation"), "{proxies}");
+    assert!(
+        proxies.contains(&format!("tinyproxy: `ConnectPort {port}`")),
+        "{proxies}"
+    );
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "only the direct HTTP probes reached the upstream"
     );
 }

@@ -61,6 +61,48 @@ async fn status_shows_upstreams_budget_and_policy_as_json() {
     assert_eq!(status["rails"]["max_body_bytes"], 32 << 20);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_the_admission_queue_and_the_limiters_budgets() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
+    let levee = Levee::start(&format!(
+        "{}\n[limits]\nqueue_size = 7\n\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n\
+         [upstreams.limits]\nrequests_per_minute = 6\n",
+        super::FAST_POLICY,
+        upstream.url()
+    ));
+    assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+
+    let status: serde_json::Value = client()
+        .get(format!("{}/status", levee.admin_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .expect("JSON");
+    let admission = &status["admission"];
+    assert_eq!(
+        admission["queue"],
+        serde_json::json!({"depth": 0, "capacity": 7}),
+        "{status}"
+    );
+    let ups = admission["upstreams"].as_array().expect("upstreams");
+    assert_eq!(ups.len(), 1, "{admission}");
+    assert_eq!(ups[0]["name"], "primary");
+    let budgets = ups[0]["budgets"].as_array().expect("budgets");
+    assert_eq!(budgets.len(), 1, "only the configured limit: {admission}");
+    // Six a minute refill one every 10 s: within the test, one request
+    // leaves five.
+    assert_eq!(budgets[0]["kind"], "requests");
+    assert_eq!(budgets[0]["limit"], 6);
+    assert_eq!(budgets[0]["remaining"], 5, "{admission}");
+    assert_eq!(
+        status["upstreams"][0]["budgets"], ups[0]["budgets"],
+        "the policy's view shows the same budgets"
+    );
+}
+
 /// The page as Chromium renders it, logged in the way a person would: the
 /// token as the Basic password, which the browser sends after the 401
 /// challenge.
@@ -106,6 +148,10 @@ async fn a_browser_renders_the_status_page() {
     );
     assert!(row("backup").contains("<td>-</td>"));
     assert!(dom.contains("id=\"policy\">standard"));
+    assert!(
+        dom.contains("id=\"queue\">0 of 1024 queued"),
+        "the admission queue: {dom}"
+    );
     assert!(!dom.contains(ADMIN_TOKEN), "the page never shows the token");
 }
 

@@ -1,8 +1,9 @@
 //! Trace recording: a run's trace replays to the decisions the run made,
-//! and holds no secret.
+//! and holds no secret. The access log: one line per request, written when
+//! its body ends, with the tokens the body reported.
 
-use super::{MESSAGE, header, levee_for, post};
-use levee_tests::mock::{MockUpstream, Reply, RetryAfter, Script, Step};
+use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, header, levee_for, post};
+use levee_tests::mock::{MockUpstream, Reply, RetryAfter, Script, SseScript, Step};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -87,4 +88,75 @@ async fn a_recorded_trace_replays_to_the_decisions_the_run_made() {
         Some(Some("3")),
         "{stdout}"
     );
+}
+
+/// The `levee::access` lines of a JSON log, once there are `n` (10 s at most).
+async fn access_lines(levee: &levee_tests::levee::Levee, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<serde_json::Value> = levee
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "levee::access")
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_line_carries_the_tokens_the_body_reported() {
+    let upstream = MockUpstream::start(Script::of([
+        Step::Reply(Reply::message_with("hello", 17, 5)),
+        Step::Sse(SseScript::message_with(&["Hel", "lo"], 21, 34)),
+    ]))
+    .await;
+    let levee = levee_for(
+        &upstream,
+        &format!("{FAST_POLICY}\n[log]\nformat = \"json\"\n"),
+    );
+    let resp = post(&levee, MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    let resp = post(&levee, STREAM_MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("message_stop"));
+
+    let lines = access_lines(&levee, 2).await;
+    assert_eq!(lines.len(), 2, "one line per request:\n{}", levee.log());
+    let (json, sse) = (&lines[0]["fields"], &lines[1]["fields"]);
+    assert_eq!(json["status"], 200, "{json}");
+    assert_eq!(json["upstream"], "primary", "{json}");
+    assert_eq!(json["attempts"], "1", "{json}");
+    assert_eq!(json["input_tokens"], 17, "{json}");
+    assert_eq!(json["output_tokens"], 5, "{json}");
+    assert!(json.get("end").is_none(), "not a stream: {json}");
+    assert_eq!(sse["input_tokens"], 21, "{sse}");
+    assert_eq!(sse["output_tokens"], 34, "{sse}");
+    assert_eq!(sse["end"], "complete", "{sse}");
+    assert_ne!(json["request_id"], sse["request_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_log_can_be_turned_off() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
+    let off = levee_for(
+        &upstream,
+        &format!("{FAST_POLICY}\n[log]\nformat = \"json\"\naccess = false\n"),
+    );
+    let on = levee_for(
+        &upstream,
+        &format!("{FAST_POLICY}\n[log]\nformat = \"json\"\n"),
+    );
+    for levee in [&off, &on] {
+        let resp = post(levee, MESSAGE).await;
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap();
+    }
+    // The second levee's line is written after the first one's would be.
+    assert_eq!(access_lines(&on, 1).await.len(), 1, "{}", on.log());
+    assert_eq!(access_lines(&off, 0).await.len(), 0, "{}", off.log());
 }

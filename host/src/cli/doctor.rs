@@ -30,6 +30,9 @@ pub struct DoctorArgs {
     /// Timeout for each network step, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     timeout_ms: u64,
+    /// Machine output: one JSON document with every target's layers.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs the checks and prints a report per upstream.
@@ -53,6 +56,8 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
                 port: u.port,
                 base_path: u.base_path.clone(),
                 tls,
+                proxies: u.proxies.clone(),
+                proxy_from_env: u.proxy_from_env,
             }
         })
         .collect();
@@ -65,10 +70,19 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let mut failed = false;
+    let mut reports = Vec::new();
     for target in &targets {
         let layers = rt.block_on(doctor::check(target, &options));
         failed |= layers.iter().any(|l| l.verdict == Verdict::Fail);
-        println!("{}", doctor::render(target, &layers));
+        if args.json {
+            reports.push(doctor::to_json(target, &layers));
+        } else {
+            println!("{}", doctor::render(target, &layers));
+        }
+    }
+    if args.json {
+        let doc = serde_json::json!({ "ok": !failed, "targets": reports });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(if failed {
         ExitCode::FAILURE

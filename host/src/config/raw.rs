@@ -132,6 +132,7 @@ pub(super) struct RawAdmin {
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
     pub allow_remote: Option<bool>,
+    pub metrics: Option<bool>,
 }
 
 /// `[trace]`.
@@ -148,6 +149,7 @@ pub(super) struct RawTrace {
 pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+    pub access: Option<bool>,
 }
 
 /// `[dns]`.

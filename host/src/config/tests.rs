@@ -53,6 +53,10 @@ fn defaults_with_no_file() {
     assert_eq!(c.admin.token, None);
     assert_eq!(c.log.format, LogFormat::Human);
     assert_eq!(c.log.level, "info");
+    assert!(
+        c.admin.metrics && c.log.access,
+        "metrics and the access log are on"
+    );
     assert_eq!(c.path, None);
 }
 
@@ -60,6 +64,14 @@ fn defaults_with_no_file() {
 fn an_empty_file_is_the_defaults() {
     let c = parse("").unwrap();
     assert_eq!(c.upstreams[0].name, "anthropic");
+}
+
+#[test]
+fn metrics_and_the_access_log_turn_off() {
+    let c = parse("[admin]\nmetrics = false\n[log]\naccess = false\n").unwrap();
+    assert!(!c.admin.metrics);
+    assert!(!c.log.access);
+    assert!(error("[log]\naccess = \"no\"\n").contains("access"));
 }
 
 #[test]
@@ -194,6 +206,7 @@ fn a_secret_never_shows() {
     let admin = Admin {
         listen: None,
         token: Some(s),
+        metrics: true,
     };
     assert!(!format!("{admin:?}").contains("hunter2"));
 }

@@ -185,6 +185,8 @@ pub struct Admin {
     pub listen: Option<SocketAddr>,
     /// The bearer token required on every admin request, if any.
     pub token: Option<Secret>,
+    /// Record metrics on the request path (`/metrics` serves them).
+    pub metrics: bool,
 }
 
 /// A value that must never reach a log: `Debug` and `Display` print
@@ -235,6 +237,8 @@ pub struct Log {
     pub format: LogFormat,
     /// A `tracing` `EnvFilter` directive, checked to parse.
     pub level: String,
+    /// One access line per request (target `levee::access`).
+    pub access: bool,
 }
 
 /// How log lines are written.

@@ -151,6 +151,7 @@ fn streaming(c: &mut Checker<'_>, raw: RawStreaming) -> Streaming {
 
 fn admin(c: &mut Checker<'_>, raw: RawAdmin, main: Option<SocketAddr>) -> Admin {
     let listen_key = Key::file("admin.listen");
+    let metrics = raw.metrics.unwrap_or(true);
     let listen = match raw.listen.as_deref() {
         Some("off") => None,
         Some(given) => address(c, &listen_key, given),
@@ -215,7 +216,11 @@ fn admin(c: &mut Checker<'_>, raw: RawAdmin, main: Option<SocketAddr>) -> Admin 
             );
         }
     }
-    Admin { listen, token }
+    Admin {
+        listen,
+        token,
+        metrics,
+    }
 }
 
 fn token_from_env(c: &mut Checker<'_>, name: &str) -> Option<Secret> {
@@ -269,5 +274,9 @@ fn log(c: &mut Checker<'_>, raw: RawLog) -> Log {
             ),
         );
     }
-    Log { format, level }
+    Log {
+        format,
+        level,
+        access: raw.access.unwrap_or(true),
+    }
 }

@@ -1,10 +1,12 @@
 //! `levee doctor`: the troubleshooting manual, executable. For each target
-//! it checks one layer after another — DNS, TCP, TLS, HTTP — and prints a
-//! verdict per layer with the evidence and, when something is wrong, the
-//! fix. A layer that cannot run because one below it failed says so.
+//! it checks one layer after another — DNS, TCP, TLS, HTTP, then the egress
+//! proxies — and prints a verdict per layer with the evidence and, when
+//! something is wrong, the fix. A layer that cannot run because one below it
+//! failed says so.
 
 mod dns;
 mod http;
+mod proxies;
 mod tls;
 mod wire;
 
@@ -25,6 +27,10 @@ pub struct Target {
     pub base_path: String,
     /// Trust and versions, as the upstream's.
     pub tls: crate::config::Tls,
+    /// Its egress proxies, in order of preference.
+    pub proxies: Vec<crate::config::ProxyEndpoint>,
+    /// With no `proxies`: check the environment's (`HTTPS_PROXY`…).
+    pub proxy_from_env: bool,
 }
 
 /// Settings shared by every target.
@@ -54,7 +60,7 @@ pub enum Verdict {
 /// One layer's result.
 #[derive(Debug, Clone)]
 pub struct Layer {
-    /// `dns`, `tcp`, `tls`, `http`.
+    /// `dns`, `tcp`, `tls`, `http`, `proxies`.
     pub name: &'static str,
     /// The verdict.
     pub verdict: Verdict,
@@ -96,8 +102,27 @@ impl Layer {
     }
 }
 
-/// Checks one target, layer by layer.
+impl Verdict {
+    /// As `--json` and the report name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// Checks one target, layer by layer: the direct path, then the proxies.
 pub async fn check(target: &Target, options: &Options) -> Vec<Layer> {
+    let mut layers = direct(target, options).await;
+    layers.push(proxies::check(target, options.timeout).await);
+    layers
+}
+
+/// DNS, TCP, TLS and HTTP, straight to the upstream.
+async fn direct(target: &Target, options: &Options) -> Vec<Layer> {
     let (dns, addrs) = dns::check(&target.host, target.port, options).await;
     let mut layers = vec![dns];
     if addrs.is_empty() {
@@ -185,18 +210,40 @@ async fn tcp_check(addrs: &[SocketAddr], timeout: Duration) -> (Layer, Option<So
     (layer, first)
 }
 
+impl Target {
+    /// `scheme://host:port`.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The report for one target, as JSON (`--json`).
+pub fn to_json(target: &Target, layers: &[Layer]) -> serde_json::Value {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "name": l.name,
+                "verdict": l.verdict.name().to_ascii_lowercase(),
+                "evidence": l.evidence.iter().filter(|e| !e.is_empty()).collect::<Vec<_>>(),
+                "fix": l.fix,
+            })
+        })
+        .collect();
+    serde_json::json!({ "url": target.url(), "layers": layers })
+}
+
 /// The report for one target, as text.
 pub fn render(target: &Target, layers: &[Layer]) -> String {
     let mut out = String::new();
-    let scheme = if target.https { "https" } else { "http" };
-    let _ = writeln!(out, "{scheme}://{}:{}", target.host, target.port);
+    let _ = writeln!(out, "{}", target.url());
     for l in layers {
-        let mark = match l.verdict {
-            Verdict::Ok => "ok",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-            Verdict::Skipped => "skipped",
-        };
+        let mark = l.verdict.name();
         let _ = writeln!(out, "  {:<5} {mark}", l.name);
         for e in l.evidence.iter().filter(|e| !e.is_empty()) {
             let _ = writeln!(out, "        {e}");

@@ -64,6 +64,27 @@ pub async fn check(
     addr: SocketAddr,
     timeout: Duration,
 ) -> (Layer, Option<TlsStream<TcpStream>>) {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => over(target, tcp, timeout).await,
+        Ok(Err(e)) => failed(format!("reconnect to {addr} failed: {e}")),
+        Err(_) => failed(format!("reconnect to {addr} timed out")),
+    }
+}
+
+fn failed(why: String) -> (Layer, Option<TlsStream<TcpStream>>) {
+    let mut layer = Layer::new("tls");
+    layer.worsen(Verdict::Fail);
+    layer.evidence.push(why);
+    (layer, None)
+}
+
+/// Handshakes with `target` over `tcp` (a direct connection or a proxy's
+/// tunnel).
+pub async fn over(
+    target: &Target,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> (Layer, Option<TlsStream<TcpStream>>) {
     let mut layer = Layer::new("tls");
     let fail = |mut layer: Layer, why: String| {
         layer.worsen(Verdict::Fail);
@@ -97,11 +118,6 @@ pub async fn check(
             layer,
             format!("`{}` is not a valid TLS server name", target.host),
         );
-    };
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return fail(layer, format!("reconnect to {addr} failed: {e}")),
-        Err(_) => return fail(layer, format!("reconnect to {addr} timed out")),
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let handshake = tokio::time::timeout(timeout, connector.connect(name, tcp)).await;

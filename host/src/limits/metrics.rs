@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Time a request waited in the admission queue, in seconds.
@@ -42,6 +43,8 @@ pub struct LimitMetrics {
     tokens: Family<TokenLabels, Counter>,
     backend: Family<BackendLabels, Gauge>,
     switches: Family<SwitchLabels, Counter>,
+    /// Shared by the clones.
+    on: Arc<AtomicBool>,
 }
 
 impl Default for LimitMetrics {
@@ -58,18 +61,30 @@ impl Default for LimitMetrics {
             tokens: Family::default(),
             backend: Family::default(),
             switches,
+            on: Arc::new(AtomicBool::new(true)),
         }
     }
 }
 
 impl LimitMetrics {
+    /// Turns recording on or off (`[admin] metrics`).
+    pub fn set_enabled(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
     /// A request was admitted after waiting `waited`.
     pub fn waited(&self, waited: Duration) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
         self.queue_wait.observe(waited.as_secs_f64());
     }
 
     /// Tokens a response reported (`input` or `output`).
     pub fn tokens(&self, upstream: &Arc<String>, direction: &'static str, n: u64) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
         self.tokens
             .get_or_create(&TokenLabels {
                 upstream: upstream.clone(),

@@ -176,8 +176,9 @@ impl Settle {
         Box::new(move |data: &[u8]| lock(&scan).feed(data))
     }
 
-    /// The body ended: settle the reservation and count the tokens.
-    pub(super) fn finish(self, metrics: &Metrics, up: &UpstreamRuntime) {
+    /// The body ended: settle the reservation and count the tokens; the
+    /// usage, for the access log.
+    pub(super) fn finish(self, metrics: &Metrics, up: &UpstreamRuntime) -> Usage {
         let mut usage: Usage = lock(&self.scan).usage();
         if self.error && usage.output.is_none() {
             usage.output = Some(0);
@@ -191,6 +192,7 @@ impl Settle {
         if let Some(r) = self.reservation {
             r.finish(usage);
         }
+        usage
     }
 }
 

@@ -155,7 +155,7 @@ impl Egress {
                     self.set_health(i, false);
                     failures.push(format!("proxy {}: {why}", proxy.label));
                 }
-                Err(Failure::Refused(why)) => {
+                Err(Failure::Refused(why, _)) => {
                     failures.push(format!("proxy {}: {why}", proxy.label))
                 }
             }
@@ -167,11 +167,13 @@ impl Egress {
     }
 }
 
-enum Failure {
+/// Why a proxy gave no tunnel.
+#[derive(Debug)]
+pub(crate) enum Failure {
     /// The proxy itself could not be reached: it is marked down.
     Reach(String),
-    /// It answered, but not with a tunnel.
-    Refused(String),
+    /// It answered, but not with a tunnel; its status, when it sent one.
+    Refused(String, Option<u16>),
 }
 
 async fn open(proxy: &Proxy, host: &str, port: u16, dns: &Resolver) -> Result<TcpStream, Failure> {
@@ -197,8 +199,8 @@ async fn open(proxy: &Proxy, host: &str, port: u16, dns: &Resolver) -> Result<Tc
 }
 
 /// Sends CONNECT and reads the proxy's answer head (bounded). Only a 2xx
-/// opens the tunnel.
-async fn handshake(
+/// opens the tunnel. `levee doctor` uses it as is.
+pub(crate) async fn handshake(
     stream: &mut TcpStream,
     host: &str,
     port: u16,
@@ -233,9 +235,10 @@ async fn handshake(
             break at + 4;
         }
         if buf.len() > MAX_HEAD {
-            return Err(Failure::Refused(format!(
-                "answered CONNECT with a head over {MAX_HEAD} bytes"
-            )));
+            return Err(Failure::Refused(
+                format!("answered CONNECT with a head over {MAX_HEAD} bytes"),
+                None,
+            ));
         }
     };
     let line = String::from_utf8_lossy(&buf[..end]);
@@ -246,17 +249,24 @@ async fn handshake(
         .and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(200..=299) if end == buf.len() => Ok(()),
-        Some(200..=299) => Err(Failure::Refused(
+        Some(code @ 200..=299) => Err(Failure::Refused(
             "sent data before the tunnel opened".into(),
+            Some(code),
         )),
-        Some(_) => Err(Failure::Refused(format!(
-            "refused CONNECT to {authority}: {}",
-            line.get(9..).unwrap_or(line)
-        ))),
-        None => Err(Failure::Refused(format!(
-            "answered CONNECT with no HTTP status line: {:?}",
-            line.chars().take(64).collect::<String>()
-        ))),
+        Some(code) => Err(Failure::Refused(
+            format!(
+                "refused CONNECT to {authority}: {}",
+                line.get(9..).unwrap_or(line)
+            ),
+            Some(code),
+        )),
+        None => Err(Failure::Refused(
+            format!(
+                "answered CONNECT with no HTTP status line: {:?}",
+                line.chars().take(64).collect::<String>()
+            ),
+            None,
+        )),
     }
 }
 

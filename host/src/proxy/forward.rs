@@ -9,6 +9,7 @@
 //! 5. Deliver: the response as it came (plus `x-levee-attempts`, and the
 //!    verdict headers when levee gave up), streamed under watch.
 
+use super::access::{Access, Head};
 use super::admission::{self, Settle};
 use super::client::AttemptError;
 use super::layer_name;
@@ -16,7 +17,7 @@ use super::metrics::attempt_outcome;
 use super::record::Recorder;
 use super::reply::{Body, LocalError, set_attempts, set_verdict, strip_hop_by_hop};
 use super::server::Gateway;
-use super::stream::Guarded;
+use super::stream::{Guarded, Termination};
 use super::{Runtime, facts, now_ms};
 use crate::core::{
     Admission, Attempt, FailureKind, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts,
@@ -46,6 +47,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let id = gw.next_request_id();
     let request_id = format!("levee_{id:016x}");
     let rt = gw.runtime();
+    let access = Arc::new(Access::new(rt.access_log, Instant::now()));
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, rt.rails.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -55,7 +57,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 rt.rails.max_body_bytes
             );
             gw.metrics.local_rejection("body_too_large");
-            return LocalError {
+            let resp = LocalError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 error_type: "request_too_large",
                 message: &message,
@@ -63,11 +65,13 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 retry_after_ms: None,
             }
             .into_response(&request_id, 0);
+            access.head(Head::local(request_id, parts.method, &parts.uri, &resp));
+            return resp;
         }
         Err(e) => {
             let message = format!("could not read the request body: {e}");
             gw.metrics.local_rejection("body_unreadable");
-            return LocalError {
+            let resp = LocalError {
                 status: StatusCode::BAD_REQUEST,
                 error_type: "invalid_request_error",
                 message: &message,
@@ -75,6 +79,8 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 retry_after_ms: None,
             }
             .into_response(&request_id, 0);
+            access.head(Head::local(request_id, parts.method, &parts.uri, &resp));
+            return resp;
         }
     };
     let received = now_ms();
@@ -109,19 +115,27 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         facts: request,
         client,
         reservation: Mutex::default(),
+        access: access.clone(),
     };
     let resp = exchange.run().await;
-    tracing::info!(
-        target: "levee::access",
+    access.head(Head {
         request_id,
-        method = %parts.method,
-        endpoint = facts::endpoint_label(endpoint),
-        status = resp.status().as_u16(),
-        upstream = resp.extensions().get::<ServedBy>().map_or("-", |s| s.0.as_str()),
-        attempts = resp.headers().get(super::reply::ATTEMPTS).and_then(|v| v.to_str().ok()).unwrap_or("0"),
-        head_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+        method: parts.method,
+        endpoint: facts::endpoint_label(endpoint),
+        status: resp.status().as_u16(),
+        upstream: resp
+            .extensions()
+            .get::<ServedBy>()
+            .map_or("-", |s| s.0.as_str())
+            .to_owned(),
+        attempts: resp
+            .headers()
+            .get(super::reply::ATTEMPTS)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("0")
+            .to_owned(),
+        head_ms: started.elapsed().as_millis() as u64,
+    });
     resp
 }
 
@@ -141,6 +155,8 @@ struct Exchange<'a> {
     client: Option<ClientKey>,
     /// The admitted charges, until the response body takes them.
     reservation: Mutex<Option<Reservation>>,
+    /// The access line, written when the response is over.
+    access: Arc<Access>,
 }
 
 /// The last thing an attempt produced, kept for delivery if levee gives up.
@@ -539,7 +555,9 @@ impl Exchange<'_> {
         let settle = Settle::new(false, self.reservation().take(), true);
         let mut tap = settle.tap();
         tap(body);
-        settle.finish(&self.gw.metrics, &self.rt.upstreams[upstream as usize]);
+        let usage = settle.finish(&self.gw.metrics, &self.rt.upstreams[upstream as usize]);
+        self.access
+            .body_ended(usage, Termination::Complete, false, body.len() as u64);
     }
 
     fn guard(&self, upstream: u32, body: Incoming, prefix: Bytes, sse: bool, error: bool) -> Body {
@@ -548,9 +566,12 @@ impl Exchange<'_> {
         let rt = self.rt.clone();
         let settle = Settle::new(sse, self.reservation().take(), error);
         let tap = settle.tap();
+        let access = self.access.clone();
+        access.expect_body();
         let on_end: super::stream::OnEnd = Box::new(move |how, bytes| {
-            settle.finish(&gw.metrics, &rt.upstreams[upstream as usize]);
+            let usage = settle.finish(&gw.metrics, &rt.upstreams[upstream as usize]);
             gw.metrics.stream_end(how);
+            access.body_ended(usage, how, sse, bytes);
             tracing::debug!(
                 request_id,
                 termination = how.label(),

@@ -21,6 +21,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The seed's latency buckets, in seconds.
@@ -117,6 +118,8 @@ pub struct Metrics {
     policy_calls: HistogramFamily<CallLabels>,
     /// Admission queue and token metrics.
     pub limits: crate::limits::metrics::LimitMetrics,
+    /// `[admin] metrics`: off, the request path records nothing.
+    on: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -133,11 +136,22 @@ impl Default for Metrics {
             local_rejections: Family::default(),
             policy_calls: Family::new_with_constructor(|| Histogram::new(POLICY_BUCKETS)),
             limits: Default::default(),
+            on: AtomicBool::new(true),
         }
     }
 }
 
 impl Metrics {
+    /// Turns recording on the request path on or off (`[admin] metrics`).
+    pub fn set_enabled(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+        self.limits.set_enabled(on);
+    }
+
+    fn off(&self) -> bool {
+        !self.on.load(Ordering::Relaxed)
+    }
+
     /// A response went back to the client; `head` is the time from the
     /// request's arrival to its response head.
     pub fn request(
@@ -147,6 +161,9 @@ impl Metrics {
         endpoint: &'static str,
         head: Duration,
     ) {
+        if self.off() {
+            return;
+        }
         self.requests
             .get_or_create(&RequestLabels {
                 status_code: status,
@@ -160,6 +177,9 @@ impl Metrics {
 
     /// One attempt's outcome, and its time to the response head if any.
     pub fn attempt(&self, upstream: &Arc<String>, outcome: &'static str, ttfb: Option<Duration>) {
+        if self.off() {
+            return;
+        }
         let upstream = upstream.clone();
         if let Some(ttfb) = ttfb {
             self.ttfb
@@ -176,16 +196,25 @@ impl Metrics {
     /// A retry levee is about to make, by what prompted it (the outcome
     /// label of the attempt before).
     pub fn retry(&self, reason: &'static str) {
+        if self.off() {
+            return;
+        }
         self.retries.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// The retry budget turned a policy's retry into a give-up.
     pub fn retry_budget_exhausted(&self) {
+        if self.off() {
+            return;
+        }
         self.retry_budget_exhausted.inc();
     }
 
     /// A budget the upstream reported in its rate-limit headers.
     pub fn rate_limit_remaining(&self, upstream: &Arc<String>, dimension: &'static str, left: u64) {
+        if self.off() {
+            return;
+        }
         self.rate_limit_remaining
             .get_or_create(&BudgetLabels {
                 upstream: upstream.clone(),
@@ -196,6 +225,9 @@ impl Metrics {
 
     /// How a response body ended.
     pub fn stream_end(&self, how: Termination) {
+        if self.off() {
+            return;
+        }
         self.stream_ends
             .get_or_create(&CauseLabels { cause: how.label() })
             .inc();
@@ -203,6 +235,9 @@ impl Metrics {
 
     /// levee answered the client itself, for `reason`.
     pub fn local_rejection(&self, reason: &'static str) {
+        if self.off() {
+            return;
+        }
         self.local_rejections
             .get_or_create(&ReasonLabels { reason })
             .inc();
@@ -210,6 +245,9 @@ impl Metrics {
 
     /// One decision by the policy (`on-request` or `on-outcome`), timed.
     pub fn policy_call(&self, call: &'static str, took: Duration) {
+        if self.off() {
+            return;
+        }
         self.policy_calls
             .get_or_create(&CallLabels { call })
             .observe(took.as_secs_f64());
@@ -362,4 +400,61 @@ fn register_upstreams(r: &mut Registry, upstreams: &[super::UpstreamRuntime]) {
         "1 for the egress proxy an upstream's new connections go through, 0 for its others (host:port)",
         proxies,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request-path recorder, once.
+    fn record(m: &Metrics, up: &Arc<String>) {
+        m.request(200, "POST", "messages", Duration::from_millis(5));
+        m.attempt(up, "ok", Some(Duration::from_millis(3)));
+        m.retry("429");
+        m.retry_budget_exhausted();
+        m.rate_limit_remaining(up, "requests", 7);
+        m.stream_end(Termination::Complete);
+        m.local_rejection("queue_full");
+        m.policy_call("on-request", Duration::from_micros(4));
+    }
+
+    /// The counters and gauge `record` touches, as values.
+    fn seen(m: &Metrics, up: &Arc<String>) -> [u64; 6] {
+        let requests = m.requests.get_or_create(&RequestLabels {
+            status_code: 200,
+            method: "POST",
+        });
+        let attempts = m.attempts.get_or_create(&AttemptLabels {
+            upstream: up.clone(),
+            outcome: "ok",
+        });
+        let remaining = m.rate_limit_remaining.get_or_create(&BudgetLabels {
+            upstream: up.clone(),
+            dimension: "requests",
+        });
+        [
+            requests.get(),
+            attempts.get(),
+            m.retries
+                .get_or_create(&ReasonLabels { reason: "429" })
+                .get(),
+            m.retry_budget_exhausted.get(),
+            m.stream_ends
+                .get_or_create(&CauseLabels { cause: "complete" })
+                .get(),
+            remaining.get() as u64,
+        ]
+    }
+
+    #[test]
+    fn off_the_request_path_records_nothing_and_on_again_it_does() {
+        let m = Metrics::default();
+        let up = Arc::new("primary".to_owned());
+        m.set_enabled(false);
+        record(&m, &up);
+        assert_eq!(seen(&m, &up), [0; 6]);
+        m.set_enabled(true);
+        record(&m, &up);
+        assert_eq!(seen(&m, &up), [1, 1, 1, 1, 1, 7]);
+    }
 }

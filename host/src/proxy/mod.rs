@@ -6,6 +6,7 @@
 //! retry and the host's rails allow, then deliver: streamed, watched, and
 //! never ended silently.
 
+mod access;
 mod admin;
 mod admission;
 mod budget;
@@ -16,6 +17,7 @@ mod egress;
 mod facts;
 mod forward;
 mod health;
+mod log;
 mod metrics;
 mod no_proxy;
 mod record;
@@ -30,6 +32,11 @@ mod workers;
 pub use admin::serve_admin;
 pub use budget::RetryBudget;
 pub use connect::{ConnectError, layer_name};
+/// The CONNECT handshake and the environment's proxy, for `levee doctor`.
+pub(crate) use egress::{
+    Failure as ProxyFailure, from_env as proxy_from_env, handshake as proxy_handshake,
+};
+pub use log::Stderr as LogWriter;
 pub use metrics::Metrics;
 pub use server::{Gateway, bind, serve};
 pub use stream::Termination;
@@ -138,6 +145,8 @@ pub struct Runtime {
     pub admitter: Arc<crate::limits::admit::Admitter>,
     /// Admission settings.
     pub limits: crate::config::Limits,
+    /// `[log] access`: write the access line.
+    pub access_log: bool,
 }
 
 impl Runtime {
@@ -175,6 +184,7 @@ impl Runtime {
             _checkers: health::active::Checkers::start(&checked, &config.dns)?,
             admitter: admission::admitter(config, metrics)?,
             limits: config.limits.clone(),
+            access_log: config.log.access,
         })
     }
 

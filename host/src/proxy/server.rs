@@ -49,6 +49,7 @@ impl Gateway {
         let policy = engine.load(&config.policy.source, &config.policy.config_json)?;
         tracing::info!(policy = %describe(&policy), "policy loaded");
         let metrics = super::Metrics::default();
+        metrics.set_enabled(config.admin.metrics);
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(Runtime::new(config, &metrics)?),
             policy: PolicyHandle::new(policy),
@@ -93,6 +94,7 @@ impl Gateway {
             &config.policy.config_json,
         )?;
         self.runtime.store(Arc::new(runtime));
+        self.metrics.set_enabled(config.admin.metrics);
         Ok(format!("reloaded; policy {}", swap.to))
     }
 }

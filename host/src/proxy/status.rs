@@ -3,8 +3,9 @@
 //!
 //! Both render one snapshot: each upstream as the policy sees it (health,
 //! circuit, in flight, rate-limited and overloaded until, budgets, time to
-//! first byte), the retry budget, the rails, and the active policy with its
-//! config and recent swaps.
+//! first byte), the admission queue and each upstream's limiter budgets,
+//! the retry budget, the rails, and the active policy with its config and
+//! recent swaps.
 
 use super::admin::policy_status;
 use super::server::Gateway;
@@ -30,6 +31,7 @@ pub fn snapshot(gw: &Gateway) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "now_ms": now,
         "upstreams": upstreams(&rt, &view.upstreams),
+        "admission": admission(&rt, &view.upstreams),
         "retry_budget": gw.budget.status(),
         "rails": {
             "max_attempts": rt.rails.max_attempts,
@@ -38,6 +40,34 @@ pub fn snapshot(gw: &Gateway) -> Value {
         },
         "policy": policy,
     })
+}
+
+/// The admission queue now, and what each upstream's limiter has left.
+fn admission(rt: &Runtime, views: &[UpstreamView]) -> Value {
+    let upstreams: Vec<Value> = rt
+        .upstreams
+        .iter()
+        .zip(views)
+        .map(|(u, v)| json!({ "name": u.config.name, "budgets": budgets(v) }))
+        .collect();
+    json!({
+        "queue": { "depth": rt.admitter.queued(), "capacity": rt.limits.queue_size },
+        "upstreams": upstreams,
+    })
+}
+
+fn budgets(v: &UpstreamView) -> Vec<Value> {
+    v.budgets
+        .iter()
+        .map(|b| {
+            json!({
+                "kind": kind_name(b.kind),
+                "remaining": b.remaining,
+                "limit": b.limit,
+                "reset_at_ms": b.reset_at,
+            })
+        })
+        .collect()
 }
 
 fn upstreams(rt: &Runtime, views: &[UpstreamView]) -> Vec<Value> {
@@ -57,12 +87,7 @@ fn upstreams(rt: &Runtime, views: &[UpstreamView]) -> Vec<Value> {
                 "in_flight": v.in_flight,
                 "rate_limited_until_ms": v.rate_limited_until,
                 "overloaded_until_ms": v.overloaded_until,
-                "budgets": v.budgets.iter().map(|b| json!({
-                    "kind": kind_name(b.kind),
-                    "remaining": b.remaining,
-                    "limit": b.limit,
-                    "reset_at_ms": b.reset_at,
-                })).collect::<Vec<_>>(),
+                "budgets": budgets(v),
                 "ttfb_ms": v.ttfb_ms,
                 "slow": v.slow,
             })
@@ -166,6 +191,7 @@ pub fn page(s: &Value) -> String {
         );
     }
     out.push_str("</table>");
+    admission_html(&mut out, &s["admission"], now);
     let b = &s["retry_budget"];
     let _ = write!(
         out,
@@ -196,6 +222,34 @@ pub fn page(s: &Value) -> String {
     }
     out.push_str("</table></body></html>");
     out
+}
+
+/// The admission section: the queue, then one row per budget.
+fn admission_html(out: &mut String, a: &Value, now: u64) {
+    let q = &a["queue"];
+    let _ = write!(
+        out,
+        "<h2>Admission</h2><p id=\"queue\">{} of {} queued</p>\
+         <table id=\"budgets\"><tr><th>upstream</th><th>budget</th><th>remaining</th><th>limit</th><th>resets in</th></tr>",
+        text(&q["depth"]),
+        text(&q["capacity"]),
+    );
+    for u in a["upstreams"].as_array().into_iter().flatten() {
+        for b in u["budgets"].as_array().into_iter().flatten() {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                text(&u["name"]),
+                text(&b["kind"]),
+                text(&b["remaining"]),
+                text(&b["limit"]),
+                b["reset_at_ms"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |t| format!("{} ms", t.saturating_sub(now))),
+            );
+        }
+    }
+    out.push_str("</table>");
 }
 
 /// A JSON value as escaped HTML text (strings without their quotes).
@@ -250,6 +304,8 @@ mod tests {
                 "weight": 1, "health": "unhealthy", "circuit": "open", "in_flight": 2,
                 "rate_limited_until_ms": 1_500, "overloaded_until_ms": null,
                 "budgets": [{"kind": "requests", "remaining": 3, "limit": 50}], "ttfb_ms": 12}],
+            "admission": {"queue": {"depth": 2, "capacity": 8}, "upstreams": [{"name": "a",
+                "budgets": [{"kind": "requests", "remaining": 3, "limit": 50, "reset_at_ms": 1_250}]}]},
             "retry_budget": {"active": 1, "retrying": 0, "cap": 3, "exhausted": 0},
             "policy": {"active": "standard 0.1.0", "digest": "ab", "config": {"k": "<v>"}, "swaps": []},
         });
@@ -263,5 +319,12 @@ mod tests {
         assert!(html.contains("requests 3/50"));
         assert!(html.contains("class=\"bad\">unhealthy"));
         assert!(html.contains("&lt;v&gt;"));
+        assert!(html.contains("id=\"queue\">2 of 8 queued"));
+        assert!(
+            html.contains(
+                "<tr><td>a</td><td>requests</td><td>3</td><td>50</td><td>250 ms</td></tr>"
+            ),
+            "{html}"
+        );
     }
 }

@@ -1,0 +1,382 @@
+//! The access log: exactly one line per request (target `levee::access`),
+//! written when the response is over — its body ended, was cut, or the
+//! client went away — so it carries the tokens the body reported.
+//!
+//! Two events meet here: the head (status, upstream, attempts: known when
+//! the exchange returns) and the body's end (tokens, how it ended: known
+//! when the watched body finishes). Whichever comes last writes the line;
+//! a response with no watched body is written with its head.
+
+use super::stream::Termination;
+use crate::limits::Usage;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What the head tells.
+pub(super) struct Head {
+    /// `levee_…`.
+    pub request_id: String,
+    /// The client's method.
+    pub method: http::Method,
+    /// The endpoint's bounded label.
+    pub endpoint: &'static str,
+    /// The status sent to the client.
+    pub status: u16,
+    /// The upstream that answered, or `-`.
+    pub upstream: String,
+    /// Attempts made (`x-levee-attempts`).
+    pub attempts: String,
+    /// From the request's arrival to the response head, in ms.
+    pub head_ms: u64,
+}
+
+impl Head {
+    /// A response levee made before any upstream was chosen.
+    pub(super) fn local(
+        request_id: String,
+        method: http::Method,
+        uri: &http::Uri,
+        resp: &http::Response<super::reply::Body>,
+    ) -> Head {
+        Head {
+            request_id,
+            method,
+            endpoint: super::facts::endpoint_label(super::facts::endpoint(uri.path())),
+            status: resp.status().as_u16(),
+            upstream: "-".to_owned(),
+            attempts: "0".to_owned(),
+            head_ms: 0,
+        }
+    }
+}
+
+/// What the body's end tells.
+#[derive(Default)]
+pub(super) struct Tail {
+    usage: Usage,
+    /// How a stream ended; `None` for a body that is not a stream.
+    end: Option<Termination>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+enum State {
+    /// No watched body (yet): the head writes the line.
+    #[default]
+    NoBody,
+    /// A watched body is on its way: its end writes the line.
+    Body,
+    /// The head, waiting for the body's end.
+    Head(Head),
+    /// The body ended before the head was handed over.
+    Ended(Tail),
+    /// Written.
+    Done,
+}
+
+/// One request's access line, in the making. When the access log is off it
+/// records nothing.
+pub(super) struct Access {
+    on: bool,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+impl Access {
+    /// A new request's; `on` is `[log] access`.
+    pub(super) fn new(on: bool, started: Instant) -> Access {
+        Access {
+            on,
+            started,
+            state: Mutex::new(State::NoBody),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A watched body will report its end.
+    pub(super) fn expect_body(&self) {
+        if self.on {
+            *self.state() = State::Body;
+        }
+    }
+
+    /// The body ended: its usage, how (`stream` when it is SSE), and the
+    /// bytes sent.
+    pub(super) fn body_ended(&self, usage: Usage, how: Termination, stream: bool, bytes: u64) {
+        if !self.on {
+            return;
+        }
+        let tail = Tail {
+            usage,
+            end: stream.then_some(how),
+            bytes,
+        };
+        let mut state = self.state();
+        match std::mem::replace(&mut *state, State::Done) {
+            State::Head(head) => self.write(&head, Some(&tail)),
+            State::Done => {}
+            _ => *state = State::Ended(tail),
+        }
+    }
+
+    /// The response head is going out.
+    pub(super) fn head(&self, head: Head) {
+        if !self.on {
+            return;
+        }
+        let mut state = self.state();
+        match std::mem::replace(&mut *state, State::Done) {
+            State::Body => *state = State::Head(head),
+            State::Ended(tail) => self.write(&head, Some(&tail)),
+            State::NoBody => self.write(&head, None),
+            State::Head(_) | State::Done => {}
+        }
+    }
+
+    fn write(&self, head: &Head, tail: Option<&Tail>) {
+        if !tracing::enabled!(target: "levee::access", tracing::Level::INFO) {
+            return;
+        }
+        let line = Line {
+            head,
+            usage: tail.map(|t| t.usage).unwrap_or_default(),
+            total_ms: self.started.elapsed().as_millis() as u64,
+            bytes: tail.map(|t| t.bytes),
+            end: tail.and_then(|t| t.end).map(Termination::label),
+        };
+        if super::log::access_line(|buf, json| line.format(buf, json)) {
+            return;
+        }
+        tracing::info!(
+            target: "levee::access",
+            request_id = head.request_id,
+            method = %head.method,
+            endpoint = head.endpoint,
+            status = head.status,
+            upstream = head.upstream,
+            attempts = head.attempts,
+            head_ms = head.head_ms,
+            total_ms = line.total_ms,
+            bytes = line.bytes,
+            input_tokens = line.usage.input,
+            output_tokens = line.usage.output,
+            end = line.end,
+            "request"
+        );
+    }
+}
+
+/// One access line's values.
+struct Line<'a> {
+    head: &'a Head,
+    usage: Usage,
+    total_ms: u64,
+    bytes: Option<u64>,
+    end: Option<&'static str>,
+}
+
+impl Line<'_> {
+    /// Appends the line as `tracing-subscriber` would print the same event:
+    /// its JSON object, or its human line (without colours). Written by
+    /// hand, not with `write!`: this runs once per request.
+    fn format(&self, buf: &mut Vec<u8>, json: bool) {
+        let h = self.head;
+        let strs = [
+            ("request_id", Some(h.request_id.as_str())),
+            ("method", Some(h.method.as_str())),
+            ("endpoint", Some(h.endpoint)),
+            ("upstream", Some(h.upstream.as_str())),
+            ("attempts", Some(h.attempts.as_str())),
+            ("end", self.end),
+        ];
+        let nums = [
+            ("status", Some(u64::from(h.status))),
+            ("head_ms", Some(h.head_ms)),
+            ("total_ms", Some(self.total_ms)),
+            ("bytes", self.bytes),
+            ("input_tokens", self.usage.input),
+            ("output_tokens", self.usage.output),
+        ];
+        if json {
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(buf, std::time::SystemTime::now());
+            buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
+            for (k, v) in strs {
+                if let Some(v) = v {
+                    key(buf, b",\"", k, b"\":");
+                    json_str(buf, v);
+                }
+            }
+            for (k, v) in nums {
+                if let Some(v) = v {
+                    key(buf, b",\"", k, b"\":");
+                    decimal(buf, v);
+                }
+            }
+            buf.extend_from_slice(b"},\"target\":\"levee::access\"}\n");
+        } else {
+            timestamp(buf, std::time::SystemTime::now());
+            buf.extend_from_slice(b"  INFO levee::access: request");
+            for (k, v) in strs {
+                if let Some(v) = v {
+                    key(buf, b" ", k, b"=");
+                    json_str(buf, v);
+                }
+            }
+            for (k, v) in nums {
+                if let Some(v) = v {
+                    key(buf, b" ", k, b"=");
+                    decimal(buf, v);
+                }
+            }
+            buf.push(b'\n');
+        }
+    }
+}
+
+fn key(buf: &mut Vec<u8>, before: &[u8], k: &str, after: &[u8]) {
+    buf.extend_from_slice(before);
+    buf.extend_from_slice(k.as_bytes());
+    buf.extend_from_slice(after);
+}
+
+/// `n` in decimal.
+fn decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// `s` as a JSON string.
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => buf.extend_from_slice(b"\\\""),
+            '\\' => buf.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = std::io::Write::write_fmt(buf, format_args!("\\u{:04x}", c as u32));
+            }
+            c => {
+                let mut utf8 = [0; 4];
+                buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    buf.push(b'"');
+}
+
+/// RFC 3339 in UTC with microseconds, as `tracing-subscriber` prints it.
+/// The part up to the second is computed once a second per thread.
+fn timestamp(buf: &mut Vec<u8>, t: std::time::SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != secs {
+            *cached = secs;
+            *text = civil(secs);
+        }
+        buf.extend_from_slice(text.as_bytes());
+    });
+    let micros = d.subsec_micros();
+    let start = buf.len();
+    decimal(buf, u64::from(micros) + 1_000_000);
+    buf[start] = b'.';
+    buf.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch (UTC).
+fn civil(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_is_what_tracing_would_print() {
+        let head = Head {
+            request_id: "levee_01".into(),
+            method: http::Method::POST,
+            endpoint: "messages",
+            status: 200,
+            upstream: "a \"b\"".into(),
+            attempts: "1".into(),
+            head_ms: 3,
+        };
+        let line = Line {
+            head: &head,
+            usage: Usage {
+                input: Some(17),
+                output: None,
+            },
+            total_ms: 9,
+            bytes: Some(120),
+            end: Some("complete"),
+        };
+        let mut buf = Vec::new();
+        line.format(&mut buf, true);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["target"], "levee::access");
+        assert_eq!(v["level"], "INFO");
+        let f = &v["fields"];
+        assert_eq!(f["message"], "request");
+        assert_eq!(f["upstream"], "a \"b\"");
+        assert_eq!(f["input_tokens"], 17);
+        assert!(f.get("output_tokens").is_none());
+        assert_eq!(f["end"], "complete");
+        assert_eq!(f["status"], 200);
+        let mut buf = Vec::new();
+        line.format(&mut buf, false);
+        let text = String::from_utf8(buf).unwrap();
+        assert!(
+            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" attempts=\"1\" end=\"complete\" status=200 head_ms=3 total_ms=9 bytes=120 input_tokens=17\n"),
+            "{text}"
+        );
+        let unix = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_939_742_281_007);
+        let mut buf = Vec::new();
+        timestamp(&mut buf, unix);
+        assert_eq!(buf, b"2026-11-29T08:09:02.281007Z");
+        let mut buf = Vec::new();
+        decimal(&mut buf, 0);
+        decimal(&mut buf, 18_446_744_073_709_551_615);
+        assert_eq!(buf, b"018446744073709551615");
+    }
+}

@@ -1,0 +1,143 @@
+//! Log lines go to stderr. Access lines (target `levee::access`, one per
+//! request) are batched: appended to a buffer that a background thread
+//! writes out every 20 ms, or written at once when 64 KiB are pending, so
+//! the request path pays no `write(2)` of its own for them. Any other line
+//! first writes out what is pending, then itself: order is kept, and
+//! start-up, warnings and the shutdown messages are never held back. A
+//! process killed outright loses at most the last 20 ms of access lines.
+//!
+//! The access line itself is formatted in `access.rs`, straight into the
+//! buffer, in the shape the `tracing` formatter gives every other line:
+//! formatting it through `tracing-subscriber` cost several times more per
+//! request.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// How often pending access lines are written out.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Pending bytes that are written out at once.
+const MAX_PENDING: usize = 64 * 1024;
+/// The batched target.
+const ACCESS: &str = "levee::access";
+
+/// The writer `init_logging` gives the formatter.
+#[derive(Clone)]
+pub struct Stderr {
+    pending: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Where access lines go once logging is set up: the buffer, and whether
+/// lines are JSON.
+static ACCESS_SINK: OnceLock<(Arc<Mutex<Vec<u8>>>, bool)> = OnceLock::new();
+
+/// Appends one access line, formatted by `format` (given the buffer and
+/// whether to write JSON); `false` when logging was not set up through
+/// [`Stderr::new`] (then the caller logs through `tracing`).
+pub(super) fn access_line(format: impl FnOnce(&mut Vec<u8>, bool)) -> bool {
+    let Some((pending, json)) = ACCESS_SINK.get() else {
+        return false;
+    };
+    let mut buf = lock(pending);
+    format(&mut buf, *json);
+    if buf.len() >= MAX_PENDING {
+        let full = std::mem::replace(&mut *buf, Vec::with_capacity(MAX_PENDING));
+        drop(buf);
+        write_out(full);
+    }
+    true
+}
+
+impl Stderr {
+    /// A writer with its flushing thread (which ends with the writer); the
+    /// first one made also takes the access lines, as JSON when `json`.
+    pub fn new(json: bool) -> Stderr {
+        let pending = Arc::new(Mutex::new(Vec::with_capacity(MAX_PENDING)));
+        let weak = Arc::downgrade(&pending);
+        let _ = std::thread::Builder::new()
+            .name("levee-log".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    let Some(pending) = weak.upgrade() else {
+                        return;
+                    };
+                    write_out(take(&pending));
+                }
+            });
+        let _ = ACCESS_SINK.set((pending.clone(), json));
+        Stderr { pending }
+    }
+}
+
+fn lock(p: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pending bytes, leaving the buffer empty.
+fn take(p: &Mutex<Vec<u8>>) -> Vec<u8> {
+    let mut buf = lock(p);
+    if buf.is_empty() {
+        return Vec::new();
+    }
+    std::mem::replace(&mut *buf, Vec::with_capacity(MAX_PENDING))
+}
+
+fn write_out(bytes: Vec<u8>) {
+    if !bytes.is_empty() {
+        let _ = io::stderr().lock().write_all(&bytes);
+    }
+}
+
+/// One event's writer.
+pub enum Line<'a> {
+    /// An access line: into the buffer.
+    Batched(&'a Mutex<Vec<u8>>),
+    /// Anything else: after what is pending, straight out.
+    Direct(&'a Mutex<Vec<u8>>),
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Line::Batched(p) => {
+                let mut buf = lock(p);
+                buf.extend_from_slice(data);
+                if buf.len() >= MAX_PENDING {
+                    let full = std::mem::replace(&mut *buf, Vec::with_capacity(MAX_PENDING));
+                    drop(buf);
+                    write_out(full);
+                }
+            }
+            Line::Direct(p) => {
+                let pending = take(p);
+                let mut err = io::stderr().lock();
+                err.write_all(&pending)?;
+                err.write_all(data)?;
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line::Direct(&self.pending)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line<'a> {
+        if meta.target() == ACCESS {
+            Line::Batched(&self.pending)
+        } else {
+            Line::Direct(&self.pending)
+        }
+    }
+}
