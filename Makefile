@@ -48,6 +48,8 @@ run: setup
 test: setup edge
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --locked -p levee --bin levee
+	# The engine alone, as an embedder links it, without the gateway's crates.
+	$(CARGO) check --release --locked -p levee --no-default-features
 	$(CARGO) test --release --locked --workspace
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "gateway")]
 pub mod doctor;
+#[cfg(feature = "gateway")]
 pub mod limits;
 pub mod policy;
 #[cfg(feature = "gateway")]
