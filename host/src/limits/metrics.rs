@@ -1,6 +1,7 @@
 //! The limiter's metrics: queue depth and wait, and tokens used. Refusals
 //! are counted in `levee_local_rejections`, by reason.
 
+use super::few::Few;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -41,6 +42,7 @@ pub struct LimitMetrics {
     pub queue_depth: Gauge,
     queue_wait: Histogram,
     tokens: Family<TokenLabels, Counter>,
+    seen_tokens: Arc<Few<(Arc<String>, &'static str), Counter>>,
     backend: Family<BackendLabels, Gauge>,
     switches: Family<SwitchLabels, Counter>,
     /// Shared by the clones.
@@ -59,6 +61,7 @@ impl Default for LimitMetrics {
             queue_depth: Gauge::default(),
             queue_wait: Histogram::new(WAIT_BUCKETS),
             tokens: Family::default(),
+            seen_tokens: Arc::default(),
             backend: Family::default(),
             switches,
             on: Arc::new(AtomicBool::new(true)),
@@ -85,12 +88,20 @@ impl LimitMetrics {
         if !self.on.load(Ordering::Relaxed) {
             return;
         }
-        self.tokens
-            .get_or_create(&TokenLabels {
-                upstream: upstream.clone(),
-                direction,
-            })
-            .inc_by(n);
+        self.seen_tokens.with(
+            |(u, d)| u == upstream && *d == direction,
+            || {
+                let labels = TokenLabels {
+                    upstream: upstream.clone(),
+                    direction,
+                };
+                let c = self.tokens.get_or_create(&labels).clone();
+                ((upstream.clone(), direction), c)
+            },
+            |c| {
+                c.inc_by(n);
+            },
+        );
     }
 
     /// The limits now live in `backend` (one of [`BACKENDS`]).

@@ -11,6 +11,7 @@
 
 pub mod admit;
 pub mod bucket;
+pub mod few;
 pub mod headers;
 pub mod memory;
 pub mod metrics;

@@ -12,6 +12,7 @@
 
 use super::stream::Termination;
 use crate::core::FailureKind;
+use crate::limits::few::Few;
 use crate::policy::{PolicyEngine, PolicyHandle};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -116,6 +117,13 @@ pub struct Metrics {
     stream_ends: Family<CauseLabels, Counter>,
     local_rejections: Family<ReasonLabels, Counter>,
     policy_calls: HistogramFamily<CallLabels>,
+    /// The request path's handles, kept (see [`Few`]).
+    seen_requests: Few<(u16, &'static str), Counter>,
+    seen_latency: Few<&'static str, Histogram>,
+    seen_attempts: Few<(Arc<String>, &'static str), Counter>,
+    seen_ttfb: Few<Arc<String>, Histogram>,
+    seen_stream_ends: Few<&'static str, Counter>,
+    seen_policy_calls: Few<&'static str, Histogram>,
     /// Admission queue and token metrics.
     pub limits: crate::limits::metrics::LimitMetrics,
     /// `[admin] metrics`: off, the request path records nothing.
@@ -135,6 +143,12 @@ impl Default for Metrics {
             stream_ends: Family::default(),
             local_rejections: Family::default(),
             policy_calls: Family::new_with_constructor(|| Histogram::new(POLICY_BUCKETS)),
+            seen_requests: Few::default(),
+            seen_latency: Few::default(),
+            seen_attempts: Few::default(),
+            seen_ttfb: Few::default(),
+            seen_stream_ends: Few::default(),
+            seen_policy_calls: Few::default(),
             limits: Default::default(),
             on: AtomicBool::new(true),
         }
@@ -164,15 +178,30 @@ impl Metrics {
         if self.off() {
             return;
         }
-        self.requests
-            .get_or_create(&RequestLabels {
-                status_code: status,
-                method,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&EndpointLabels { endpoint })
-            .observe(head.as_secs_f64());
+        self.seen_requests.with(
+            |k| *k == (status, method),
+            || {
+                let labels = RequestLabels {
+                    status_code: status,
+                    method,
+                };
+                (
+                    (status, method),
+                    self.requests.get_or_create(&labels).clone(),
+                )
+            },
+            |c| {
+                c.inc();
+            },
+        );
+        self.seen_latency.with(
+            |k| *k == endpoint,
+            || {
+                let h = self.latency.get_or_create(&EndpointLabels { endpoint });
+                (endpoint, h.clone())
+            },
+            |h| h.observe(head.as_secs_f64()),
+        );
     }
 
     /// One attempt's outcome, and its time to the response head if any.
@@ -180,17 +209,32 @@ impl Metrics {
         if self.off() {
             return;
         }
-        let upstream = upstream.clone();
         if let Some(ttfb) = ttfb {
-            self.ttfb
-                .get_or_create(&UpstreamLabels {
-                    upstream: upstream.clone(),
-                })
-                .observe(ttfb.as_secs_f64());
+            self.seen_ttfb.with(
+                |k| k == upstream,
+                || {
+                    let labels = UpstreamLabels {
+                        upstream: upstream.clone(),
+                    };
+                    (upstream.clone(), self.ttfb.get_or_create(&labels).clone())
+                },
+                |h| h.observe(ttfb.as_secs_f64()),
+            );
         }
-        self.attempts
-            .get_or_create(&AttemptLabels { upstream, outcome })
-            .inc();
+        self.seen_attempts.with(
+            |(u, o)| u == upstream && *o == outcome,
+            || {
+                let labels = AttemptLabels {
+                    upstream: upstream.clone(),
+                    outcome,
+                };
+                let c = self.attempts.get_or_create(&labels).clone();
+                ((upstream.clone(), outcome), c)
+            },
+            |c| {
+                c.inc();
+            },
+        );
     }
 
     /// A retry levee is about to make, by what prompted it (the outcome
@@ -228,9 +272,17 @@ impl Metrics {
         if self.off() {
             return;
         }
-        self.stream_ends
-            .get_or_create(&CauseLabels { cause: how.label() })
-            .inc();
+        let cause = how.label();
+        self.seen_stream_ends.with(
+            |k| *k == cause,
+            || {
+                let c = self.stream_ends.get_or_create(&CauseLabels { cause });
+                (cause, c.clone())
+            },
+            |c| {
+                c.inc();
+            },
+        );
     }
 
     /// levee answered the client itself, for `reason`.
@@ -248,9 +300,14 @@ impl Metrics {
         if self.off() {
             return;
         }
-        self.policy_calls
-            .get_or_create(&CallLabels { call })
-            .observe(took.as_secs_f64());
+        self.seen_policy_calls.with(
+            |k| *k == call,
+            || {
+                let h = self.policy_calls.get_or_create(&CallLabels { call });
+                (call, h.clone())
+            },
+            |h| h.observe(took.as_secs_f64()),
+        );
     }
 
     /// Everything, in the Prometheus text format (OpenMetrics flavour).
