@@ -52,8 +52,9 @@ done
 
 BODY='{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
 
-# instructions MODE COUNT: levee's total instructions for COUNT requests
-# (after a warm-up of 300 when COUNT > 0) with metrics and access MODE.
+# instructions MODE COUNT: sets TOTAL to levee's instructions for COUNT
+# requests (after a warm-up of 300 when COUNT > 0) with metrics and access
+# MODE. Not run in a subshell, so that levee's PID reaches the cleanup.
 instructions() {
     local on=$1 count=$2 pid addr i
     cat >"$WORK/$on.toml" <<EOF
@@ -89,14 +90,17 @@ EOF
     fi
     kill -TERM "$pid"
     wait "$pid" || true
-    callgrind_annotate "$WORK/cg.$on.$count" 2>/dev/null \
-        | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,
+    TOTAL=$(callgrind_annotate "$WORK/cg.$on.$count" 2>/dev/null \
+        | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
 }
 
 say "start-up alone, then $REQUESTS requests with metrics and access log off, then on"
-startup=$(instructions false 0)
-off=$(instructions false "$REQUESTS")
-on=$(instructions true "$REQUESTS")
+instructions false 0
+startup=$TOTAL
+instructions false "$REQUESTS"
+off=$TOTAL
+instructions true "$REQUESTS"
+on=$TOTAL
 n=$((REQUESTS + 300))
 per_off=$(((off - startup) / n))
 per_on=$(((on - startup) / n))

@@ -76,7 +76,8 @@ for ((i = 0; i < 200; i++)); do
     sleep 0.05
 done
 
-levee() { # NAME [SHARED]: starts a levee; prints its address
+levee() { # NAME [SHARED]: starts a levee; sets ADDR to its address (not in a
+    # subshell, so that its PID reaches the cleanup)
     local shared=""
     [ -z "${2:-}" ] || shared=$'[limits.redis]\nurl = "redis://127.0.0.1:'"$REDIS_PORT"$'/0"\nreplicas = 3\ntimeout_ms = 1000'
     cat >"$WORK/$1.toml" <<EOF
@@ -95,11 +96,15 @@ listen = "off"
 level = "warn"
 EOF
     start "$1" "$BIN/levee" serve --config "$WORK/$1.toml"
-    wait_line "$WORK/$1.out" '^levee listening on ' "$LAST_PID" | awk '{print $4}'
+    ADDR=$(wait_line "$WORK/$1.out" '^levee listening on ' "$LAST_PID" | awk '{print $4}')
 }
-MEMORY=$(levee memory)
+levee memory
+MEMORY=$ADDR
 SHARED=()
-for n in 1 2 3; do SHARED+=("$(levee "shared$n" yes)"); done
+for n in 1 2 3; do
+    levee "shared$n" yes
+    SHARED+=("$ADDR")
+done
 
 BODY='{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
 for addr in "$MEMORY" "${SHARED[@]}"; do
