@@ -117,8 +117,26 @@ impl Verdict {
 /// Checks one target, layer by layer: the direct path, then the proxies.
 pub async fn check(target: &Target, options: &Options) -> Vec<Layer> {
     let mut layers = direct(target, options).await;
-    layers.push(proxies::check(target, options.timeout).await);
+    let proxies = proxies::check(target, options.timeout).await;
+    if proxies.verdict != Verdict::Skipped {
+        not_the_path(&mut layers);
+    }
+    layers.push(proxies);
     layers
+}
+
+/// levee's traffic goes through egress proxies (which resolve the name and
+/// connect themselves), so the direct path is shown but not used: on a
+/// network that only lets proxies out, its failures are warnings, and the
+/// proxies layer carries the verdict.
+fn not_the_path(direct: &mut [Layer]) {
+    for layer in direct.iter_mut().filter(|l| l.verdict == Verdict::Fail) {
+        layer.verdict = Verdict::Warn;
+        layer.evidence.push(
+            "not levee's path: its traffic goes through the egress proxies (see `proxies`)"
+                .to_owned(),
+        );
+    }
 }
 
 /// DNS, TCP, TLS and HTTP, straight to the upstream.
@@ -253,4 +271,24 @@ pub fn render(target: &Target, layers: &[Layer]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behind_proxies_a_failing_direct_path_only_warns() {
+        let mut failed = Layer::new("tcp");
+        failed.worsen(Verdict::Fail);
+        let mut layers = vec![
+            Layer::new("dns"),
+            failed,
+            Layer::skipped("tls", "no address"),
+        ];
+        not_the_path(&mut layers);
+        let verdicts: Vec<_> = layers.iter().map(|l| l.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Ok, Verdict::Warn, Verdict::Skipped]);
+        assert!(layers[1].evidence[0].contains("egress proxies"));
+    }
 }
