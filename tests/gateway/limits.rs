@@ -17,7 +17,7 @@ fn levee_with_limits(upstream: &MockUpstream, limits: &str, admission: &str) -> 
 }
 
 /// POSTs `MESSAGE` with the client's own timeout (`x-stainless-timeout`).
-async fn post_within(levee: &Levee, secs: f64) -> reqwest::Response {
+pub(super) async fn post_within(levee: &Levee, secs: f64) -> reqwest::Response {
     client()
         .post(format!("{}/v1/messages", levee.url()))
         .header("x-api-key", "sk-ant-test-secret-0001")
@@ -36,7 +36,7 @@ fn retry_after_ms(resp: &reqwest::Response) -> u64 {
 }
 
 /// Polls until `series` reads `want`, for at most 10 s.
-async fn until_metric(levee: &Levee, series: &str, want: f64) {
+pub(super) async fn until_metric(levee: &Levee, series: &str, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = metric(levee, series).await;

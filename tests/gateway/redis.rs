@@ -3,6 +3,7 @@
 //! enforces its share; closed: refuse), say so once, and recover when it
 //! returns.
 
+use super::limits::{post_within, until_metric};
 use super::{FAST_POLICY, MESSAGE, client, header, metric};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script};
@@ -19,33 +20,24 @@ fn replica(upstream: &MockUpstream, redis: &RedisServer, limits: &str, shared: &
     ))
 }
 
-/// POSTs `MESSAGE` with a client timeout of `secs` (the admission deadline).
-async fn post_within(levee: &Levee, secs: f64) -> reqwest::Response {
-    client()
+/// POSTs `MESSAGE` in the background, with a client timeout of `secs`
+/// when given; the task yields the status.
+fn spawn_post(levee: &Levee, secs: Option<f64>) -> tokio::task::JoinHandle<u16> {
+    let mut request = client()
         .post(format!("{}/v1/messages", levee.url()))
-        .header("x-api-key", "sk-ant-test-secret-0001")
-        .header("x-stainless-timeout", secs.to_string())
         .header("content-type", "application/json")
-        .body(MESSAGE)
-        .send()
-        .await
-        .expect("levee answers")
-}
-
-/// Polls until `series` reads `want`, for at most 15 s.
-async fn until_metric(levee: &Levee, series: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let got = metric(levee, series).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} stayed {got}, wanted {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        .body(MESSAGE);
+    if let Some(secs) = secs {
+        request = request.header("x-stainless-timeout", secs.to_string());
     }
+    tokio::spawn(async move {
+        request
+            .send()
+            .await
+            .expect("levee answers")
+            .status()
+            .as_u16()
+    })
 }
 
 fn count(log: &str, needle: &str) -> usize {
@@ -73,19 +65,7 @@ async fn three_replicas_share_one_budget() {
     let mut asks = Vec::new();
     for levee in &replicas {
         for _ in 0..20 {
-            let url = levee.url();
-            asks.push(tokio::spawn(async move {
-                client()
-                    .post(format!("{url}/v1/messages"))
-                    .header("x-stainless-timeout", "0.3")
-                    .header("content-type", "application/json")
-                    .body(MESSAGE)
-                    .send()
-                    .await
-                    .expect("levee answers")
-                    .status()
-                    .as_u16()
-            }));
+            asks.push(spawn_post(levee, Some(0.3)));
         }
     }
     let mut ok = 0;
@@ -127,20 +107,7 @@ async fn losing_redis_falls_back_to_the_local_share_and_recovers() {
         "replicas = 2\ntimeout_ms = 1000",
     );
     assert_eq!(post_within(&levee, 5.0).await.status(), 200);
-    let in_flight = {
-        let url = levee.url();
-        tokio::spawn(async move {
-            client()
-                .post(format!("{url}/v1/messages"))
-                .header("content-type", "application/json")
-                .body(MESSAGE)
-                .send()
-                .await
-                .expect("levee answers")
-                .status()
-                .as_u16()
-        })
-    };
+    let in_flight = spawn_post(&levee, None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while upstream.requests().len() < 2 {
         assert!(Instant::now() < deadline, "the second request never left");
@@ -230,20 +197,7 @@ async fn a_concurrency_limit_holds_across_replicas() {
         "max_concurrency = 1",
         "timeout_ms = 2000",
     );
-    let first = {
-        let url = a.url();
-        tokio::spawn(async move {
-            client()
-                .post(format!("{url}/v1/messages"))
-                .header("content-type", "application/json")
-                .body(MESSAGE)
-                .send()
-                .await
-                .expect("levee answers")
-                .status()
-                .as_u16()
-        })
-    };
+    let first = spawn_post(&a, None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while upstream.requests().is_empty() {
         assert!(Instant::now() < deadline, "the first request never left");
