@@ -251,12 +251,7 @@ impl Limiter for MemoryLimiter {
     }
 
     fn settle(&self, grant: &Grant, usage: Usage, now: u64) {
-        self.settle_with(grant, now, |t| match t.kind {
-            LimitKind::Requests => Some(t.amount),
-            LimitKind::InputTokens => Some(usage.input.unwrap_or(t.amount)),
-            LimitKind::OutputTokens => Some(usage.output.unwrap_or(t.amount)),
-            LimitKind::Concurrency => None,
-        });
+        self.settle_with(grant, now, |t| usage.actual(t.kind, t.amount));
     }
 
     fn observe(&self, upstream: u32, kind: LimitKind, report: Reported, now: u64) {

@@ -142,6 +142,20 @@ pub struct Usage {
     pub output: Option<u64>,
 }
 
+impl Usage {
+    /// What a charge of `kind` reserved at `reserved` really cost: the
+    /// reported usage, else the estimate; `None` for concurrency, which
+    /// has nothing to settle.
+    pub fn actual(&self, kind: LimitKind, reserved: u64) -> Option<u64> {
+        match kind {
+            LimitKind::Requests => Some(reserved),
+            LimitKind::InputTokens => Some(self.input.unwrap_or(reserved)),
+            LimitKind::OutputTokens => Some(self.output.unwrap_or(reserved)),
+            LimitKind::Concurrency => None,
+        }
+    }
+}
+
 /// One dimension of an upstream's rate-limit report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reported {

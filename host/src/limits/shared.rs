@@ -379,12 +379,7 @@ impl Limiter for SharedLimiter {
             return self.fallback.settle(grant, usage, now);
         }
         self.learned.settle(grant, usage, now);
-        self.finish(grant, |kind, amount| match kind {
-            LimitKind::Requests => Some(amount),
-            LimitKind::InputTokens => Some(usage.input.unwrap_or(amount)),
-            LimitKind::OutputTokens => Some(usage.output.unwrap_or(amount)),
-            LimitKind::Concurrency => None,
-        });
+        self.finish(grant, |kind, amount| usage.actual(kind, amount));
     }
 
     fn observe(&self, upstream: u32, kind: LimitKind, report: Reported, now: u64) {
