@@ -18,11 +18,11 @@
 use super::bindings::{POLICY_INTERFACE, PolicyPre};
 use super::cache::CompileCache;
 use super::loaded::{LoadedPolicy, Stats};
-use super::pool::{EPOCH_TICK, Limits, Pool, PoolError, StoreState};
+use super::pool::{EPOCH_TICK, IDLE_NAP, Limits, Pool, PoolError, QUIET_TICKS, StoreState};
 use super::selfcheck;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
@@ -149,6 +149,8 @@ pub struct PolicyEngine {
     options: EngineOptions,
     stats: Arc<Stats>,
     ticker: Arc<AtomicBool>,
+    /// Calls begun into any of its policies (the ticker watches it).
+    started: Arc<AtomicUsize>,
 }
 
 impl PolicyEngine {
@@ -158,16 +160,29 @@ impl PolicyEngine {
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
         let running = Arc::new(AtomicBool::new(true));
-        let (weak, flag) = (engine.weak(), running.clone());
+        let started = Arc::new(AtomicUsize::new(0));
+        let (weak, flag, calls) = (engine.weak(), running.clone(), started.clone());
         std::thread::Builder::new()
             .name("levee-epoch".into())
             .spawn(move || {
+                let (mut seen, mut quiet) = (calls.load(Ordering::Relaxed), 0u32);
                 while flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+                    std::thread::sleep(if quiet < QUIET_TICKS {
+                        EPOCH_TICK
+                    } else {
+                        IDLE_NAP
+                    });
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,
                     }
+                    let now = calls.load(Ordering::Relaxed);
+                    quiet = if now == seen {
+                        quiet.saturating_add(1)
+                    } else {
+                        0
+                    };
+                    seen = now;
                 }
             })?;
         Ok(PolicyEngine {
@@ -176,6 +191,7 @@ impl PolicyEngine {
             options,
             stats: Arc::default(),
             ticker: running,
+            started,
         })
     }
 
@@ -220,10 +236,12 @@ impl PolicyEngine {
                     exports_message(&self.engine, &component, &e),
                 )
             })?;
-        let pool = Pool::new(pre, config, self.options.limits).map_err(|e| match e {
-            PoolError::Instantiate(m) => fail(Stage::Instantiate, m),
-            PoolError::Configure(m) => fail(Stage::Configure, m),
-        })?;
+        let pool = Pool::new(pre, config, self.options.limits, self.started.clone()).map_err(
+            |e| match e {
+                PoolError::Instantiate(m) => fail(Stage::Instantiate, m),
+                PoolError::Configure(m) => fail(Stage::Configure, m),
+            },
+        )?;
         let info = pool
             .call(|p, s| p.info(s))
             .map_err(|e| fail(Stage::SelfCheck, format!("info(): {e}")))?;

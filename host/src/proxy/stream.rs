@@ -50,12 +50,22 @@ pub type OnEnd = Box<dyn FnOnce(Termination, u64) + Send + Sync>;
 pub type Tap = Box<dyn FnMut(&[u8]) + Send + Sync>;
 
 /// A response body under watch.
+///
+/// The stall timer is armed lazily: only when the upstream has nothing
+/// ready, at the last byte's time plus `idle`, and moved on only when it
+/// fires early. Resetting it for every frame cost a timer re-registration,
+/// and tokio wakes its driver (a `write(2)` to an eventfd and one more
+/// `epoll_wait`) whenever a timer lands earlier than the one it parked
+/// for: one extra wake-up per proxied request. Most JSON bodies arrive
+/// with their head and never arm it at all.
 pub struct Guarded<B> {
     tap: Option<Tap>,
     inner: B,
     prefix: Option<Bytes>,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// When the last bytes arrived (or the watch began).
+    last_bytes: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
     sse: Option<SseCursor>,
     sent: u64,
     ended: bool,
@@ -70,7 +80,8 @@ impl<B> Guarded<B> {
             inner,
             prefix: (!prefix.is_empty()).then_some(prefix),
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            last_bytes: Instant::now(),
+            timer: None,
             sse: sse.then(SseCursor::default),
             sent: 0,
             ended: false,
@@ -82,6 +93,22 @@ impl<B> Guarded<B> {
     pub fn with_tap(mut self, tap: Tap) -> Guarded<B> {
         self.tap = Some(tap);
         self
+    }
+
+    /// Ready once `idle` has passed since the last bytes.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let due = self.last_bytes + self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            // Fired at an older deadline: bytes came since, so wait on.
+            if timer.deadline() >= due {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(due);
+        }
     }
 
     fn finish(&mut self, how: Termination) {
@@ -148,7 +175,7 @@ where
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.timer.as_mut().reset(Instant::now() + this.idle);
+                    this.last_bytes = Instant::now();
                     let frame = match frame.into_data() {
                         Ok(data) => data,
                         Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
@@ -201,7 +228,7 @@ where
                     };
                 }
                 Poll::Pending => {
-                    ready!(this.timer.as_mut().poll(cx));
+                    ready!(this.poll_stall(cx));
                     let why = format!(
                         "upstream stalled: no bytes for {} ms",
                         this.idle.as_millis()
@@ -371,6 +398,53 @@ mod tests {
         body.frame().await.unwrap().unwrap();
         drop(body);
         assert_eq!(*seen.lock().unwrap(), Some((Termination::ClientGone, 4)));
+    }
+
+    /// Frames from a channel: whatever the test sends, when it sends it.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            self.0.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    /// The stall is counted from the last bytes, not from the start: bytes
+    /// every 80 ms keep a 100 ms idle timeout from firing, and silence
+    /// ends the body exactly 100 ms after the last of them.
+    #[tokio::test(start_paused = true)]
+    async fn the_stall_timer_runs_from_the_last_bytes() {
+        use http_body_util::BodyExt;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let seen = Arc::new(Mutex::new(None));
+        let slot = seen.clone();
+        let on_end: OnEnd = Box::new(move |how, bytes| *slot.lock().unwrap() = Some((how, bytes)));
+        let idle = Duration::from_millis(100);
+        let mut body = Guarded::new(Fed(rx), Bytes::new(), false, idle, on_end);
+        let start = Instant::now();
+        let feeder = tokio::spawn(async move {
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_millis(80)).await;
+                tx.send(Bytes::from_static(b"data")).unwrap();
+            }
+            // Keep the channel open: silence, not an end.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(tx);
+        });
+        for _ in 0..4 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), &b"data"[..]);
+        }
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("no bytes for 100 ms"), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_millis(420));
+        assert_eq!(*seen.lock().unwrap(), Some((Termination::Stall, 16)));
+        feeder.abort();
     }
 
     #[test]
