@@ -19,6 +19,8 @@ pub mod config;
 #[cfg(feature = "gateway")]
 pub mod doctor;
 #[cfg(feature = "gateway")]
+pub mod json_fields;
+#[cfg(feature = "gateway")]
 pub mod limits;
 pub mod policy;
 #[cfg(feature = "gateway")]

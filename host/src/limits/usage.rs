@@ -7,29 +7,33 @@
 //!   `content_block_delta` seen, a lower bound of what was produced.
 
 use super::Usage;
-use serde::Deserialize;
+use crate::json_fields;
 
 /// The most of a JSON body kept to find its `usage`.
 pub const MAX_JSON: usize = 4 << 20;
 
-#[derive(Deserialize, Default)]
-struct RawUsage {
-    input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
+/// The `usage` member of a JSON object's top level.
+fn usage_of(object: &[u8]) -> Option<Usage> {
+    let [raw] = json_fields::fields(object, ["usage"])?;
+    parse_usage(raw?)
 }
 
-#[derive(Deserialize)]
-struct Message {
-    usage: Option<RawUsage>,
-}
-
-#[derive(Deserialize)]
-struct Event {
-    #[serde(rename = "type")]
-    kind: String,
-    message: Option<Message>,
-    usage: Option<RawUsage>,
+/// A `usage` object: input counts cache writes (billed as input) but not
+/// cache reads.
+fn parse_usage(raw: &[u8]) -> Option<Usage> {
+    let [input, cache_writes, output] = json_fields::fields(
+        raw,
+        [
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "output_tokens",
+        ],
+    )?;
+    let count = |v: Option<&[u8]>| std::str::from_utf8(v?).ok()?.parse::<u64>().ok();
+    Some(Usage {
+        input: count(input).map(|i| i.saturating_add(count(cache_writes).unwrap_or(0))),
+        output: count(output),
+    })
 }
 
 /// Watches a response body for its usage.
@@ -85,11 +89,7 @@ impl UsageScan {
             if self.too_long {
                 return Usage::default();
             }
-            return serde_json::from_slice::<Message>(&self.buf)
-                .ok()
-                .and_then(|m| m.usage)
-                .map(to_usage)
-                .unwrap_or_default();
+            return usage_of(&self.buf).unwrap_or_default();
         }
         let mut u = self.usage;
         if u.input.is_some() || self.deltas > 0 {
@@ -103,38 +103,28 @@ impl UsageScan {
         let Some(data) = line.strip_prefix(b"data:") else {
             return;
         };
-        let Ok(event) = serde_json::from_slice::<Event>(data) else {
+        let Some([kind, message, usage]) = json_fields::fields(data, ["type", "message", "usage"])
+        else {
             return;
         };
-        match event.kind.as_str() {
-            "message_start" => {
-                if let Some(u) = event.message.and_then(|m| m.usage) {
-                    let u = to_usage(u);
+        match kind {
+            Some(br#""message_start""#) => {
+                if let Some(u) = message.and_then(usage_of) {
                     self.usage.input = u.input;
                     self.usage.output = u.output;
                 }
             }
-            "message_delta" => {
-                if let Some(u) = event.usage {
-                    let u = to_usage(u);
+            Some(br#""message_delta""#) => {
+                if let Some(u) = usage.and_then(parse_usage) {
                     self.usage.output = u.output.or(self.usage.output);
                     if u.input.is_some() {
                         self.usage.input = u.input;
                     }
                 }
             }
-            "content_block_delta" => self.deltas += 1,
+            Some(br#""content_block_delta""#) => self.deltas += 1,
             _ => {}
         }
-    }
-}
-
-fn to_usage(u: RawUsage) -> Usage {
-    Usage {
-        input: u
-            .input_tokens
-            .map(|i| i + u.cache_creation_input_tokens.unwrap_or(0)),
-        output: u.output_tokens,
     }
 }
 
@@ -153,6 +143,16 @@ mod tests {
             Usage {
                 input: Some(15),
                 output: Some(7)
+            }
+        );
+        // A `usage` inside the content is the model's, not the bill.
+        let mut nested = UsageScan::new(false);
+        nested.feed(br#"{"content":[{"type":"tool_use","input":{"usage":{"input_tokens":999}}}],"usage":{"input_tokens":4,"output_tokens":2}}"#);
+        assert_eq!(
+            nested.usage(),
+            Usage {
+                input: Some(4),
+                output: Some(2)
             }
         );
         let mut bad = UsageScan::new(false);

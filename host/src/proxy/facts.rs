@@ -3,8 +3,8 @@
 //! and `max_tokens`.
 
 use crate::core::{Endpoint, Method};
+use crate::json_fields;
 use http::HeaderMap;
-use serde::Deserialize;
 
 /// The body fields the policy and the limiter care about.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -17,26 +17,21 @@ pub struct BodyFacts {
     pub max_tokens: Option<u32>,
 }
 
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-}
-
 /// Reads the fields from a JSON body; anything that is not a JSON object
-/// with these fields yields defaults (the upstream judges the request).
+/// yields defaults, and a field of the wrong type is absent (the upstream
+/// judges the request).
 pub fn body_facts(body: &[u8]) -> BodyFacts {
-    match serde_json::from_slice::<Peek>(body) {
-        Ok(p) => BodyFacts {
-            model: p.model,
-            stream: p.stream.unwrap_or(false),
-            max_tokens: p.max_tokens.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
-        },
-        Err(_) => BodyFacts::default(),
+    let Some([model, stream, max_tokens]) =
+        json_fields::fields(body, ["model", "stream", "max_tokens"])
+    else {
+        return BodyFacts::default();
+    };
+    BodyFacts {
+        model: model.and_then(|v| serde_json::from_slice(v).ok()),
+        stream: stream == Some(b"true"),
+        max_tokens: max_tokens
+            .and_then(|v| serde_json::from_slice::<u64>(v).ok())
+            .map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
     }
 }
 
@@ -178,6 +173,14 @@ mod tests {
             Some(u32::MAX)
         );
         assert_eq!(body_facts(br#"{"stream": "yes"}"#), BodyFacts::default());
+        assert_eq!(
+            body_facts(br#"{"model": 7, "stream": true, "max_tokens": -1}"#),
+            BodyFacts {
+                model: None,
+                stream: true,
+                max_tokens: None
+            }
+        );
     }
 
     #[test]
