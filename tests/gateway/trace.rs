@@ -130,7 +130,7 @@ async fn the_access_line_carries_the_tokens_the_body_reported() {
     let (json, sse) = (&lines[0]["fields"], &lines[1]["fields"]);
     assert_eq!(json["status"], 200, "{json}");
     assert_eq!(json["upstream"], "primary", "{json}");
-    assert_eq!(json["attempts"], "1", "{json}");
+    assert_eq!(json["attempts"], 1, "{json}");
     assert_eq!(json["input_tokens"], 17, "{json}");
     assert_eq!(json["output_tokens"], 5, "{json}");
     assert!(json.get("end").is_none(), "not a stream: {json}");

@@ -6,24 +6,45 @@
 //! instructions per request, measured with callgrind). The request path's
 //! label sets are few and short, so this keeps the handles it has seen
 //! (each an `Arc` inside) and finds them by comparing keys instead.
+//!
+//! Each thread looks in a shard of its own (threads beyond [`SHARDS`]
+//! share): one lock taken by every worker for every request would move its
+//! cache line between cores each time.
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Keys beyond this many are not kept: each lookup then goes to the family.
 const MAX_KEPT: usize = 64;
+/// Shards per `Few`; levee runs one worker per core.
+const SHARDS: usize = 8;
 
-/// Handles by key, in the order first seen.
+/// Handles by key, in the order first seen, per shard.
 #[derive(Debug)]
 pub struct Few<K, M> {
-    seen: RwLock<Vec<(K, M)>>,
+    shards: [Shard<K, M>; SHARDS],
 }
+
+/// One shard, alone on its cache lines.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard<K, M>(RwLock<Vec<(K, M)>>);
 
 impl<K, M> Default for Few<K, M> {
     fn default() -> Self {
         Few {
-            seen: RwLock::new(Vec::new()),
+            shards: std::array::from_fn(|_| Shard(RwLock::new(Vec::new()))),
         }
     }
+}
+
+/// This thread's shard.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 impl<K, M: Clone> Few<K, M> {
@@ -36,15 +57,16 @@ impl<K, M: Clone> Few<K, M> {
         make: impl FnOnce() -> (K, M),
         use_it: impl FnOnce(&M),
     ) {
+        let shard = &self.shards[shard()].0;
         {
-            let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());
+            let seen = shard.read().unwrap_or_else(|p| p.into_inner());
             if let Some((_, m)) = seen.iter().find(|(k, _)| is(k)) {
                 return use_it(m);
             }
         }
         let (key, m) = make();
         use_it(&m);
-        let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
+        let mut seen = shard.write().unwrap_or_else(|p| p.into_inner());
         if seen.len() < MAX_KEPT && !seen.iter().any(|(k, _)| is(k)) {
             seen.push((key, m));
         }
@@ -54,6 +76,13 @@ impl<K, M: Clone> Few<K, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<K, M> Few<K, M> {
+        /// Handles kept in this thread's shard.
+        fn kept(&self) -> usize {
+            self.shards[shard()].0.read().unwrap().len()
+        }
+    }
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
 
@@ -73,7 +102,7 @@ mod tests {
         }
         assert_eq!(family.get_or_create(&label("2xx")).get(), 3);
         assert_eq!(family.get_or_create(&label("429")).get(), 1);
-        assert_eq!(few.seen.read().unwrap().len(), 2);
+        assert_eq!(few.kept(), 2);
     }
 
     #[test]
@@ -92,6 +121,28 @@ mod tests {
         }
         few.with(|x| *x == MAX_KEPT as u32 + 5, || (0, 0), |_| {});
         assert_eq!(made, MAX_KEPT + 10);
-        assert_eq!(few.seen.read().unwrap().len(), MAX_KEPT);
+        assert_eq!(few.kept(), MAX_KEPT);
+    }
+
+    #[test]
+    fn each_thread_keeps_its_own() {
+        let few: Few<u32, u32> = Few::default();
+        let used: Vec<usize> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        few.with(|k| *k == 1, || (1, 1), |_| {});
+                        assert_eq!(few.kept(), 1);
+                        shard()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let mut distinct = used.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let kept: usize = few.shards.iter().map(|s| s.0.read().unwrap().len()).sum();
+        assert_eq!(kept, distinct.len());
     }
 }

@@ -9,7 +9,7 @@
 
 use super::stream::Termination;
 use crate::limits::Usage;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What the head tells.
@@ -22,10 +22,10 @@ pub(super) struct Head {
     pub endpoint: &'static str,
     /// The status sent to the client.
     pub status: u16,
-    /// The upstream that answered, or `-`.
-    pub upstream: String,
+    /// The upstream that answered, if one did (`-` in the line).
+    pub upstream: Option<Arc<String>>,
     /// Attempts made (`x-levee-attempts`).
-    pub attempts: String,
+    pub attempts: u32,
     /// From the request's arrival to the response head, in ms.
     pub head_ms: u64,
 }
@@ -43,8 +43,8 @@ impl Head {
             method,
             endpoint: super::facts::endpoint_label(super::facts::endpoint(uri.path())),
             status: resp.status().as_u16(),
-            upstream: "-".to_owned(),
-            attempts: "0".to_owned(),
+            upstream: None,
+            attempts: 0,
             head_ms: 0,
         }
     }
@@ -156,7 +156,7 @@ impl Access {
             method = %head.method,
             endpoint = head.endpoint,
             status = head.status,
-            upstream = head.upstream,
+            upstream = head.upstream.as_deref().map_or("-", String::as_str),
             attempts = head.attempts,
             head_ms = head.head_ms,
             total_ms = line.total_ms,
@@ -181,66 +181,69 @@ struct Line<'a> {
 impl Line<'_> {
     /// Appends the line as `tracing-subscriber` would print the same event:
     /// its JSON object, or its human line (without colours). Written by
-    /// hand, not with `write!`: this runs once per request.
+    /// hand, not with `write!`: this runs once per request. Only the
+    /// upstream's name (from the config) can need escaping; the id, method
+    /// (an HTTP token) and labels are written as they are.
     fn format(&self, buf: &mut Vec<u8>, json: bool) {
         let h = self.head;
-        let strs = [
-            ("request_id", Some(h.request_id.as_str())),
-            ("method", Some(h.method.as_str())),
-            ("endpoint", Some(h.endpoint)),
-            ("upstream", Some(h.upstream.as_str())),
-            ("attempts", Some(h.attempts.as_str())),
-            ("end", self.end),
-        ];
-        let nums = [
-            ("status", Some(u64::from(h.status))),
-            ("head_ms", Some(h.head_ms)),
-            ("total_ms", Some(self.total_ms)),
-            ("bytes", self.bytes),
-            ("input_tokens", self.usage.input),
-            ("output_tokens", self.usage.output),
-        ];
+        // What comes before a field's value: `,"name":` in JSON, ` name=`
+        // in text, then `"` for a string, as one slice.
+        macro_rules! lead {
+            ($name:literal) => {
+                lead!($name, "")
+            };
+            ($name:literal, $quote:literal) => {
+                if json {
+                    concat!(",\"", $name, "\":", $quote).as_bytes()
+                } else {
+                    concat!(" ", $name, "=", $quote).as_bytes()
+                }
+            };
+        }
         if json {
             buf.extend_from_slice(b"{\"timestamp\":\"");
             timestamp(buf, std::time::SystemTime::now());
             buf.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
-            for (k, v) in strs {
-                if let Some(v) = v {
-                    key(buf, b",\"", k, b"\":");
-                    json_str(buf, v);
-                }
-            }
-            for (k, v) in nums {
-                if let Some(v) = v {
-                    key(buf, b",\"", k, b"\":");
-                    decimal(buf, v);
-                }
-            }
-            buf.extend_from_slice(b"},\"target\":\"levee::access\"}\n");
         } else {
             timestamp(buf, std::time::SystemTime::now());
             buf.extend_from_slice(b"  INFO levee::access: request");
-            for (k, v) in strs {
-                if let Some(v) = v {
-                    key(buf, b" ", k, b"=");
-                    json_str(buf, v);
-                }
+        }
+        for (lead, value) in [
+            (lead!("request_id", "\""), h.request_id.as_str()),
+            (lead!("method", "\""), h.method.as_str()),
+            (lead!("endpoint", "\""), h.endpoint),
+        ] {
+            buf.extend_from_slice(lead);
+            buf.extend_from_slice(value.as_bytes());
+            buf.push(b'"');
+        }
+        buf.extend_from_slice(lead!("upstream"));
+        json_str(buf, h.upstream.as_deref().map_or("-", String::as_str));
+        if let Some(end) = self.end {
+            buf.extend_from_slice(lead!("end", "\""));
+            buf.extend_from_slice(end.as_bytes());
+            buf.push(b'"');
+        }
+        for (lead, value) in [
+            (lead!("status"), Some(u64::from(h.status))),
+            (lead!("attempts"), Some(u64::from(h.attempts))),
+            (lead!("head_ms"), Some(h.head_ms)),
+            (lead!("total_ms"), Some(self.total_ms)),
+            (lead!("bytes"), self.bytes),
+            (lead!("input_tokens"), self.usage.input),
+            (lead!("output_tokens"), self.usage.output),
+        ] {
+            if let Some(v) = value {
+                buf.extend_from_slice(lead);
+                decimal(buf, v);
             }
-            for (k, v) in nums {
-                if let Some(v) = v {
-                    key(buf, b" ", k, b"=");
-                    decimal(buf, v);
-                }
-            }
+        }
+        if json {
+            buf.extend_from_slice(b"},\"target\":\"levee::access\"}\n");
+        } else {
             buf.push(b'\n');
         }
     }
-}
-
-fn key(buf: &mut Vec<u8>, before: &[u8], k: &str, after: &[u8]) {
-    buf.extend_from_slice(before);
-    buf.extend_from_slice(k.as_bytes());
-    buf.extend_from_slice(after);
 }
 
 /// `n` in decimal.
@@ -337,8 +340,8 @@ mod tests {
             method: http::Method::POST,
             endpoint: "messages",
             status: 200,
-            upstream: "a \"b\"".into(),
-            attempts: "1".into(),
+            upstream: Some(Arc::new("a \"b\"".into())),
+            attempts: 1,
             head_ms: 3,
         };
         let line = Line {
@@ -363,11 +366,12 @@ mod tests {
         assert!(f.get("output_tokens").is_none());
         assert_eq!(f["end"], "complete");
         assert_eq!(f["status"], 200);
+        assert_eq!(f["attempts"], 1);
         let mut buf = Vec::new();
         line.format(&mut buf, false);
         let text = String::from_utf8(buf).unwrap();
         assert!(
-            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" attempts=\"1\" end=\"complete\" status=200 head_ms=3 total_ms=9 bytes=120 input_tokens=17\n"),
+            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" end=\"complete\" status=200 attempts=1 head_ms=3 total_ms=9 bytes=120 input_tokens=17\n"),
             "{text}"
         );
         let unix = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_939_742_281_007);

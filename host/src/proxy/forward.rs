@@ -123,17 +123,12 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         method: parts.method,
         endpoint: facts::endpoint_label(endpoint),
         status: resp.status().as_u16(),
-        upstream: resp
-            .extensions()
-            .get::<ServedBy>()
-            .map_or("-", |s| s.0.as_str())
-            .to_owned(),
+        upstream: resp.extensions().get::<ServedBy>().map(|s| s.0.clone()),
         attempts: resp
             .headers()
             .get(super::reply::ATTEMPTS)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("0")
-            .to_owned(),
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0),
         head_ms: started.elapsed().as_millis() as u64,
     });
     resp
