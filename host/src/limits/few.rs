@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Keys beyond this many are not kept: each lookup then goes to the family.
 const MAX_KEPT: usize = 64;
-/// Shards per `Few`; levee runs one worker per core.
-const SHARDS: usize = 8;
+/// Shards per `Few`, and per anything else kept per thread; levee runs
+/// one worker per core.
+pub const SHARDS: usize = 8;
 
 /// Handles by key, in the order first seen, per shard.
 #[derive(Debug)]
@@ -38,8 +39,9 @@ impl<K, M> Default for Few<K, M> {
     }
 }
 
-/// This thread's shard.
-fn shard() -> usize {
+/// This thread's shard: a number below [`SHARDS`], the same for the
+/// thread's life.
+pub fn shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;

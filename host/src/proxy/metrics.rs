@@ -10,6 +10,7 @@
 //! Counters updated on the request path live here; the policy engine's
 //! counters and each upstream's live state are read when scraped.
 
+use super::histogram::Histogram;
 use super::stream::Termination;
 use crate::core::FailureKind;
 use crate::limits::few::Few;
@@ -18,7 +19,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;

@@ -17,6 +17,7 @@ mod egress;
 mod facts;
 mod forward;
 mod health;
+mod histogram;
 mod log;
 mod metrics;
 mod no_proxy;

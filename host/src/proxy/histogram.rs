@@ -1,0 +1,156 @@
+//! A Prometheus histogram that records without a lock, in a cell per
+//! thread.
+//!
+//! prometheus-client's `Histogram` takes a mutex for every observation.
+//! Three are recorded per request, so both workers took the same locks and
+//! wrote the same cache lines for every request: with metrics on, levee
+//! spent about 5 % more CPU per request, measured with bench/overhead.sh,
+//! though the instructions added were under 2 %. Here each thread adds to
+//! its own cell (threads beyond the shard count share, safely); a scrape
+//! sums the cells. `_count` is the sum of the buckets, so a scrape never
+//! shows a count that disagrees with its `+Inf` bucket.
+
+use crate::limits::few::{SHARDS, shard};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Buckets a histogram may have, `+Inf` included.
+const MAX_BUCKETS: usize = 16;
+
+/// A histogram; clones share their counts.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Upper bounds, ascending, ending with `+Inf`.
+    bounds: Vec<f64>,
+    cells: [Cell; SHARDS],
+}
+
+/// One thread shard's counts, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Cell {
+    /// The sum of observations, as `f64` bits.
+    sum: AtomicU64,
+    /// Observations per bucket (not cumulative).
+    buckets: [AtomicU64; MAX_BUCKETS],
+}
+
+impl Histogram {
+    /// A histogram with these upper bounds (non-finite ones are dropped;
+    /// `+Inf` is added).
+    pub fn new(bounds: impl IntoIterator<Item = f64>) -> Histogram {
+        let mut bounds: Vec<f64> = bounds.into_iter().filter(|b| b.is_finite()).collect();
+        bounds.push(f64::INFINITY);
+        assert!(bounds.len() <= MAX_BUCKETS, "too many histogram buckets");
+        Histogram {
+            inner: Arc::new(Inner {
+                bounds,
+                cells: Default::default(),
+            }),
+        }
+    }
+
+    /// Records `v` (NaN lands in `+Inf`, as in prometheus-client).
+    pub fn observe(&self, v: f64) {
+        let inner = &*self.inner;
+        let cell = &inner.cells[shard()];
+        let last = inner.bounds.len() - 1;
+        let i = inner.bounds.iter().position(|b| v <= *b).unwrap_or(last);
+        cell.buckets[i].fetch_add(1, Relaxed);
+        let _ = cell.sum.fetch_update(Relaxed, Relaxed, |bits| {
+            Some((f64::from_bits(bits) + v).to_bits())
+        });
+    }
+
+    /// Sum, count and per-bucket counts across the cells.
+    fn totals(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let inner = &*self.inner;
+        let mut buckets: Vec<(f64, u64)> = inner.bounds.iter().map(|b| (*b, 0)).collect();
+        let mut sum = 0.0;
+        for cell in &inner.cells {
+            sum += f64::from_bits(cell.sum.load(Relaxed));
+            for (total, n) in buckets.iter_mut().zip(&cell.buckets) {
+                total.1 += n.load(Relaxed);
+            }
+        }
+        let count = buckets.iter().map(|b| b.1).sum();
+        (sum, count, buckets)
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.totals();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::registry::Registry;
+
+    /// The text exposition of ours and of prometheus-client's histogram,
+    /// each registered as `h` and fed `values` from several threads
+    /// (values whose sums are exact in any order).
+    fn exposition(values: &[f64]) -> (String, String) {
+        let ours = Histogram::new([0.1, 0.5, 1.0]);
+        let theirs = prometheus_client::metrics::histogram::Histogram::new([0.1, 0.5, 1.0]);
+        std::thread::scope(|s| {
+            for chunk in values.chunks(2) {
+                let (ours, theirs) = (&ours, &theirs);
+                s.spawn(move || {
+                    for v in chunk {
+                        ours.observe(*v);
+                        theirs.observe(*v);
+                    }
+                });
+            }
+        });
+        let render = |register: &dyn Fn(&mut Registry)| {
+            let mut r = Registry::default();
+            register(&mut r);
+            let mut out = String::new();
+            encode(&mut out, &r).unwrap();
+            out
+        };
+        (
+            render(&|r| r.register("h", "test", ours.clone())),
+            render(&|r| r.register("h", "test", theirs.clone())),
+        )
+    }
+
+    #[test]
+    fn exposes_what_prometheus_client_would_across_threads() {
+        let (ours, theirs) = exposition(&[0.0625, 0.125, 0.25, 0.75, 2.0, 8.0, 0.5]);
+        assert_eq!(ours, theirs);
+        assert!(ours.contains("h_bucket{le=\"0.5\"} 4\n"), "{ours}");
+        assert!(ours.contains("h_count 7\n"), "{ours}");
+    }
+
+    #[test]
+    fn nan_lands_in_inf() {
+        let h = Histogram::new([1.0]);
+        h.observe(f64::NAN);
+        h.observe(0.5);
+        let (_, count, buckets) = h.totals();
+        assert_eq!(count, 2);
+        assert_eq!(buckets, vec![(1.0, 1), (f64::INFINITY, 1)]);
+    }
+}
