@@ -41,8 +41,8 @@ pub struct LimitMetrics {
     /// Requests waiting for admission now (shared with the queue).
     pub queue_depth: Gauge,
     queue_wait: Histogram,
-    tokens: Family<TokenLabels, Counter>,
-    seen_tokens: Arc<Few<(Arc<String>, &'static str), Counter>>,
+    tokens: Family<TokenLabels, crate::proxy::sharded::Counter>,
+    seen_tokens: Arc<Few<(Arc<String>, &'static str), crate::proxy::sharded::Counter>>,
     backend: Family<BackendLabels, Gauge>,
     switches: Family<SwitchLabels, Counter>,
     /// Shared by the clones.

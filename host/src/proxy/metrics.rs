@@ -10,7 +10,7 @@
 //! Counters updated on the request path live here; the policy engine's
 //! counters and each upstream's live state are read when scraped.
 
-use super::histogram::Histogram;
+use super::sharded::{self, Histogram};
 use super::stream::Termination;
 use crate::core::FailureKind;
 use crate::limits::few::Few;
@@ -107,22 +107,22 @@ pub fn attempt_outcome(status: Result<u16, FailureKind>) -> &'static str {
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    requests: Family<RequestLabels, Counter>,
+    requests: Family<RequestLabels, sharded::Counter>,
     latency: HistogramFamily<EndpointLabels>,
     rate_limit_remaining: Family<BudgetLabels, Gauge>,
-    attempts: Family<AttemptLabels, Counter>,
+    attempts: Family<AttemptLabels, sharded::Counter>,
     retries: Family<ReasonLabels, Counter>,
     retry_budget_exhausted: Counter,
     ttfb: HistogramFamily<UpstreamLabels>,
-    stream_ends: Family<CauseLabels, Counter>,
+    stream_ends: Family<CauseLabels, sharded::Counter>,
     local_rejections: Family<ReasonLabels, Counter>,
     policy_calls: HistogramFamily<CallLabels>,
     /// The request path's handles, kept (see [`Few`]).
-    seen_requests: Few<(u16, &'static str), Counter>,
+    seen_requests: Few<(u16, &'static str), sharded::Counter>,
     seen_latency: Few<&'static str, Histogram>,
-    seen_attempts: Few<(Arc<String>, &'static str), Counter>,
+    seen_attempts: Few<(Arc<String>, &'static str), sharded::Counter>,
     seen_ttfb: Few<Arc<String>, Histogram>,
-    seen_stream_ends: Few<&'static str, Counter>,
+    seen_stream_ends: Few<&'static str, sharded::Counter>,
     seen_policy_calls: Few<&'static str, Histogram>,
     /// Admission queue and token metrics.
     pub limits: crate::limits::metrics::LimitMetrics,
