@@ -22,6 +22,8 @@ pub mod doctor;
 pub mod json_fields;
 #[cfg(feature = "gateway")]
 pub mod limits;
+#[cfg(feature = "gateway")]
+pub mod per_thread;
 pub mod policy;
 #[cfg(feature = "gateway")]
 pub mod proxy;

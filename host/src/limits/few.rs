@@ -7,46 +7,28 @@
 //! label sets are few and short, so this keeps the handles it has seen
 //! (each an `Arc` inside) and finds them by comparing keys instead.
 //!
-//! Each thread looks in a shard of its own (threads beyond [`SHARDS`]
-//! share): one lock taken by every worker for every request would move its
-//! cache line between cores each time.
+//! Each thread looks in a slot of its own ([`PerThread`]): one lock taken
+//! by every worker for every request would move its cache line between
+//! cores each time.
 
+use crate::per_thread::PerThread;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Keys beyond this many are not kept: each lookup then goes to the family.
 const MAX_KEPT: usize = 64;
-/// Shards per `Few`, and per anything else kept per thread; levee runs
-/// one worker per core.
-pub const SHARDS: usize = 8;
 
-/// Handles by key, in the order first seen, per shard.
+/// Handles by key, in the order first seen, per thread slot.
 #[derive(Debug)]
 pub struct Few<K, M> {
-    shards: [Shard<K, M>; SHARDS],
+    slots: PerThread<RwLock<Vec<(K, M)>>>,
 }
-
-/// One shard, alone on its cache lines.
-#[derive(Debug)]
-#[repr(align(128))]
-struct Shard<K, M>(RwLock<Vec<(K, M)>>);
 
 impl<K, M> Default for Few<K, M> {
     fn default() -> Self {
         Few {
-            shards: std::array::from_fn(|_| Shard(RwLock::new(Vec::new()))),
+            slots: PerThread::default(),
         }
     }
-}
-
-/// This thread's shard: a number below [`SHARDS`], the same for the
-/// thread's life.
-pub fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    SHARD.with(|s| *s)
 }
 
 impl<K, M: Clone> Few<K, M> {
@@ -59,7 +41,7 @@ impl<K, M: Clone> Few<K, M> {
         make: impl FnOnce() -> (K, M),
         use_it: impl FnOnce(&M),
     ) {
-        let shard = &self.shards[shard()].0;
+        let shard = self.slots.mine();
         {
             let seen = shard.read().unwrap_or_else(|p| p.into_inner());
             if let Some((_, m)) = seen.iter().find(|(k, _)| is(k)) {
@@ -80,9 +62,9 @@ mod tests {
     use super::*;
 
     impl<K, M> Few<K, M> {
-        /// Handles kept in this thread's shard.
+        /// Handles kept in this thread's slot.
         fn kept(&self) -> usize {
-            self.shards[shard()].0.read().unwrap().len()
+            self.slots.mine().read().unwrap().len()
         }
     }
     use prometheus_client::metrics::counter::Counter;
@@ -135,7 +117,7 @@ mod tests {
                     s.spawn(|| {
                         few.with(|k| *k == 1, || (1, 1), |_| {});
                         assert_eq!(few.kept(), 1);
-                        shard()
+                        crate::per_thread::slot()
                     })
                 })
                 .collect();
@@ -144,7 +126,7 @@ mod tests {
         let mut distinct = used.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        let kept: usize = few.shards.iter().map(|s| s.0.read().unwrap().len()).sum();
+        let kept: usize = few.slots.all().map(|s| s.read().unwrap().len()).sum();
         assert_eq!(kept, distinct.len());
     }
 }

@@ -15,7 +15,7 @@
 //! formatting it through `tracing-subscriber` cost several times more per
 //! request.
 
-use crate::limits::few::{SHARDS, shard};
+use crate::per_thread::PerThread;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -34,27 +34,20 @@ pub struct Stderr {
     pending: Arc<Pending>,
 }
 
-/// Access lines not yet written, one buffer per thread shard.
-pub struct Pending([Buffer; SHARDS]);
-
-/// One shard's buffer, alone on its cache lines.
-#[repr(align(128))]
-struct Buffer(Mutex<Vec<u8>>);
+/// Access lines not yet written, a buffer per thread.
+#[derive(Default)]
+pub struct Pending(PerThread<Mutex<Vec<u8>>>);
 
 impl Pending {
-    fn new() -> Pending {
-        Pending(std::array::from_fn(|_| Buffer(Mutex::new(Vec::new()))))
-    }
-
     /// This thread's buffer.
     fn mine(&self) -> &Mutex<Vec<u8>> {
-        &self.0[shard()].0
+        self.0.mine()
     }
 
     /// Writes out every buffer's pending lines.
     fn write_all_out(&self) {
-        for b in &self.0 {
-            write_out(take(&b.0));
+        for b in self.0.all() {
+            write_out(take(b));
         }
     }
 }
@@ -87,7 +80,7 @@ impl Stderr {
     /// A writer with its flushing thread (which ends with the writer); the
     /// first one made also takes the access lines, as JSON when `json`.
     pub fn new(json: bool) -> Stderr {
-        let pending = Arc::new(Pending::new());
+        let pending = Arc::new(Pending::default());
         let weak = Arc::downgrade(&pending);
         let _ = std::thread::Builder::new()
             .name("levee-log".into())
@@ -143,8 +136,8 @@ impl Write for Line<'_> {
             }
             Line::Direct(p) => {
                 let mut err = io::stderr().lock();
-                for b in &p.0 {
-                    err.write_all(&take(&b.0))?;
+                for b in p.0.all() {
+                    err.write_all(&take(b))?;
                 }
                 err.write_all(data)?;
             }

@@ -11,7 +11,7 @@
 //! `_count` is the sum of its buckets, so a scrape never shows a count
 //! that disagrees with its `+Inf` bucket.
 
-use crate::limits::few::{SHARDS, shard};
+use crate::per_thread::PerThread;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use std::sync::Arc;
@@ -30,12 +30,11 @@ pub struct Histogram {
 struct Inner {
     /// Upper bounds, ascending, ending with `+Inf`.
     bounds: Vec<f64>,
-    cells: [Cell; SHARDS],
+    cells: PerThread<Cell>,
 }
 
-/// One thread shard's counts, alone on its cache lines.
+/// One thread's counts.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 struct Cell {
     /// The sum of observations, as `f64` bits.
     sum: AtomicU64,
@@ -61,7 +60,7 @@ impl Histogram {
     /// Records `v` (NaN lands in `+Inf`, as in prometheus-client).
     pub fn observe(&self, v: f64) {
         let inner = &*self.inner;
-        let cell = &inner.cells[shard()];
+        let cell = inner.cells.mine();
         let last = inner.bounds.len() - 1;
         let i = inner.bounds.iter().position(|b| v <= *b).unwrap_or(last);
         cell.buckets[i].fetch_add(1, Relaxed);
@@ -75,7 +74,7 @@ impl Histogram {
         let inner = &*self.inner;
         let mut buckets: Vec<(f64, u64)> = inner.bounds.iter().map(|b| (*b, 0)).collect();
         let mut sum = 0.0;
-        for cell in &inner.cells {
+        for cell in inner.cells.all() {
             sum += f64::from_bits(cell.sum.load(Relaxed));
             for (total, n) in buckets.iter_mut().zip(&cell.buckets) {
                 total.1 += n.load(Relaxed);
@@ -89,12 +88,8 @@ impl Histogram {
 /// A counter; clones share their count.
 #[derive(Clone, Debug, Default)]
 pub struct Counter {
-    cells: Arc<[CounterCell; SHARDS]>,
+    cells: Arc<PerThread<AtomicU64>>,
 }
-
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct CounterCell(AtomicU64);
 
 impl Counter {
     /// Adds one.
@@ -104,12 +99,12 @@ impl Counter {
 
     /// Adds `n`.
     pub fn inc_by(&self, n: u64) {
-        self.cells[shard()].0.fetch_add(n, Relaxed);
+        self.cells.mine().fetch_add(n, Relaxed);
     }
 
     /// The count, across the cells.
     pub fn get(&self) -> u64 {
-        self.cells.iter().map(|c| c.0.load(Relaxed)).sum()
+        self.cells.all().map(|c| c.load(Relaxed)).sum()
     }
 }
 
