@@ -2,11 +2,11 @@
 //! are counted in `levee_local_rejections`, by reason.
 
 use super::few::Few;
+use crate::proxy::sharded::{self, Histogram};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +41,8 @@ pub struct LimitMetrics {
     /// Requests waiting for admission now (shared with the queue).
     pub queue_depth: Gauge,
     queue_wait: Histogram,
-    tokens: Family<TokenLabels, crate::proxy::sharded::Counter>,
-    seen_tokens: Arc<Few<(Arc<String>, &'static str), crate::proxy::sharded::Counter>>,
+    tokens: Family<TokenLabels, sharded::Counter>,
+    seen_tokens: Arc<Few<(Arc<String>, &'static str), sharded::Counter>>,
     backend: Family<BackendLabels, Gauge>,
     switches: Family<SwitchLabels, Counter>,
     /// Shared by the clones.
