@@ -3,7 +3,10 @@
 #
 #   bash bench/gateway.sh
 #
-# Measures, against the fast mock upstream (tests/src/bin/mock-upstream.rs):
+# Measures, against the fast mock upstream (tests/src/bin/mock-upstream.rs),
+# four targets: the mock direct; nginx proxy_pass; hyper-proxy
+# (tests/src/bin/hyper-proxy.rs: levee's stack, threading and allocator with
+# none of levee's work, the floor under levee's figures); and levee:
 #   - throughput: wrk, POST /v1/messages, THREADS threads x CONNECTIONS
 #     connections for DURATION seconds, after WARMUP seconds of the same;
 #   - latency at a fixed rate: oha -q RATE --latency-correction (latency is
@@ -86,9 +89,9 @@ fi
 if [ "$SKIP_BUILD" != 1 ]; then
     say "building levee, mock-upstream and sse-hold (release)"
     (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
-        && cargo build --release -q -p levee-tests --bin mock-upstream --bin sse-hold)
+        && cargo build --release -q -p levee-tests --bin mock-upstream --bin sse-hold --bin hyper-proxy)
 fi
-for b in levee mock-upstream sse-hold; do
+for b in levee mock-upstream sse-hold hyper-proxy; do
     [ -x "$BIN/$b" ] || die "$BIN/$b is missing"
 done
 
@@ -207,9 +210,13 @@ start levee "$BIN/levee" serve --config "$WORK/levee.toml"
 LEVEE_PID=$LAST_PID
 LEVEE=$(wait_line "$WORK/levee.out" '^levee listening on ' "$LEVEE_PID" | awk '{print $4}')
 
+start hyper "$BIN/hyper-proxy" --listen 127.0.0.1:0 --upstream "$MOCK"
+HYPER_PID=$LAST_PID
+HYPER=$(wait_line "$WORK/hyper.out" '^listening on ' "$HYPER_PID" | awk '{print $3}')
+
 # Every target must answer 200 before anything is measured.
 BODY='{"model":"claude-mock-1","max_tokens":256,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
-for addr in "$MOCK" "$NGINX_ADDR" "$LEVEE"; do
+for addr in "$MOCK" "$NGINX_ADDR" "$HYPER" "$LEVEE"; do
     ok=0
     for ((i = 0; i < 100; i++)); do
         code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
@@ -219,7 +226,7 @@ for addr in "$MOCK" "$NGINX_ADDR" "$LEVEE"; do
     done
     [ "$ok" = 1 ] || die "http://$addr/v1/messages does not answer 200 (last: $code)"
 done
-say "mock $MOCK, nginx $NGINX_ADDR ($NGINX_WORKERS workers), levee $LEVEE"
+say "mock $MOCK, nginx $NGINX_ADDR ($NGINX_WORKERS workers), hyper-proxy $HYPER, levee $LEVEE"
 
 # ---------------------------------------------------------------- load
 # Each measurement is repeated ROUNDS times, the three targets interleaved
@@ -230,11 +237,12 @@ addr_of() {
     case $1 in
         direct) echo "$MOCK" ;;
         nginx) echo "$NGINX_ADDR" ;;
+        hyper) echo "$HYPER" ;;
         levee) echo "$LEVEE" ;;
     esac
 }
-order() { # ROUND: the three targets, rotated by ROUND
-    local t=(direct nginx levee) r=$(($1 % 3))
+order() { # ROUND: the four targets, rotated by ROUND
+    local t=(direct nginx hyper levee) r=$(($1 % 4))
     echo "${t[@]:r}" "${t[@]:0:r}"
 }
 # The server-side CPU time, in clock ticks, of a target: the mock's when
@@ -248,6 +256,7 @@ cpu_ticks() {
     case $1 in
         direct) pids=$MOCK_PID ;;
         nginx) pids=$NGINX_PIDS ;;
+        hyper) pids=$HYPER_PID ;;
         levee) pids=$LEVEE_PID ;;
     esac
     for p in $pids; do
@@ -258,7 +267,7 @@ cpu_ticks() {
 CLK_TCK=$(getconf CLK_TCK)
 
 declare -A RPS P50 P99 CPU ERRORS
-for target in direct nginx levee; do
+for target in direct nginx hyper levee; do
     RPS[$target]="" P50[$target]="" P99[$target]="" CPU[$target]="" ERRORS[$target]=0
     say "$target: wrk warm-up ${WARMUP}s"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/messages.lua" "http://$(addr_of "$target")" >/dev/null
@@ -303,10 +312,10 @@ done
 
 # ---------------------------------------------------------------- SSE
 say "SSE: time to first event, $TTFB_COUNT sequential streams per target"
-TTFB_OUT=$("$BIN/sse-hold" ttfb --addr "direct=$MOCK" --addr "nginx=$NGINX_ADDR" --addr "levee=$LEVEE" \
+TTFB_OUT=$("$BIN/sse-hold" ttfb --addr "direct=$MOCK" --addr "nginx=$NGINX_ADDR" --addr "hyper=$HYPER" --addr "levee=$LEVEE" \
     --count "$TTFB_COUNT" --warmup 20)
 declare -A TTFB
-for target in direct nginx levee; do
+for target in direct nginx hyper levee; do
     line=$(grep "target=$target " <<<"$TTFB_OUT")
     TTFB[$target]=$(field first_event_p50_us "$line")
 done
@@ -328,7 +337,7 @@ HOLD_MS=$(field all_first_event_ms "$HOLD_OUT")
 export B_ROUNDS=$ROUNDS B_RATE=$RATE B_STREAMS=$STREAMS B_TTFB_COUNT=$TTFB_COUNT \
     B_IDLE_KB=$IDLE_KB B_HOLD_KB=$HOLD_KB B_HOLD_MS=$HOLD_MS B_DURATION=$DURATION \
     B_CONNECTIONS=$CONNECTIONS B_THREADS=$THREADS B_RATE_DURATION=$RATE_DURATION
-for target in direct nginx levee; do
+for target in direct nginx hyper levee; do
     export "B_RPS_$target=${RPS[$target]}" "B_P50_$target=${P50[$target]}" \
         "B_P99_$target=${P99[$target]}" "B_CPU_$target=${CPU[$target]}" \
         "B_TTFB_$target=${TTFB[$target]}" "B_ERRORS_$target=${ERRORS[$target]}"
@@ -338,7 +347,7 @@ import os
 from statistics import median
 
 E = os.environ
-T = ("direct", "nginx", "levee")
+T = ("direct", "nginx", "hyper", "levee")
 def series(name):
     return {t: [float(x) for x in E[f"B_{name}_{t}"].split()] for t in T}
 rps, p50, p99, cpu = series("RPS"), series("P50"), series("P99"), series("CPU")
@@ -383,6 +392,14 @@ else:
     print(f"levee/nginx added p99            n/a     nginx added {n_add:+.3f} ms, levee {l_add:+.3f} ms")
 cpu_ratio = med["cpu"]["levee"] / med["cpu"]["nginx"]
 print(f"levee/nginx CPU per request  {cpu_ratio:7.3f}     (no target)")
+# The floor: what the stack (hyper, tokio) costs without levee's work.
+print(f"hyper/nginx throughput       {med['rps']['hyper'] / med['rps']['nginx']:7.3f}     (the floor)"
+      f"    rounds: {per_round([h / n for h, n in zip(rps['hyper'], rps['nginx'])])}")
+print(f"levee/hyper throughput       {med['rps']['levee'] / med['rps']['hyper']:7.3f}     (levee's own work)"
+      f"  rounds: {per_round([l / h for l, h in zip(rps['levee'], rps['hyper'])])}")
+h_add = med["p99"]["hyper"] - med["p99"]["direct"]
+if n_add > 0:
+    print(f"hyper/nginx added p99        {h_add / n_add:7.3f}     (the floor)    {h_add:+.3f} ms vs {n_add:+.3f} ms")
 print(f"levee RSS idle               {idle_mb:7.1f} MB")
 print(f"levee RSS, {int(E['B_STREAMS'])} streams    {hold_mb:7.1f} MB  target <= 100  {verdict(hold_mb <= 100):<6}"
       f"  all first events {E['B_HOLD_MS']} ms after opening")
