@@ -172,6 +172,30 @@ mod tests {
         assert_eq!(keys(" {\n}\n"), pairs(&[]));
     }
 
+    /// Strings end at their first unescaped quote, wherever the escape
+    /// falls and however long they are (`memchr` takes short and long
+    /// haystacks by different paths).
+    #[test]
+    fn strings_end_right_at_every_length_and_escape_position() {
+        for len in 0..100 {
+            for escape_at in 0..=len {
+                let text = format!(
+                    "{}\\\"{}",
+                    "x".repeat(escape_at),
+                    "y".repeat(len - escape_at)
+                );
+                let doc = format!(r#"{{"k":"{text}","n":1}}"#);
+                assert_eq!(
+                    keys(&doc),
+                    pairs(&[("k", &format!("\"{text}\"")), ("n", "1")]),
+                    "{doc}"
+                );
+                let unclosed = format!(r#"{{"k":"{text}"#);
+                assert_eq!(keys(&unclosed), None, "{unclosed}");
+            }
+        }
+    }
+
     #[test]
     fn anything_but_a_closed_object_yields_nothing() {
         for bad in [

@@ -66,8 +66,9 @@ impl ClientKey {
     /// The client's key for a request: its `x-api-key`, else its
     /// `authorization` header; `None` for an anonymous request.
     pub fn from_headers(h: &http::HeaderMap) -> Option<ClientKey> {
+        const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
         let value = h
-            .get("x-api-key")
+            .get(X_API_KEY)
             .or_else(|| h.get(http::header::AUTHORIZATION))?;
         Some(ClientKey::of(value.as_bytes()))
     }

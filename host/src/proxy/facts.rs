@@ -4,7 +4,7 @@
 
 use crate::core::{Endpoint, Method};
 use crate::json_fields;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// The body fields the policy and the limiter care about.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -88,18 +88,28 @@ pub fn method_label(m: &http::Method) -> &'static str {
 /// and the generic `x-ratelimit-remaining`. A value that is not a plain
 /// non-negative integer is ignored (and logged at debug).
 pub fn remaining_budgets(h: &http::HeaderMap) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-    const HEADERS: [(&str, &str); 5] = [
-        ("anthropic-ratelimit-requests-remaining", "requests"),
-        ("anthropic-ratelimit-tokens-remaining", "tokens"),
-        ("anthropic-ratelimit-input-tokens-remaining", "input_tokens"),
+    // Prebuilt names: a lookup by `&str` parses the name again each time.
+    const HEADERS: [(HeaderName, &str); 5] = [
         (
-            "anthropic-ratelimit-output-tokens-remaining",
+            HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+            "requests",
+        ),
+        (
+            HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+            "tokens",
+        ),
+        (
+            HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
+            "input_tokens",
+        ),
+        (
+            HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining"),
             "output_tokens",
         ),
-        ("x-ratelimit-remaining", "generic"),
+        (HeaderName::from_static("x-ratelimit-remaining"), "generic"),
     ];
     HEADERS.into_iter().filter_map(|(name, dimension)| {
-        let value = h.get(name)?;
+        let value = h.get(&name)?;
         let parsed = value
             .to_str()
             .ok()
@@ -107,7 +117,7 @@ pub fn remaining_budgets(h: &http::HeaderMap) -> impl Iterator<Item = (&'static 
             .and_then(|v| v.parse::<u64>().ok());
         if parsed.is_none() {
             tracing::debug!(
-                header = name,
+                header = name.as_str(),
                 ?value,
                 "ignored a malformed rate-limit header"
             );
@@ -133,20 +143,16 @@ pub fn method(m: &http::Method) -> Method {
 /// The client's own timeout from `x-stainless-timeout` (seconds, possibly
 /// fractional), in milliseconds, when it is a sane positive number.
 pub fn client_timeout_ms(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get("x-stainless-timeout")?.to_str().ok()?.trim();
+    const NAME: HeaderName = HeaderName::from_static("x-stainless-timeout");
+    let value = headers.get(NAME)?.to_str().ok()?.trim();
     let secs: f64 = value.parse().ok()?;
     (secs.is_finite() && secs > 0.0 && secs <= 86_400.0).then(|| (secs * 1000.0).ceil() as u64)
 }
 
 /// `x-stainless-retry-count`, when it is a number.
 pub fn client_retry_count(headers: &HeaderMap) -> Option<u32> {
-    headers
-        .get("x-stainless-retry-count")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    const NAME: HeaderName = HeaderName::from_static("x-stainless-retry-count");
+    headers.get(NAME)?.to_str().ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

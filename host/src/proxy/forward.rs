@@ -15,7 +15,9 @@ use super::client::AttemptError;
 use super::layer_name;
 use super::metrics::attempt_outcome;
 use super::record::Recorder;
-use super::reply::{Body, LocalError, set_attempts, set_verdict, strip_hop_by_hop};
+use super::reply::{
+    Body, LocalError, RETRY_AFTER_MS, SHOULD_RETRY, set_attempts, set_verdict, strip_hop_by_hop,
+};
 use super::server::Gateway;
 use super::stream::{Guarded, Termination};
 use super::{Runtime, facts, now_ms};
@@ -26,7 +28,7 @@ use crate::core::{
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use std::sync::{Arc, Mutex};
@@ -45,7 +47,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
 
 async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let id = gw.next_request_id();
-    let request_id = format!("levee_{id:016x}");
+    let request_id = request_id(id);
     let rt = gw.runtime();
     let access = Arc::new(Access::new(rt.access_log, Instant::now()));
     let (parts, body) = req.into_parts();
@@ -132,6 +134,18 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         head_ms: started.elapsed().as_millis() as u64,
     });
     resp
+}
+
+/// `levee_` and the id in 16 hex digits, as `format!("levee_{id:016x}")`
+/// would write it, without the formatting machinery's cost on every request.
+fn request_id(id: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(22);
+    s.push_str("levee_");
+    for shift in (0..16).rev() {
+        s.push(char::from(HEX[(id >> (shift * 4)) as usize & 0xf]));
+    }
+    s
 }
 
 /// The upstream whose answer (or failure) a response carries, for the
@@ -444,7 +458,7 @@ impl Exchange<'_> {
         body: &[u8],
         elapsed_ms: u32,
     ) -> ResponseFacts {
-        let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let text = |name: HeaderName| h.get(name).and_then(|v| v.to_str().ok());
         let (error, spend_cap) = if body.is_empty() {
             (None, false)
         } else {
@@ -452,9 +466,10 @@ impl Exchange<'_> {
         };
         ResponseFacts {
             status,
-            should_retry: text("x-should-retry").and_then(headers::parse_should_retry),
-            retry_after_ms: text("retry-after-ms").and_then(headers::parse_retry_after_ms),
-            retry_after: text("retry-after").and_then(|v| headers::parse_retry_after(v, now_ms())),
+            should_retry: text(SHOULD_RETRY).and_then(headers::parse_should_retry),
+            retry_after_ms: text(RETRY_AFTER_MS).and_then(headers::parse_retry_after_ms),
+            retry_after: text(http::header::RETRY_AFTER)
+                .and_then(|v| headers::parse_retry_after(v, now_ms())),
             error,
             spend_cap,
             elapsed_ms,
@@ -642,5 +657,22 @@ async fn read_prefix(
     match tokio::time::timeout(timeout, read).await {
         Ok(true) => (buf.freeze(), None),
         Ok(false) | Err(_) => (buf.freeze(), Some(body)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_levee_and_sixteen_hex_digits() {
+        for id in [
+            0,
+            1,
+            0xabc,
+            0x0123_4567_89ab_cdef,
+            u64::MAX,
+            0xffff_ffff_0000_0000,
+        ] {
+            assert_eq!(super::request_id(id), format!("levee_{id:016x}"));
+        }
     }
 }
