@@ -12,7 +12,7 @@
 use super::Reported;
 use crate::core::LimitKind;
 use crate::core::headers::parse_rfc3339;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderValue};
 
 /// The largest limit or remaining value believed (a trillion).
 pub const MAX_VALUE: u64 = 1_000_000_000_000;
@@ -20,83 +20,175 @@ pub const MAX_VALUE: u64 = 1_000_000_000_000;
 /// a minute, and a day is beyond any honest reading.
 pub const MAX_RESET_MS: u64 = 3_600_000;
 
-/// The `-limit`, `-remaining` and `-reset` headers of one family, named
-/// once (a lookup by a prebuilt name skips parsing it per response).
-type Family = [HeaderName; 3];
-
-const fn family(limit: &'static str, remaining: &'static str, reset: &'static str) -> Family {
-    [
-        HeaderName::from_static(limit),
-        HeaderName::from_static(remaining),
-        HeaderName::from_static(reset),
-    ]
-}
-
-const REQUESTS: Family = family(
+/// The rate-limit headers a response may carry, by [`Found`] index: five
+/// families of `-limit`, `-remaining` and `-reset`.
+const NAMES: [&str; 15] = [
     "anthropic-ratelimit-requests-limit",
     "anthropic-ratelimit-requests-remaining",
     "anthropic-ratelimit-requests-reset",
-);
-const INPUT: Family = family(
     "anthropic-ratelimit-input-tokens-limit",
     "anthropic-ratelimit-input-tokens-remaining",
     "anthropic-ratelimit-input-tokens-reset",
-);
-const TOKENS: Family = family(
     "anthropic-ratelimit-tokens-limit",
     "anthropic-ratelimit-tokens-remaining",
     "anthropic-ratelimit-tokens-reset",
-);
-const OUTPUT: Family = family(
     "anthropic-ratelimit-output-tokens-limit",
     "anthropic-ratelimit-output-tokens-remaining",
     "anthropic-ratelimit-output-tokens-reset",
-);
-const GENERIC: Family = family(
     "x-ratelimit-limit",
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
-);
+];
 
-/// What the headers report, by limit.
-pub fn read(h: &HeaderMap, now: u64) -> Vec<(LimitKind, Reported)> {
-    let any = h.keys().any(|k| {
-        let k = k.as_str();
-        k.starts_with("anthropic-ratelimit-") || k.starts_with("x-ratelimit-")
-    });
-    if !any {
-        return Vec::new();
+/// A family's first index in [`NAMES`]; `+ LIMIT`, `+ REMAINING` and
+/// `+ RESET` name its three headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `anthropic-ratelimit-requests-*`.
+    Requests = 0,
+    /// `anthropic-ratelimit-input-tokens-*`.
+    InputTokens = 3,
+    /// `anthropic-ratelimit-tokens-*`: the most restrictive token limit.
+    Tokens = 6,
+    /// `anthropic-ratelimit-output-tokens-*`.
+    OutputTokens = 9,
+    /// `x-ratelimit-*`, the generic spelling.
+    Generic = 12,
+}
+
+const LIMIT: usize = 0;
+const REMAINING: usize = 1;
+const RESET: usize = 2;
+
+/// A response's rate-limit headers, found in one pass over its headers.
+///
+/// The API sends about fifteen of them with every response. Looking each
+/// up by name hashes the name and probes the map, twenty times a response
+/// between the limiter and the metrics; one pass that skips every other
+/// header by its prefix costs a fraction of that.
+#[derive(Default)]
+pub struct Found<'a> {
+    values: [Option<&'a HeaderValue>; NAMES.len()],
+}
+
+impl<'a> Found<'a> {
+    /// The rate-limit headers of `h`; for a name given twice, the first,
+    /// as `HeaderMap::get` would return.
+    pub fn of(h: &'a HeaderMap) -> Found<'a> {
+        let mut values = [None; NAMES.len()];
+        for (name, value) in h {
+            if let Some(i) = index(name.as_str()) {
+                values[i].get_or_insert(value);
+            }
+        }
+        Found { values }
     }
-    let mut out = Vec::with_capacity(3);
-    let family = |[limit, remaining, reset]: &Family| Reported {
-        limit: number(h, limit),
-        remaining: number(h, remaining),
-        reset_at: text(h, reset).and_then(|v| rfc3339_reset(v, now)),
-    };
-    let requests = family(&REQUESTS);
-    let [limit, remaining, reset] = &GENERIC;
-    let generic = Reported {
-        limit: number(h, limit),
-        remaining: number(h, remaining),
-        reset_at: text(h, reset).and_then(|v| seconds_reset(v, now)),
-    };
-    out.push((LimitKind::Requests, or(requests, generic)));
-    out.push((LimitKind::InputTokens, or(family(&INPUT), family(&TOKENS))));
-    out.push((LimitKind::OutputTokens, family(&OUTPUT)));
-    out.retain(|(_, r)| *r != Reported::default());
-    for (_, r) in &mut out {
-        if let (Some(l), Some(left)) = (r.limit, r.remaining)
-            && left > l
-        {
+
+    /// What the headers report, by limit.
+    pub fn read(&self, now: u64) -> Vec<(LimitKind, Reported)> {
+        if !self.any() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(3);
+        let requests = self.family(Family::Requests, rfc3339_reset, now);
+        let generic = self.family(Family::Generic, seconds_reset, now);
+        out.push((LimitKind::Requests, or(requests, generic)));
+        out.push((
+            LimitKind::InputTokens,
+            or(
+                self.family(Family::InputTokens, rfc3339_reset, now),
+                self.family(Family::Tokens, rfc3339_reset, now),
+            ),
+        ));
+        out.push((
+            LimitKind::OutputTokens,
+            self.family(Family::OutputTokens, rfc3339_reset, now),
+        ));
+        out.retain(|(_, r)| *r != Reported::default());
+        for (_, r) in &mut out {
+            if let (Some(l), Some(left)) = (r.limit, r.remaining)
+                && left > l
+            {
+                tracing::debug!(
+                    limit = l,
+                    remaining = left,
+                    "ignored a remaining above its limit"
+                );
+                r.remaining = None;
+            }
+        }
+        out
+    }
+
+    /// Whether any rate-limit header is present.
+    pub fn any(&self) -> bool {
+        self.values.iter().any(Option::is_some)
+    }
+
+    /// The `-remaining` value of `family`, when it is a plain number in
+    /// range.
+    pub fn remaining(&self, family: Family) -> Option<u64> {
+        self.number(family as usize + REMAINING)
+    }
+
+    fn text(&self, i: usize) -> Option<&'a str> {
+        let text = self.values[i]?.to_str().ok().map(str::trim);
+        if text.is_none() {
             tracing::debug!(
-                limit = l,
-                remaining = left,
-                "ignored a remaining above its limit"
+                header = NAMES[i],
+                "ignored a rate-limit header that is not text"
             );
-            r.remaining = None;
+        }
+        text
+    }
+
+    /// A plain non-negative integer up to [`MAX_VALUE`].
+    fn number(&self, i: usize) -> Option<u64> {
+        let v = self.text(i)?;
+        let parsed = parse_number(v);
+        if parsed.is_none() {
+            tracing::debug!(
+                header = NAMES[i],
+                value = v,
+                "ignored a malformed rate-limit header"
+            );
+        }
+        parsed
+    }
+
+    /// What `family` reports, its reset read by `reset`.
+    fn family(&self, family: Family, reset: fn(&str, u64) -> Option<u64>, now: u64) -> Reported {
+        let at = family as usize;
+        Reported {
+            limit: self.number(at + LIMIT),
+            remaining: self.number(at + REMAINING),
+            reset_at: self.text(at + RESET).and_then(|v| reset(v, now)),
         }
     }
-    out
+}
+
+/// The [`NAMES`] index of a header name, if it is one of them. One
+/// `match`: the compiler sorts the names by length and compares bytes, so
+/// most other headers are turned away by their length or first byte.
+fn index(name: &str) -> Option<usize> {
+    Some(match name {
+        "anthropic-ratelimit-requests-limit" => 0,
+        "anthropic-ratelimit-requests-remaining" => 1,
+        "anthropic-ratelimit-requests-reset" => 2,
+        "anthropic-ratelimit-input-tokens-limit" => 3,
+        "anthropic-ratelimit-input-tokens-remaining" => 4,
+        "anthropic-ratelimit-input-tokens-reset" => 5,
+        "anthropic-ratelimit-tokens-limit" => 6,
+        "anthropic-ratelimit-tokens-remaining" => 7,
+        "anthropic-ratelimit-tokens-reset" => 8,
+        "anthropic-ratelimit-output-tokens-limit" => 9,
+        "anthropic-ratelimit-output-tokens-remaining" => 10,
+        "anthropic-ratelimit-output-tokens-reset" => 11,
+        "x-ratelimit-limit" => 12,
+        "x-ratelimit-remaining" => 13,
+        "x-ratelimit-reset" => 14,
+        _ => return None,
+    })
 }
 
 /// `primary` when it says anything, else `fallback`.
@@ -106,32 +198,6 @@ fn or(primary: Reported, fallback: Reported) -> Reported {
     } else {
         primary
     }
-}
-
-fn text<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    let value = h.get(name)?;
-    let text = value.to_str().ok().map(str::trim);
-    if text.is_none() {
-        tracing::debug!(
-            header = name.as_str(),
-            "ignored a rate-limit header that is not text"
-        );
-    }
-    text
-}
-
-/// A plain non-negative integer up to [`MAX_VALUE`].
-fn number(h: &HeaderMap, name: &HeaderName) -> Option<u64> {
-    let v = text(h, name)?;
-    let parsed = parse_number(v);
-    if parsed.is_none() {
-        tracing::debug!(
-            header = name.as_str(),
-            value = v,
-            "ignored a malformed rate-limit header"
-        );
-    }
-    parsed
 }
 
 /// A plain non-negative integer up to [`MAX_VALUE`].
@@ -195,7 +261,7 @@ mod tests {
             ("anthropic-ratelimit-output-tokens-remaining", "7000"),
             ("x-ratelimit-limit", "999"),
         ]);
-        let r = read(&h, NOW);
+        let r = Found::of(&h).read(NOW);
         assert_eq!(
             r,
             vec![
@@ -219,6 +285,40 @@ mod tests {
         );
     }
 
+    /// The one pass finds each rate-limit header that a lookup by name
+    /// finds (the first of a repeated one), and nothing else.
+    #[test]
+    fn one_pass_finds_what_lookups_by_name_find() {
+        let mut h = HeaderMap::new();
+        for (i, name) in NAMES.iter().enumerate() {
+            h.append(*name, HeaderValue::from(i));
+            h.append(*name, HeaderValue::from_static("second"));
+        }
+        for near_miss in [
+            "anthropic-ratelimit-requests-limits",
+            "anthropic-ratelimit-foo-limit",
+            "anthropic-ratelimit-limit",
+            "anthropic-ratelimit-",
+            "x-ratelimit-requests-limit",
+            "x-ratelimit-",
+            "ratelimit-limit",
+            "content-type",
+        ] {
+            h.append(near_miss, HeaderValue::from_static("0"));
+        }
+        let found = Found::of(&h);
+        for (i, name) in NAMES.iter().enumerate() {
+            assert_eq!(found.values[i], h.get(*name), "{name}");
+        }
+        let named: Vec<&str> = h
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| index(k).is_some())
+            .collect();
+        assert_eq!(named.len(), NAMES.len());
+        assert!(!Found::of(&headers(&[("content-type", "x"), ("x-ratelimit-foo", "1")])).any());
+    }
+
     #[test]
     fn the_generic_family_stands_in_for_requests() {
         let h = headers(&[
@@ -226,10 +326,10 @@ mod tests {
             ("x-ratelimit-remaining", "0"),
             ("x-ratelimit-reset", "15"),
         ]);
-        let r = read(&h, NOW);
+        let r = Found::of(&h).read(NOW);
         assert_eq!(r[0].1.reset_at, Some(NOW + 15_000));
         let unix = headers(&[("x-ratelimit-reset", "1767225660")]);
-        assert_eq!(read(&unix, NOW)[0].1.reset_at, Some(NOW + 60_000));
+        assert_eq!(Found::of(&unix).read(NOW)[0].1.reset_at, Some(NOW + 60_000));
     }
 
     #[test]
@@ -249,27 +349,27 @@ mod tests {
                 ("anthropic-ratelimit-requests-limit", bad),
                 ("anthropic-ratelimit-requests-remaining", bad),
             ]);
-            assert!(read(&h, NOW).is_empty(), "{bad:?}");
+            assert!(Found::of(&h).read(NOW).is_empty(), "{bad:?}");
         }
         for bad in ["2126-01-01T00:00:00Z", "yesterday", "2026-13-01T00:00:00Z"] {
             let h = headers(&[("anthropic-ratelimit-requests-reset", bad)]);
-            assert!(read(&h, NOW).is_empty(), "{bad:?}");
+            assert!(Found::of(&h).read(NOW).is_empty(), "{bad:?}");
         }
         for bad in ["-5", "NaN", "inf", "99999999", "4102444800"] {
             let h = headers(&[("x-ratelimit-reset", bad)]);
-            assert!(read(&h, NOW).is_empty(), "{bad:?}");
+            assert!(Found::of(&h).read(NOW).is_empty(), "{bad:?}");
         }
         let over = headers(&[
             ("anthropic-ratelimit-requests-limit", "10"),
             ("anthropic-ratelimit-requests-remaining", "11"),
         ]);
-        assert_eq!(read(&over, NOW)[0].1.remaining, None);
+        assert_eq!(Found::of(&over).read(NOW)[0].1.remaining, None);
         let mut binary = HeaderMap::new();
         binary.insert(
             "x-ratelimit-limit",
             http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
         );
-        assert!(read(&binary, NOW).is_empty());
+        assert!(Found::of(&binary).read(NOW).is_empty());
     }
 
     proptest! {
@@ -290,7 +390,7 @@ mod tests {
                     h.insert(name, v);
                 }
             }
-            for (_, r) in read(&h, now) {
+            for (_, r) in Found::of(&h).read(now) {
                 prop_assert!(r.limit.is_none_or(|l| l <= MAX_VALUE));
                 prop_assert!(r.remaining.is_none_or(|l| l <= MAX_VALUE));
                 prop_assert!(r.reset_at.is_none_or(|t| t >= now && t <= now + MAX_RESET_MS));

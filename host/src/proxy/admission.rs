@@ -8,11 +8,12 @@ use super::{Metrics, Runtime, UpstreamRuntime};
 use crate::config::Config;
 use crate::core::{Charge, LimitKind, RequestFacts};
 use crate::limits::admit::{Admitter, Ask, Refused, Reservation};
+use crate::limits::headers::Found;
 use crate::limits::memory::MemoryLimiter;
 use crate::limits::queue::Place;
 use crate::limits::shared::SharedLimiter;
 use crate::limits::usage::UsageScan;
-use crate::limits::{ClientKey, LimitSpec, Limiter, Usage, headers};
+use crate::limits::{ClientKey, LimitSpec, Limiter, Usage};
 use http::{HeaderMap, Response, StatusCode};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -139,10 +140,10 @@ const ADMIT_MARGIN_MAX_MS: u64 = 1_000;
 
 /// Feeds an upstream's response head to the limiter: its rate-limit
 /// headers correct the buckets, and a 429 closes them for `wait_ms`.
-pub(super) fn observe(rt: &Runtime, id: u32, h: &HeaderMap, rate_limited_ms: Option<u64>) {
+pub(super) fn observe(rt: &Runtime, id: u32, found: &Found, rate_limited_ms: Option<u64>) {
     let now = super::now_ms();
     let limiter = &rt.admitter.limiter;
-    for (kind, report) in headers::read(h, now) {
+    for (kind, report) in found.read(now) {
         limiter.observe(id, kind, report, now);
     }
     if let Some(wait) = rate_limited_ms.filter(|&w| w > 0) {

@@ -4,6 +4,7 @@
 
 use crate::core::{Endpoint, Method};
 use crate::json_fields;
+use crate::limits::headers::{Family, Found};
 use http::{HeaderMap, HeaderName};
 
 /// The body fields the policy and the limiter care about.
@@ -87,43 +88,18 @@ pub fn method_label(m: &http::Method) -> &'static str {
 /// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-remaining`,
 /// and the generic `x-ratelimit-remaining`. A value that is not a plain
 /// non-negative integer is ignored (and logged at debug).
-pub fn remaining_budgets(h: &http::HeaderMap) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-    // Prebuilt names: a lookup by `&str` parses the name again each time.
-    const HEADERS: [(HeaderName, &str); 5] = [
-        (
-            HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
-            "requests",
-        ),
-        (
-            HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
-            "tokens",
-        ),
-        (
-            HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
-            "input_tokens",
-        ),
-        (
-            HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining"),
-            "output_tokens",
-        ),
-        (HeaderName::from_static("x-ratelimit-remaining"), "generic"),
-    ];
-    HEADERS.into_iter().filter_map(|(name, dimension)| {
-        let value = h.get(&name)?;
-        let parsed = value
-            .to_str()
-            .ok()
-            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|v| v.parse::<u64>().ok());
-        if parsed.is_none() {
-            tracing::debug!(
-                header = name.as_str(),
-                ?value,
-                "ignored a malformed rate-limit header"
-            );
-        }
-        Some((dimension, parsed?))
-    })
+pub fn remaining_budgets<'a>(
+    found: &'a Found<'_>,
+) -> impl Iterator<Item = (&'static str, u64)> + 'a {
+    [
+        (Family::Requests, "requests"),
+        (Family::Tokens, "tokens"),
+        (Family::InputTokens, "input_tokens"),
+        (Family::OutputTokens, "output_tokens"),
+        (Family::Generic, "generic"),
+    ]
+    .into_iter()
+    .filter_map(move |(family, dimension)| Some((dimension, found.remaining(family)?)))
 }
 
 /// The method, as the contract names it.

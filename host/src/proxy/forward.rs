@@ -27,6 +27,7 @@ use crate::core::{
 };
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
+use crate::limits::headers::Found;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -414,10 +415,11 @@ impl Exchange<'_> {
             attempt_outcome(Ok(resp.status().as_u16())),
             Some(started.elapsed()),
         );
-        for (dimension, left) in facts::remaining_budgets(resp.headers()) {
+        let limits = Found::of(resp.headers());
+        for (dimension, left) in facts::remaining_budgets(&limits) {
             metrics.rate_limit_remaining(&up.label, dimension, left);
         }
-        admission::observe(self.rt, id, resp.headers(), None);
+        admission::observe(self.rt, id, &limits, None);
         if resp.status().as_u16() < 400 {
             up.health.record(now_ms(), false);
             return Ok(resp);
@@ -433,7 +435,7 @@ impl Exchange<'_> {
         match facts.status {
             429 if !facts.spend_cap => {
                 up.state.rate_limited(now, header_wait.unwrap_or(0));
-                admission::observe(self.rt, id, &HeaderMap::new(), header_wait);
+                admission::observe(self.rt, id, &Found::default(), header_wait);
             }
             529 => up.state.overloaded(now, header_wait),
             _ => {}
