@@ -132,7 +132,7 @@ impl<'a> Found<'a> {
     }
 
     fn text(&self, i: usize) -> Option<&'a str> {
-        let text = self.values[i]?.to_str().ok().map(str::trim);
+        let text = self.values[i]?.to_str().ok().map(str::trim_ascii);
         if text.is_none() {
             tracing::debug!(
                 header = NAMES[i],
@@ -142,14 +142,15 @@ impl<'a> Found<'a> {
         text
     }
 
-    /// A plain non-negative integer up to [`MAX_VALUE`].
+    /// A plain non-negative integer up to [`MAX_VALUE`], read from the
+    /// bytes (digits need no check that the value is text).
     fn number(&self, i: usize) -> Option<u64> {
-        let v = self.text(i)?;
-        let parsed = parse_number(v);
+        let value = self.values[i]?;
+        let parsed = parse_number(value.as_bytes());
         if parsed.is_none() {
             tracing::debug!(
                 header = NAMES[i],
-                value = v,
+                ?value,
                 "ignored a malformed rate-limit header"
             );
         }
@@ -201,11 +202,20 @@ fn or(primary: Reported, fallback: Reported) -> Reported {
 }
 
 /// A plain non-negative integer up to [`MAX_VALUE`].
-pub fn parse_number(v: &str) -> Option<u64> {
-    if v.is_empty() || v.len() > 13 || !v.bytes().all(|b| b.is_ascii_digit()) {
+/// Surrounding ASCII whitespace is ignored.
+pub fn parse_number(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 13 {
         return None;
     }
-    v.parse().ok().filter(|&n| n <= MAX_VALUE)
+    let mut n = 0u64;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    (n <= MAX_VALUE).then_some(n)
 }
 
 /// An RFC 3339 reset within [`MAX_RESET_MS`] of `now` (a past one is now).
@@ -330,6 +340,23 @@ mod tests {
         assert_eq!(r[0].1.reset_at, Some(NOW + 15_000));
         let unix = headers(&[("x-ratelimit-reset", "1767225660")]);
         assert_eq!(Found::of(&unix).read(NOW)[0].1.reset_at, Some(NOW + 60_000));
+    }
+
+    #[test]
+    fn numbers_are_plain_digits_up_to_the_maximum() {
+        assert_eq!(parse_number(b"0"), Some(0));
+        assert_eq!(parse_number(b" 42\t"), Some(42));
+        assert_eq!(parse_number(b"007"), Some(7));
+        assert_eq!(parse_number(b"1000000000000"), Some(MAX_VALUE));
+        for bad in [
+            &b"1000000000001"[..],
+            b"00000000000001",
+            b"4 2",
+            b"",
+            b"\xff",
+        ] {
+            assert_eq!(parse_number(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
