@@ -15,7 +15,7 @@ use crate::limits::shared::SharedLimiter;
 use crate::limits::usage::UsageScan;
 use crate::limits::{ClientKey, LimitSpec, Limiter, Usage};
 use http::{HeaderMap, Response, StatusCode};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The limiter for `config`'s upstreams (in memory, or shared through
@@ -151,10 +151,10 @@ pub(super) fn observe(rt: &Runtime, id: u32, found: &Found, rate_limited_ms: Opt
     }
 }
 
-/// A body's usage watch: the tap that sees its bytes, and what to do when
-/// it ends.
+/// A body's usage watch: it reads the bytes for the usage, and settles
+/// the reservation when the body ends.
 pub(super) struct Settle {
-    scan: Arc<Mutex<UsageScan>>,
+    scan: UsageScan,
     reservation: Option<Reservation>,
     /// An error response: it produced no output, whatever it says.
     error: bool,
@@ -165,22 +165,21 @@ impl Settle {
     /// `reservation` paid for.
     pub(super) fn new(sse: bool, reservation: Option<Reservation>, error: bool) -> Settle {
         Settle {
-            scan: Arc::new(Mutex::new(UsageScan::new(sse))),
+            scan: UsageScan::new(sse),
             reservation,
             error,
         }
     }
 
-    /// The tap to give the body.
-    pub(super) fn tap(&self) -> super::stream::Tap {
-        let scan = self.scan.clone();
-        Box::new(move |data: &[u8]| lock(&scan).feed(data))
+    /// The body's next bytes.
+    pub(super) fn feed(&mut self, data: &[u8]) {
+        self.scan.feed(data);
     }
 
     /// The body ended: settle the reservation and count the tokens; the
     /// usage, for the access log.
     pub(super) fn finish(self, metrics: &Metrics, up: &UpstreamRuntime) -> Usage {
-        let mut usage: Usage = lock(&self.scan).usage();
+        let mut usage: Usage = self.scan.usage();
         if self.error && usage.output.is_none() {
             usage.output = Some(0);
         }
@@ -195,10 +194,6 @@ impl Settle {
         }
         usage
     }
-}
-
-fn lock(m: &Mutex<UsageScan>) -> std::sync::MutexGuard<'_, UsageScan> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn kind_label(kind: LimitKind) -> &'static str {

@@ -19,7 +19,7 @@ use super::reply::{
     Body, LocalError, RETRY_AFTER_MS, SHOULD_RETRY, set_attempts, set_verdict, strip_hop_by_hop,
 };
 use super::server::Gateway;
-use super::stream::{Guarded, Termination};
+use super::stream::{Guarded, Termination, Watch};
 use super::{Runtime, facts, now_ms};
 use crate::core::{
     Admission, Attempt, FailureKind, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts,
@@ -564,36 +564,25 @@ impl Exchange<'_> {
 
     /// Settles the reservation on an error body read whole.
     fn settle(&self, upstream: u32, body: &[u8]) {
-        let settle = Settle::new(false, self.reservation().take(), true);
-        let mut tap = settle.tap();
-        tap(body);
+        let mut settle = Settle::new(false, self.reservation().take(), true);
+        settle.feed(body);
         let usage = settle.finish(&self.gw.metrics, &self.rt.upstreams[upstream as usize]);
         self.access
             .body_ended(usage, Termination::Complete, false, body.len() as u64);
     }
 
     fn guard(&self, upstream: u32, body: Incoming, prefix: Bytes, sse: bool, error: bool) -> Body {
-        let request_id = self.request_id.to_owned();
-        let gw = self.gw.clone();
-        let rt = self.rt.clone();
-        let settle = Settle::new(sse, self.reservation().take(), error);
-        let tap = settle.tap();
-        let access = self.access.clone();
-        access.expect_body();
-        let on_end: super::stream::OnEnd = Box::new(move |how, bytes| {
-            let usage = settle.finish(&gw.metrics, &rt.upstreams[upstream as usize]);
-            gw.metrics.stream_end(how);
-            access.body_ended(usage, how, sse, bytes);
-            tracing::debug!(
-                request_id,
-                termination = how.label(),
-                bytes,
-                "response body ended"
-            );
+        self.access.expect_body();
+        let watch = Box::new(Delivery {
+            settle: Settle::new(sse, self.reservation().take(), error),
+            gw: self.gw.clone(),
+            rt: self.rt.clone(),
+            upstream,
+            access: self.access.clone(),
+            sse,
+            request_id: self.request_id.to_owned(),
         });
-        Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, on_end)
-            .with_tap(tap)
-            .boxed()
+        Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, watch).boxed()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -614,6 +603,38 @@ impl Exchange<'_> {
             retry_after_ms,
         }
         .into_response(self.request_id, attempts)
+    }
+}
+
+/// A delivered body's watch: its usage settles the reservation and the
+/// token counts, and its end completes the access line.
+struct Delivery {
+    settle: Settle,
+    gw: Arc<Gateway>,
+    rt: Arc<Runtime>,
+    upstream: u32,
+    access: Arc<Access>,
+    sse: bool,
+    /// For the debug line.
+    request_id: String,
+}
+
+impl Watch for Delivery {
+    fn bytes(&mut self, data: &[u8]) {
+        self.settle.feed(data);
+    }
+
+    fn end(self: Box<Self>, how: Termination, sent: u64) {
+        let up = &self.rt.upstreams[self.upstream as usize];
+        let usage = self.settle.finish(&self.gw.metrics, up);
+        self.gw.metrics.stream_end(how);
+        self.access.body_ended(usage, how, self.sse, sent);
+        tracing::debug!(
+            request_id = self.request_id,
+            termination = how.label(),
+            bytes = sent,
+            "response body ended"
+        );
     }
 }
 

@@ -43,11 +43,23 @@ impl Termination {
     }
 }
 
-/// Called once when the body ends, with how it ended and the bytes sent.
-pub type OnEnd = Box<dyn FnOnce(Termination, u64) + Send + Sync>;
+/// What watches a delivered body: it sees every byte that goes to the
+/// client, and hears once how the body ended and how many bytes were sent.
+/// One object for both, so that what the bytes teach (the usage) is at
+/// hand when the body ends, with no sharing between two callbacks.
+pub trait Watch: Send + Sync {
+    /// Bytes about to go to the client.
+    fn bytes(&mut self, _data: &[u8]) {}
+    /// The body ended.
+    fn end(self: Box<Self>, how: Termination, sent: u64);
+}
 
-/// Sees every byte delivered to the client (the limiter's usage watch).
-pub type Tap = Box<dyn FnMut(&[u8]) + Send + Sync>;
+/// A closure is a watch that only hears the end.
+impl<F: FnOnce(Termination, u64) + Send + Sync> Watch for F {
+    fn end(self: Box<Self>, how: Termination, sent: u64) {
+        self(how, sent)
+    }
+}
 
 /// A response body under watch.
 ///
@@ -59,7 +71,6 @@ pub type Tap = Box<dyn FnMut(&[u8]) + Send + Sync>;
 /// for: one extra wake-up per proxied request. Most JSON bodies arrive
 /// with their head and never arm it at all.
 pub struct Guarded<B> {
-    tap: Option<Tap>,
     inner: B,
     prefix: Option<Bytes>,
     idle: Duration,
@@ -69,14 +80,19 @@ pub struct Guarded<B> {
     sse: Option<SseCursor>,
     sent: u64,
     ended: bool,
-    on_end: Option<OnEnd>,
+    watch: Option<Box<dyn Watch>>,
 }
 
 impl<B> Guarded<B> {
     /// Watches `inner`, whose first bytes (already read) are `prefix`.
-    pub fn new(inner: B, prefix: Bytes, sse: bool, idle: Duration, on_end: OnEnd) -> Guarded<B> {
+    pub fn new(
+        inner: B,
+        prefix: Bytes,
+        sse: bool,
+        idle: Duration,
+        watch: Box<dyn Watch>,
+    ) -> Guarded<B> {
         Guarded {
-            tap: None,
             inner,
             prefix: (!prefix.is_empty()).then_some(prefix),
             idle,
@@ -85,14 +101,8 @@ impl<B> Guarded<B> {
             sse: sse.then(SseCursor::default),
             sent: 0,
             ended: false,
-            on_end: Some(on_end),
+            watch: Some(watch),
         }
-    }
-
-    /// Shows every delivered byte to `tap` as well.
-    pub fn with_tap(mut self, tap: Tap) -> Guarded<B> {
-        self.tap = Some(tap);
-        self
     }
 
     /// Ready once `idle` has passed since the last bytes.
@@ -113,15 +123,15 @@ impl<B> Guarded<B> {
 
     fn finish(&mut self, how: Termination) {
         self.ended = true;
-        if let Some(f) = self.on_end.take() {
-            f(how, self.sent);
+        if let Some(watch) = self.watch.take() {
+            watch.end(how, self.sent);
         }
     }
 
     fn emit(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.sent += data.len() as u64;
-        if let Some(tap) = self.tap.as_mut() {
-            tap(&data);
+        if let Some(watch) = self.watch.as_mut() {
+            watch.bytes(&data);
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
@@ -216,16 +226,14 @@ where
                         .as_mut()
                         .map(SseCursor::take_rest)
                         .unwrap_or_default();
-                    if let Some(tap) = this.tap.as_mut() {
-                        tap(&rest);
+                    if rest.is_empty() {
+                        this.finish(Termination::Complete);
+                        return Poll::Ready(None);
                     }
+                    // The bytes sent, as reported, include this rest.
+                    let poll = this.emit(rest);
                     this.finish(Termination::Complete);
-                    return if rest.is_empty() {
-                        Poll::Ready(None)
-                    } else {
-                        this.sent += rest.len() as u64;
-                        Poll::Ready(Some(Ok(Frame::data(rest))))
-                    };
+                    return poll;
                 }
                 Poll::Pending => {
                     ready!(this.poll_stall(cx));
@@ -356,7 +364,7 @@ mod tests {
     fn watched<B>(inner: B) -> (Guarded<B>, Seen) {
         let seen = Arc::new(Mutex::new(None));
         let slot = seen.clone();
-        let on_end: OnEnd = Box::new(move |how, bytes| {
+        let on_end = Box::new(move |how, bytes| {
             *slot.lock().unwrap() = Some((how, bytes));
         });
         let guarded = Guarded::new(inner, Bytes::new(), false, Duration::from_secs(60), on_end);
@@ -372,6 +380,49 @@ mod tests {
         // hyper drops a body once its content-length is written.
         drop(body);
         assert_eq!(*seen.lock().unwrap(), Some((Termination::Complete, 5)));
+    }
+
+    /// What a [`Kept`] watch saw: the bytes, and how the body ended.
+    type Sight = (Vec<u8>, Option<(Termination, u64)>);
+
+    /// A watch that keeps what it saw.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Sight>>);
+
+    impl Watch for Kept {
+        fn bytes(&mut self, data: &[u8]) {
+            self.0.lock().unwrap().0.extend_from_slice(data);
+        }
+
+        fn end(self: Box<Self>, how: Termination, sent: u64) {
+            self.0.lock().unwrap().1 = Some((how, sent));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watch_sees_every_byte_sent_including_an_sse_tail() {
+        use http_body_util::BodyExt;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let kept = Kept::default();
+        let prefix = Bytes::from_static(b"event: ping\n");
+        let idle = Duration::from_secs(60);
+        let mut body = Guarded::new(Fed(rx), prefix, true, idle, Box::new(kept.clone()));
+        tx.send(Bytes::from_static(
+            b"data: {}\n\nevent: message_stop\ndata: {}\n\n: a tail",
+        ))
+        .unwrap();
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(frame) = body.frame().await {
+            sent.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(
+            sent,
+            b"event: ping\ndata: {}\n\nevent: message_stop\ndata: {}\n\n: a tail"
+        );
+        let (seen, end) = kept.0.lock().unwrap().clone();
+        assert_eq!(seen, sent);
+        assert_eq!(end, Some((Termination::Complete, sent.len() as u64)));
     }
 
     /// One data frame, then nothing, with no end in sight.
@@ -423,7 +474,7 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let seen = Arc::new(Mutex::new(None));
         let slot = seen.clone();
-        let on_end: OnEnd = Box::new(move |how, bytes| *slot.lock().unwrap() = Some((how, bytes)));
+        let on_end = Box::new(move |how, bytes| *slot.lock().unwrap() = Some((how, bytes)));
         let idle = Duration::from_millis(100);
         let mut body = Guarded::new(Fed(rx), Bytes::new(), false, idle, on_end);
         let start = Instant::now();
