@@ -140,6 +140,32 @@ async fn the_access_line_carries_the_tokens_the_body_reported() {
     assert_ne!(json["request_id"], sse["request_id"]);
 }
 
+/// An answer levee gave up on names the upstream that failed; one levee
+/// made up alone names none (`-`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_line_names_the_upstream_only_when_one_was_tried() {
+    let upstream = MockUpstream::start(Script::always(Step::Reset)).await;
+    let levee = levee_for(
+        &upstream,
+        &format!("{FAST_POLICY}\n[rails]\nmax_body_bytes = 1000\n[log]\nformat = \"json\"\n"),
+    );
+    let resp = post(&levee, MESSAGE).await;
+    assert_eq!(resp.status(), 502);
+    resp.text().await.unwrap();
+    let resp = post(&levee, &format!(r#"{{"pad":"{}"}}"#, "x".repeat(2000))).await;
+    assert_eq!(resp.status(), 413);
+    resp.text().await.unwrap();
+
+    let lines = access_lines(&levee, 2).await;
+    assert_eq!(lines.len(), 2, "one line per request:\n{}", levee.log());
+    let (failed, local) = (&lines[0]["fields"], &lines[1]["fields"]);
+    assert_eq!(failed["status"], 502, "{failed}");
+    assert_eq!(failed["upstream"], "primary", "{failed}");
+    assert_eq!(failed["attempts"], 4, "{failed}");
+    assert_eq!(local["status"], 413, "{local}");
+    assert_eq!(local["upstream"], "-", "{local}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_access_log_can_be_turned_off() {
     let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;

@@ -32,6 +32,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,14 +120,17 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         client,
         reservation: Mutex::default(),
         access: access.clone(),
+        served_by: AtomicU32::new(NO_UPSTREAM),
     };
     let resp = exchange.run().await;
+    let upstream = exchange.served_by();
+    drop(exchange);
     access.head(Head {
         request_id,
         method: parts.method,
         endpoint: facts::endpoint_label(endpoint),
         status: resp.status().as_u16(),
-        upstream: resp.extensions().get::<ServedBy>().map(|s| s.0.clone()),
+        upstream,
         attempts: resp
             .headers()
             .get(super::reply::ATTEMPTS)
@@ -149,10 +153,8 @@ fn request_id(id: u64) -> String {
     s
 }
 
-/// The upstream whose answer (or failure) a response carries, for the
-/// access log; a response levee made up alone has none.
-#[derive(Clone)]
-struct ServedBy(Arc<String>);
+/// [`Exchange::served_by`] before any upstream answered or failed.
+const NO_UPSTREAM: u32 = u32::MAX;
 
 struct Exchange<'a> {
     gw: &'a Arc<Gateway>,
@@ -167,6 +169,9 @@ struct Exchange<'a> {
     reservation: Mutex<Option<Reservation>>,
     /// The access line, written when the response is over.
     access: Arc<Access>,
+    /// The upstream whose answer (or failure) the response carries, for
+    /// the access line; [`NO_UPSTREAM`] for a response levee made up alone.
+    served_by: AtomicU32,
 }
 
 /// The last thing an attempt produced, kept for delivery if levee gives up.
@@ -184,7 +189,7 @@ enum Last {
 }
 
 impl Exchange<'_> {
-    async fn run(self) -> Response<Body> {
+    async fn run(&self) -> Response<Body> {
         let _active = self.gw.budget.enter();
         // The whole request is decided by one policy, even across a swap.
         let policy = self.gw.policy.current();
@@ -493,7 +498,7 @@ impl Exchange<'_> {
 
     fn deliver(&self, upstream: u32, resp: Response<Incoming>, attempts: u32) -> Response<Body> {
         let (mut head, body) = resp.into_parts();
-        head.extensions.insert(self.served_by(upstream));
+        self.serve_from(upstream);
         let sse = is_sse(&head.headers);
         strip_hop_by_hop(&mut head.headers);
         set_attempts(&mut head.headers, attempts);
@@ -509,7 +514,7 @@ impl Exchange<'_> {
                 prefix,
                 rest,
             } => {
-                head.extensions.insert(self.served_by(upstream));
+                self.serve_from(upstream);
                 strip_hop_by_hop(&mut head.headers);
                 set_attempts(&mut head.headers, attempts);
                 if let Some(g) = verdict {
@@ -540,22 +545,29 @@ impl Exchange<'_> {
                     should_retry: false,
                     retry_after_ms: None,
                 });
-                let mut resp = self.local(
+                self.serve_from(upstream);
+                self.local(
                     status,
                     error_type,
                     &message,
                     g.should_retry,
                     g.retry_after_ms,
                     attempts,
-                );
-                resp.extensions_mut().insert(self.served_by(upstream));
-                resp
+                )
             }
         }
     }
 
-    fn served_by(&self, upstream: u32) -> ServedBy {
-        ServedBy(self.rt.upstreams[upstream as usize].label.clone())
+    /// Notes that the response carries `upstream`'s answer or failure.
+    fn serve_from(&self, upstream: u32) {
+        self.served_by.store(upstream, Ordering::Relaxed);
+    }
+
+    /// The label of the upstream the response came from, if any.
+    fn served_by(&self) -> Option<Arc<String>> {
+        let id = self.served_by.load(Ordering::Relaxed);
+        let up = self.rt.upstreams.get(id as usize)?;
+        Some(up.label.clone())
     }
 
     fn reservation(&self) -> std::sync::MutexGuard<'_, Option<Reservation>> {
