@@ -138,16 +138,21 @@ fn admit_by(deadline: u64, now: u64) -> u64 {
 /// The most time admission leaves before a request's deadline.
 const ADMIT_MARGIN_MAX_MS: u64 = 1_000;
 
-/// Feeds an upstream's response head to the limiter: its rate-limit
-/// headers correct the buckets, and a 429 closes them for `wait_ms`.
-pub(super) fn observe(rt: &Runtime, id: u32, found: &Found, rate_limited_ms: Option<u64>) {
+/// Feeds an upstream's rate-limit headers to the limiter: they correct its
+/// buckets.
+pub(super) fn observe(rt: &Runtime, id: u32, found: &Found) {
     let now = super::now_ms();
-    let limiter = &rt.admitter.limiter;
     for (kind, report) in found.read(now) {
-        limiter.observe(id, kind, report, now);
+        rt.admitter.limiter.observe(id, kind, report, now);
     }
-    if let Some(wait) = rate_limited_ms.filter(|&w| w > 0) {
-        limiter.close_until(id, now.saturating_add(wait));
+}
+
+/// An upstream answered 429 asking for `wait_ms`: its buckets close until
+/// then.
+pub(super) fn rate_limited(rt: &Runtime, id: u32, wait_ms: Option<u64>) {
+    if let Some(wait) = wait_ms.filter(|&w| w > 0) {
+        let until = super::now_ms().saturating_add(wait);
+        rt.admitter.limiter.close_until(id, until);
     }
 }
 

@@ -424,7 +424,7 @@ impl Exchange<'_> {
         for (dimension, left) in facts::remaining_budgets(&limits) {
             metrics.rate_limit_remaining(&up.label, dimension, left);
         }
-        admission::observe(self.rt, id, &limits, None);
+        admission::observe(self.rt, id, &limits);
         if resp.status().as_u16() < 400 {
             up.health.record(now_ms(), false);
             return Ok(resp);
@@ -440,7 +440,7 @@ impl Exchange<'_> {
         match facts.status {
             429 if !facts.spend_cap => {
                 up.state.rate_limited(now, header_wait.unwrap_or(0));
-                admission::observe(self.rt, id, &Found::default(), header_wait);
+                admission::rate_limited(self.rt, id, header_wait);
             }
             529 => up.state.overloaded(now, header_wait),
             _ => {}
