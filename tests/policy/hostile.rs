@@ -4,9 +4,10 @@
 
 use levee::core::sample::Sampler;
 use levee::core::{Policy, Profile};
-use levee::policy::{PolicySource, Stage};
+use levee::policy::{CallError, PolicySource, Stage};
 use levee_tests::fixtures::Fixture;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// What the engine must do with a fixture.
 enum Expect {
@@ -145,4 +146,30 @@ fn a_policy_that_fails_at_call_time_costs_a_fallback_not_a_request() {
     assert_eq!(stats.traps.load(Ordering::Relaxed), 3 * 2 * 3);
     assert_eq!(stats.deadlines.load(Ordering::Relaxed), 3 * 3);
     assert_eq!(stats.fallbacks.load(Ordering::Relaxed), 3 * 3 * 2);
+}
+
+/// A looping call is stopped at its deadline, however long that deadline:
+/// the engine's epoch ticker keeps its 1 ms pace while any call is in
+/// flight. (It used to slow to one tick per 25 ms after 100 ticks without
+/// a new call, so a loop under a 1 s deadline ran for about 23 s.) The
+/// bound below leaves 5 s of slack for a loaded machine.
+#[test]
+fn a_long_deadline_stops_a_loop_on_time() {
+    let engine = super::engine_with_deadline(Duration::from_secs(1));
+    let policy = engine
+        .load(&PolicySource::File(Fixture::Triggered.path().into()), "")
+        .expect("the triggered fixture passes the load-time checks");
+    let mut case = Sampler::new(5).case();
+    case.req.model = Some("loop".into());
+    let started = Instant::now();
+    let result = policy.try_on_request(&case.req, &case.view);
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(CallError::Deadline(d)) if d == Duration::from_secs(1)),
+        "{result:?}"
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "a 1 s deadline took {took:?}"
+    );
 }

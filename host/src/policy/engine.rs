@@ -18,11 +18,11 @@
 use super::bindings::{POLICY_INTERFACE, PolicyPre};
 use super::cache::CompileCache;
 use super::loaded::{LoadedPolicy, Stats};
-use super::pool::{EPOCH_TICK, IDLE_NAP, Limits, Pool, PoolError, QUIET_TICKS, StoreState};
+use super::pool::{Limits, Pool, PoolError, StoreState};
 use super::selfcheck;
+use super::ticker::Ticker;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
@@ -148,9 +148,8 @@ pub struct PolicyEngine {
     linker: Linker<StoreState>,
     options: EngineOptions,
     stats: Arc<Stats>,
-    ticker: Arc<AtomicBool>,
-    /// Calls begun into any of its policies (the ticker watches it).
-    started: Arc<AtomicUsize>,
+    /// Shared with every policy's pool; its thread ends with the last.
+    ticker: Arc<Ticker>,
 }
 
 impl PolicyEngine {
@@ -159,39 +158,13 @@ impl PolicyEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
-        let running = Arc::new(AtomicBool::new(true));
-        let started = Arc::new(AtomicUsize::new(0));
-        let (weak, flag, calls) = (engine.weak(), running.clone(), started.clone());
-        std::thread::Builder::new()
-            .name("levee-epoch".into())
-            .spawn(move || {
-                let (mut seen, mut quiet) = (calls.load(Ordering::Relaxed), 0u32);
-                while flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(if quiet < QUIET_TICKS {
-                        EPOCH_TICK
-                    } else {
-                        IDLE_NAP
-                    });
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                    let now = calls.load(Ordering::Relaxed);
-                    quiet = if now == seen {
-                        quiet.saturating_add(1)
-                    } else {
-                        0
-                    };
-                    seen = now;
-                }
-            })?;
+        let ticker = Ticker::start(&engine)?;
         Ok(PolicyEngine {
             linker: Linker::new(&engine),
             engine,
             options,
             stats: Arc::default(),
-            ticker: running,
-            started,
+            ticker,
         })
     }
 
@@ -236,7 +209,7 @@ impl PolicyEngine {
                     exports_message(&self.engine, &component, &e),
                 )
             })?;
-        let pool = Pool::new(pre, config, self.options.limits, self.started.clone()).map_err(
+        let pool = Pool::new(pre, config, self.options.limits, self.ticker.clone()).map_err(
             |e| match e {
                 PoolError::Instantiate(m) => fail(Stage::Instantiate, m),
                 PoolError::Configure(m) => fail(Stage::Configure, m),
@@ -289,12 +262,6 @@ impl PolicyEngine {
                 .map(|(n, _)| n.to_owned())
                 .collect(),
         })
-    }
-}
-
-impl Drop for PolicyEngine {
-    fn drop(&mut self) {
-        self.ticker.store(false, Ordering::Relaxed);
     }
 }
 

@@ -12,10 +12,12 @@ mod handle;
 mod loaded;
 mod pool;
 mod selfcheck;
+mod ticker;
 
 pub use builtin::ALL as BUILTINS;
 pub use cache::{CacheOutcome, CompileCache};
 pub use engine::{EngineOptions, Interface, LoadError, PolicyEngine, PolicySource, Stage};
 pub use handle::{PolicyHandle, SwapRecord, describe};
 pub use loaded::{LoadedPolicy, Stats};
-pub use pool::{CallError, EPOCH_TICK, Limits};
+pub use pool::{CallError, Limits};
+pub use ticker::EPOCH_TICK;

@@ -7,21 +7,10 @@
 //! instance; the slot is refilled on its next use.
 
 use super::bindings::{PolicyFuncs, PolicyPre};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use super::ticker::{EPOCH_TICK, Ticker};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
-
-/// How often the engine's epoch advances while calls are being made;
-/// deadlines are counted in ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
-/// How often it advances once no call has begun for [`QUIET_TICKS`] ticks.
-/// A 1 ms ticker costs an idle gateway a thousand wake-ups a second; this
-/// one, forty. The price: the first call after a quiet spell may run up to
-/// one nap longer than its deadline before it is stopped.
-pub const IDLE_NAP: Duration = Duration::from_millis(25);
-/// Ticks without a new call before the ticker naps.
-pub const QUIET_TICKS: u32 = 100;
 
 /// Per-instance resource limits.
 #[derive(Clone, Copy, Debug)]
@@ -73,9 +62,8 @@ pub(crate) struct Pool {
     config: String,
     limits: Limits,
     slots: Box<[Mutex<Option<Slot>>]>,
-    /// Calls begun, across the engine: picks the slot, and tells the
-    /// epoch ticker that calls are running.
-    next: Arc<AtomicUsize>,
+    /// The engine's epoch ticker: told of every call, which it numbers.
+    ticker: Arc<Ticker>,
 }
 
 impl Pool {
@@ -85,10 +73,11 @@ impl Pool {
         pre: PolicyPre<StoreState>,
         config: &str,
         limits: Limits,
-        started: Arc<AtomicUsize>,
+        ticker: Arc<Ticker>,
     ) -> Result<Pool, PoolError> {
         let mut slots = Vec::with_capacity(limits.instances.max(1));
         for _ in 0..limits.instances.max(1) {
+            let _running = ticker.enter();
             slots.push(Mutex::new(Some(new_slot(&pre, config, limits)?)));
         }
         Ok(Pool {
@@ -96,7 +85,7 @@ impl Pool {
             config: config.to_owned(),
             limits,
             slots: slots.into_boxed_slice(),
-            next: started,
+            ticker,
         })
     }
 
@@ -105,7 +94,7 @@ impl Pool {
         &self,
         f: impl FnOnce(&PolicyFuncs, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (start, _running) = self.ticker.enter();
         let n = self.slots.len();
         let mut guard = (0..n)
             .find_map(|i| self.slots[(start + i) % n].try_lock().ok())
