@@ -3,7 +3,8 @@
 use super::{MESSAGE, STREAM_MESSAGE, client, header, levee_for, post};
 use levee_tests::fixtures::Fixture;
 use levee_tests::levee::{ADMIN_TOKEN, Levee};
-use levee_tests::mock::{MockUpstream, Script, SseScript, Step};
+use levee_tests::mock::{MockUpstream, Reply, Script, SseScript, Step};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -36,6 +37,57 @@ async fn sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections() {
     assert!(refused.await.unwrap(), "levee kept accepting after SIGTERM");
     assert_eq!(body, expected, "the stream in flight finished whole");
     assert_eq!(levee.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// Each thread of process `pid`: its name and how often it was switched
+/// in (voluntary and involuntary context switches), by thread id.
+fn context_switches(pid: u32) -> HashMap<String, (String, u64)> {
+    let mut threads = HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("levee runs") {
+        let dir = task.unwrap().path();
+        let (Ok(name), Ok(status)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue; // the thread ended
+        };
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        let tid = dir.file_name().unwrap().to_string_lossy().into_owned();
+        threads.insert(tid, (name.trim().to_owned(), switches));
+    }
+    threads
+}
+
+/// An idle gateway does not wake up: once a request has set the policy
+/// engine's epoch ticker and the access-log flusher going, both park when
+/// there is nothing left to do (they used to wake 40 and 50 times a
+/// second, forever). Passes once any one second, within ten, goes by with
+/// no thread switched in more than twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_gateway_does_not_wake_up() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
+    let levee = levee_for(&upstream, "");
+    assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+    let mut woke = Vec::new();
+    for _ in 0..10 {
+        let before = context_switches(levee.pid());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        woke = context_switches(levee.pid())
+            .into_iter()
+            .filter_map(|(tid, (name, after))| {
+                let n = after - before.get(&tid).map_or(0, |(_, b)| *b);
+                (n > 2).then(|| format!("{name} ({tid}): {n}"))
+            })
+            .collect();
+        if woke.is_empty() {
+            return;
+        }
+    }
+    panic!("no second went by without these threads waking: {woke:?}");
 }
 
 async fn swap(levee: &Levee, body: serde_json::Value) -> (u16, serde_json::Value) {

@@ -108,6 +108,11 @@ impl Levee {
         self.dir.path().to_path_buf()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (`TERM`, `HUP`, ...) to the process.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")

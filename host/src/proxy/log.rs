@@ -1,7 +1,9 @@
 //! Log lines go to stderr. Access lines (target `levee::access`, one per
 //! request) are batched: appended to a buffer that a background thread
-//! writes out every 20 ms, or written at once when 64 KiB are pending, so
-//! the request path pays no `write(2)` of its own for them. Each worker
+//! writes out 20 ms after a line lands in it, or written at once when
+//! 64 KiB are pending, so the request path pays no `write(2)` of its own
+//! for them. With nothing pending the thread is parked: an idle gateway
+//! does not wake for it. Each worker
 //! thread has a buffer of its own: one shared buffer had both cores take
 //! its lock and write its cache lines for every request. So within one
 //! 20 ms batch, lines are grouped by worker (each keeps its timestamp).
@@ -18,10 +20,11 @@
 use crate::per_thread::PerThread;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// How often pending access lines are written out.
+/// How long after a line lands in an empty buffer it is written out.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Pending bytes that are written out at once.
 const MAX_PENDING: usize = 64 * 1024;
@@ -36,19 +39,50 @@ pub struct Stderr {
 
 /// Access lines not yet written, a buffer per thread.
 #[derive(Default)]
-pub struct Pending(PerThread<Mutex<Vec<u8>>>);
+pub struct Pending {
+    buffers: PerThread<Mutex<Vec<u8>>>,
+    /// The flushing thread: unparked when a line lands in an empty buffer.
+    flusher: OnceLock<Thread>,
+}
 
 impl Pending {
-    /// This thread's buffer.
-    fn mine(&self) -> &Mutex<Vec<u8>> {
-        self.0.mine()
+    /// Appends to this thread's buffer with `append`. A full buffer is
+    /// written out at once; a line in an empty one wakes the flusher.
+    fn append(&self, append: impl FnOnce(&mut Vec<u8>)) {
+        let mut buf = lock(self.buffers.mine());
+        let was_empty = buf.is_empty();
+        if buf.capacity() == 0 {
+            buf.reserve(MAX_PENDING);
+        }
+        append(&mut buf);
+        if buf.len() >= MAX_PENDING {
+            let full = std::mem::replace(&mut *buf, Vec::with_capacity(MAX_PENDING));
+            drop(buf);
+            write_out(full);
+        } else if was_empty {
+            drop(buf);
+            self.wake_flusher();
+        }
+    }
+
+    fn wake_flusher(&self) {
+        if let Some(t) = self.flusher.get() {
+            t.unpark();
+        }
     }
 
     /// Writes out every buffer's pending lines.
     fn write_all_out(&self) {
-        for b in self.0.all() {
+        for b in self.buffers.all() {
             write_out(take(b));
         }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // A parked flusher would never see that it is no longer needed.
+        self.wake_flusher();
     }
 }
 
@@ -63,16 +97,7 @@ pub(super) fn access_line(format: impl FnOnce(&mut Vec<u8>, bool)) -> bool {
     let Some((pending, json)) = ACCESS_SINK.get() else {
         return false;
     };
-    let mut buf = lock(pending.mine());
-    if buf.capacity() == 0 {
-        buf.reserve(MAX_PENDING);
-    }
-    format(&mut buf, *json);
-    if buf.len() >= MAX_PENDING {
-        let full = std::mem::replace(&mut *buf, Vec::with_capacity(MAX_PENDING));
-        drop(buf);
-        write_out(full);
-    }
+    pending.append(|buf| format(buf, *json));
     true
 }
 
@@ -82,10 +107,12 @@ impl Stderr {
     pub fn new(json: bool) -> Stderr {
         let pending = Arc::new(Pending::default());
         let weak = Arc::downgrade(&pending);
-        let _ = std::thread::Builder::new()
+        let flusher = std::thread::Builder::new()
             .name("levee-log".into())
             .spawn(move || {
                 loop {
+                    // Until a line is pending; then let a batch gather.
+                    std::thread::park();
                     std::thread::sleep(FLUSH_EVERY);
                     let Some(pending) = weak.upgrade() else {
                         return;
@@ -93,6 +120,9 @@ impl Stderr {
                     pending.write_all_out();
                 }
             });
+        if let Ok(handle) = flusher {
+            let _ = pending.flusher.set(handle.thread().clone());
+        }
         let _ = ACCESS_SINK.set((pending.clone(), json));
         Stderr { pending }
     }
@@ -125,18 +155,10 @@ pub enum Line<'a> {
 impl Write for Line<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
-            Line::Batched(p) => {
-                let mut buf = lock(p.mine());
-                buf.extend_from_slice(data);
-                if buf.len() >= MAX_PENDING {
-                    let full = std::mem::replace(&mut *buf, Vec::with_capacity(MAX_PENDING));
-                    drop(buf);
-                    write_out(full);
-                }
-            }
+            Line::Batched(p) => p.append(|buf| buf.extend_from_slice(data)),
             Line::Direct(p) => {
                 let mut err = io::stderr().lock();
-                for b in p.0.all() {
+                for b in p.buffers.all() {
                     err.write_all(&take(b))?;
                 }
                 err.write_all(data)?;
