@@ -19,7 +19,8 @@ use crate::reply::{Headers, Local, get, set, strip_hop_by_hop};
 use crate::state::State;
 use crate::upstream::{self, Failure, Upstreaming};
 use levee_policy_core::{
-    Admission, Attempt, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts, View, headers,
+    Admission, Attempt, NextStep, Outcome, RequestFacts, ResponseFacts, View, headers,
+    rails::check_retry,
 };
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 
@@ -137,7 +138,9 @@ impl Exchange<'_> {
             };
             let step = match policy::on_outcome(&self.facts, &order, attempt, &self.view()) {
                 NextStep::Retry(r) => {
-                    match self.rails_allow(attempts, r.upstream, r.delay_ms, deadline) {
+                    let (max, upstreams) =
+                        (self.settings.max_attempts, self.settings.upstreams.len());
+                    match check_retry(&r, attempts, max, upstreams, now_ms(), deadline) {
                         Ok(()) => NextStep::Retry(r),
                         Err(g) => NextStep::Fail(g),
                     }
@@ -162,31 +165,6 @@ impl Exchange<'_> {
                 }
             }
         }
-    }
-
-    /// The rails: a retry must fit the attempt ceiling and the deadline.
-    fn rails_allow(
-        &self,
-        attempts: u32,
-        upstream: u32,
-        delay_ms: u64,
-        deadline: u64,
-    ) -> Result<(), GiveUp> {
-        if attempts >= self.settings.max_attempts
-            || upstream as usize >= self.settings.upstreams.len()
-        {
-            return Err(GiveUp {
-                should_retry: false,
-                retry_after_ms: None,
-            });
-        }
-        if now_ms().saturating_add(delay_ms) >= deadline {
-            return Err(GiveUp {
-                should_retry: true,
-                retry_after_ms: Some(delay_ms),
-            });
-        }
-        Ok(())
     }
 
     /// One attempt: a success to deliver, or what to keep and the outcome.

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod config;
 mod decide;
 pub mod headers;
+pub mod rails;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod types;

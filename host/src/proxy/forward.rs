@@ -23,7 +23,7 @@ use super::stream::{Guarded, Termination, Watch};
 use super::{Runtime, facts, now_ms};
 use crate::core::{
     Admission, Attempt, FailureKind, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts,
-    headers,
+    headers, rails::check_retry,
 };
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
@@ -316,7 +316,16 @@ impl Exchange<'_> {
             trace.outcome(&attempt, &view, &decided);
             let step = match decided {
                 NextStep::Retry(r) => {
-                    match self.rails_allow(attempts, r.upstream, r.delay_ms, deadline) {
+                    let rails = &self.rt.rails;
+                    let upstreams = self.rt.upstreams.len();
+                    match check_retry(
+                        &r,
+                        attempts,
+                        rails.max_attempts,
+                        upstreams,
+                        now_ms(),
+                        deadline,
+                    ) {
                         Ok(()) => match self.gw.budget.try_retry() {
                             Some(token) => {
                                 _retry_token = Some(token);
@@ -355,31 +364,6 @@ impl Exchange<'_> {
                 NextStep::Fail(g) => return self.give_up(last, Some(g), attempts),
             }
         }
-    }
-
-    /// The host's rails: a retry must fit the attempt ceiling and the
-    /// deadline, and go to a configured upstream.
-    fn rails_allow(
-        &self,
-        attempts: u32,
-        upstream: u32,
-        delay_ms: u64,
-        deadline: u64,
-    ) -> Result<(), GiveUp> {
-        if attempts >= self.rt.rails.max_attempts || (upstream as usize) >= self.rt.upstreams.len()
-        {
-            return Err(GiveUp {
-                should_retry: false,
-                retry_after_ms: None,
-            });
-        }
-        if now_ms().saturating_add(delay_ms) >= deadline {
-            return Err(GiveUp {
-                should_retry: true,
-                retry_after_ms: Some(delay_ms),
-            });
-        }
-        Ok(())
     }
 
     /// One attempt: the response when it is a success, otherwise what to
