@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 pub mod edge;
 pub mod egress;
+pub mod flags;
 pub mod levee;
 pub mod mock;
 pub mod redis;

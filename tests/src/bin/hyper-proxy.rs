@@ -21,6 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use levee_tests::flags;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -39,23 +40,17 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut listen, mut upstream, mut workers) = (None, None, 2);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--listen" => {
-                let v = value("--listen")?;
-                listen = Some(v.parse().map_err(|e| format!("--listen {v}: {e}"))?);
-            }
-            "--upstream" => upstream = Some(value("--upstream")?),
+    for (name, value) in flags::pairs(&args)? {
+        match name {
+            "--listen" => listen = Some(flags::parse(name, value)?),
+            "--upstream" => upstream = Some(value.to_owned()),
             "--workers" => {
-                let v = value("--workers")?;
-                workers = v
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or(format!("--workers {v}: not a positive number"))?;
+                workers = flags::parse(name, value)?;
+                if workers == 0 {
+                    return Err(format!("{name} {value}: not a positive number"));
+                }
             }
             other => return Err(format!("unknown argument {other}")),
         }

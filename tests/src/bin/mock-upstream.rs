@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use levee_tests::flags;
 use levee_tests::mock::{Buckets, Cost, RateLimits, Reply as Scripted, SseScript, Step};
 use std::convert::Infallible;
 use std::future::Future;
@@ -77,42 +78,30 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Err(String::new());
+    }
     let mut listen = None;
     let mut interval = Duration::ZERO;
     let mut threads = None;
     let mut limits = RateLimits::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--listen" => {
-                let v = value("--listen")?;
-                listen = Some(v.parse().map_err(|e| format!("--listen {v}: {e}"))?);
-            }
-            "--sse-interval-ms" => {
-                let v = value("--sse-interval-ms")?;
-                let ms = v
-                    .parse()
-                    .map_err(|e| format!("--sse-interval-ms {v}: {e}"))?;
-                interval = Duration::from_millis(ms);
-            }
-            "--threads" => {
-                let v = value("--threads")?;
-                threads = Some(v.parse().map_err(|e| format!("--threads {v}: {e}"))?);
-            }
+    for (name, value) in flags::pairs(&args)? {
+        match name {
+            "--listen" => listen = Some(flags::parse(name, value)?),
+            "--sse-interval-ms" => interval = Duration::from_millis(flags::parse(name, value)?),
+            "--threads" => threads = Some(flags::parse(name, value)?),
             "--rpm" | "--itpm" | "--otpm" => {
-                let v = value(&arg)?;
-                let n: u64 = v.parse().map_err(|e| format!("{arg} {v}: {e}"))?;
+                let n: u64 = flags::parse(name, value)?;
                 if n == 0 {
-                    return Err(format!("{arg} must be at least 1"));
+                    return Err(format!("{name} must be at least 1"));
                 }
-                match arg.as_str() {
+                match name {
                     "--rpm" => limits.requests_per_minute = Some(n),
                     "--itpm" => limits.input_tokens_per_minute = Some(n),
                     _ => limits.output_tokens_per_minute = Some(n),
                 }
             }
-            "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
     }

@@ -26,6 +26,7 @@ use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use levee_tests::flags::{pairs, parse};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -66,24 +67,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// `--name value` pairs, in order.
-fn pairs(args: &[String]) -> Result<Vec<(&str, &str)>, String> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(name) = it.next() {
-        let value = it.next().ok_or(format!("{name} needs a value"))?;
-        out.push((name.as_str(), value.as_str()));
-    }
-    Ok(out)
-}
-
-fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    value.parse().map_err(|e| format!("{name} {value}: {e}"))
 }
 
 fn request(addr: SocketAddr) -> Request<Full<Bytes>> {
@@ -165,10 +148,10 @@ async fn hold(args: &[String]) -> Result<ExitCode, String> {
     let mut timeout = Duration::from_secs(60);
     for (name, value) in pairs(args)? {
         match name {
-            "--addr" => addr = Some(number::<SocketAddr>(name, value)?),
-            "--streams" => streams = number(name, value)?,
-            "--rss-pid" => rss_pid = Some(number::<u32>(name, value)?),
-            "--timeout-s" => timeout = Duration::from_secs(number(name, value)?),
+            "--addr" => addr = Some(parse::<SocketAddr>(name, value)?),
+            "--streams" => streams = parse(name, value)?,
+            "--rss-pid" => rss_pid = Some(parse::<u32>(name, value)?),
+            "--timeout-s" => timeout = Duration::from_secs(parse(name, value)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -250,10 +233,10 @@ async fn ttfb(args: &[String]) -> Result<ExitCode, String> {
                 let (label, addr) = value
                     .split_once('=')
                     .ok_or(format!("--addr {value}: expected NAME=HOST:PORT"))?;
-                targets.push((label.to_string(), number(name, addr)?));
+                targets.push((label.to_string(), parse(name, addr)?));
             }
-            "--count" => count = number(name, value)?,
-            "--warmup" => warmup = number(name, value)?,
+            "--count" => count = parse(name, value)?,
+            "--warmup" => warmup = parse(name, value)?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
