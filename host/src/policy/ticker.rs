@@ -7,7 +7,7 @@
 //! parks while a call is in flight, however long that call's deadline:
 //! deadlines are counted in ticks, and a ticker that stopped or slowed
 //! down would let a runaway call run on (an earlier ticker napped 25 ms a
-//! tick when quiet, so a looping call with a 1 s deadline ran for 20 s).
+//! tick when quiet, so a looping call with a 1 s deadline ran for 23 s).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};

@@ -3,14 +3,13 @@
 //! writes out 20 ms after a line lands in it, or written at once when
 //! 64 KiB are pending, so the request path pays no `write(2)` of its own
 //! for them. With nothing pending the thread is parked: an idle gateway
-//! does not wake for it. Each worker
-//! thread has a buffer of its own: one shared buffer had both cores take
-//! its lock and write its cache lines for every request. So within one
-//! 20 ms batch, lines are grouped by worker (each keeps its timestamp).
-//! Any other line first writes out what is pending, then itself: start-up,
-//! warnings and the shutdown messages are never held back or reordered
-//! before earlier access lines. A process killed outright loses at most
-//! the last 20 ms of access lines.
+//! does not wake for it. Each worker thread has a buffer of its own: one
+//! shared buffer had both cores take its lock and write its cache lines
+//! for every request. So within one 20 ms batch, lines are grouped by
+//! worker (each keeps its timestamp). Any other line first writes out what
+//! is pending, then itself: start-up, warnings and the shutdown messages
+//! are never held back or reordered before earlier access lines. A process
+//! killed outright loses at most the last 20 ms of access lines.
 //!
 //! The access line itself is formatted in `access.rs`, straight into the
 //! buffer, in the shape the `tracing` formatter gives every other line:
