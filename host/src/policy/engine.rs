@@ -20,7 +20,7 @@ use super::cache::CompileCache;
 use super::loaded::{LoadedPolicy, Stats};
 use super::pool::{Limits, Pool, PoolError, StoreState};
 use super::selfcheck;
-use super::ticker::Ticker;
+use super::ticker::{Ticker, tick_for};
 use std::fmt;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
@@ -158,7 +158,7 @@ impl PolicyEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
-        let ticker = Ticker::start(&engine)?;
+        let ticker = Ticker::start(&engine, tick_for(options.limits.call_timeout))?;
         Ok(PolicyEngine {
             linker: Linker::new(&engine),
             engine,

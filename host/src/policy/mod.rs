@@ -20,4 +20,3 @@ pub use engine::{EngineOptions, Interface, LoadError, PolicyEngine, PolicySource
 pub use handle::{PolicyHandle, SwapRecord, describe};
 pub use loaded::{LoadedPolicy, Stats};
 pub use pool::{CallError, Limits};
-pub use ticker::EPOCH_TICK;

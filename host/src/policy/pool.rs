@@ -7,7 +7,7 @@
 //! instance; the slot is refilled on its next use.
 
 use super::bindings::{PolicyFuncs, PolicyPre};
-use super::ticker::{EPOCH_TICK, Ticker};
+use super::ticker::Ticker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
@@ -78,7 +78,7 @@ impl Pool {
         let mut slots = Vec::with_capacity(limits.instances.max(1));
         for _ in 0..limits.instances.max(1) {
             let _running = ticker.enter();
-            slots.push(Mutex::new(Some(new_slot(&pre, config, limits)?)));
+            slots.push(Mutex::new(Some(new_slot(&pre, config, limits, &ticker)?)));
         }
         Ok(Pool {
             pre,
@@ -104,14 +104,14 @@ impl Pool {
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
             });
         if guard.is_none() {
-            match new_slot(&self.pre, &self.config, self.limits) {
+            match new_slot(&self.pre, &self.config, self.limits, &self.ticker) {
                 Ok(slot) => *guard = Some(slot),
                 Err(e) => return Err(CallError::Instantiate(e.to_string())),
             }
         }
         let slot = guard.as_mut().expect("filled above");
         slot.store
-            .set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
+            .set_epoch_deadline(self.ticker.deadline_ticks(self.limits.call_timeout));
         match f(&slot.funcs, &mut slot.store) {
             Ok(r) => Ok(r),
             Err(e) => {
@@ -132,7 +132,13 @@ pub(crate) enum PoolError {
     Configure(String),
 }
 
-fn new_slot(pre: &PolicyPre<StoreState>, config: &str, limits: Limits) -> Result<Slot, PoolError> {
+fn new_slot(
+    pre: &PolicyPre<StoreState>,
+    config: &str,
+    limits: Limits,
+    ticker: &Ticker,
+) -> Result<Slot, PoolError> {
+    let deadline = ticker.deadline_ticks(limits.call_timeout);
     let state = StoreState {
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
@@ -141,11 +147,11 @@ fn new_slot(pre: &PolicyPre<StoreState>, config: &str, limits: Limits) -> Result
     };
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
+    store.set_epoch_deadline(deadline);
     let funcs = pre
         .instantiate(&mut store)
         .map_err(|e| PoolError::Instantiate(classify(&e, limits.call_timeout).to_string()))?;
-    store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
+    store.set_epoch_deadline(deadline);
     match funcs.configure(&mut store, config) {
         Ok(Ok(())) => Ok(Slot { store, funcs }),
         Ok(Err(e)) => Err(PoolError::Configure(e.to_string())),
@@ -153,11 +159,6 @@ fn new_slot(pre: &PolicyPre<StoreState>, config: &str, limits: Limits) -> Result
             classify(&e, limits.call_timeout).to_string(),
         )),
     }
-}
-
-fn deadline_ticks(timeout: Duration) -> u64 {
-    // +1: the current tick may end a moment after the call starts.
-    (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
 fn classify(e: &wasmtime::Error, timeout: Duration) -> CallError {
