@@ -149,10 +149,11 @@ fn a_policy_that_fails_at_call_time_costs_a_fallback_not_a_request() {
 }
 
 /// A looping call is stopped at its deadline, however long that deadline:
-/// the engine's epoch ticker keeps its 1 ms pace while any call is in
-/// flight. (It used to slow to one tick per 25 ms after 100 ticks without
-/// a new call, so a loop under a 1 s deadline ran for about 23 s.) The
-/// bound below leaves 5 s of slack for a loaded machine.
+/// the engine's epoch ticker keeps its pace (10 ms for this deadline)
+/// while any call is in flight. (It used to slow to one tick per 25 ms
+/// after 100 ticks without a new call, so a loop under a 1 s deadline ran
+/// for about 23 s.) The bound below leaves 5 s of slack for a loaded
+/// machine.
 #[test]
 fn a_long_deadline_stops_a_loop_on_time() {
     let engine = super::engine_with_deadline(Duration::from_secs(1));
