@@ -7,9 +7,7 @@ use super::egress::Egress;
 use crate::config::{Scheme, Upstream};
 use crate::core::FailureKind;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -107,14 +105,33 @@ impl Connector {
         })
     }
 
-    async fn connect(self) -> Result<Conn, ConnectError> {
-        let fail = |kind, message: String| ConnectError { kind, message };
-        let permit = self
-            .permits
+    /// A permit to open a connection, at once if one is free.
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// A permit to open a connection, once one is free.
+    pub async fn permit(&self) -> Result<OwnedSemaphorePermit, ConnectError> {
+        self.permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| fail(FailureKind::Connect, "connector closed".into()))?;
+            .map_err(|_| ConnectError {
+                kind: FailureKind::Connect,
+                message: "connector closed".into(),
+            })
+    }
+
+    /// A new connection, once a permit is free.
+    pub async fn connect(self) -> Result<Conn, ConnectError> {
+        let permit = self.permit().await?;
+        self.connect_with(permit).await
+    }
+
+    /// A new connection under `permit`: DNS, TCP (or a tunnel through the
+    /// egress proxy), then TLS.
+    pub async fn connect_with(self, permit: OwnedSemaphorePermit) -> Result<Conn, ConnectError> {
+        let fail = |kind, message: String| ConnectError { kind, message };
         let tcp = match &self.egress {
             Some(egress) => {
                 egress
@@ -154,22 +171,6 @@ impl Connector {
             h2,
             _permit: permit,
         })
-    }
-}
-
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = Conn;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Connects to the configured upstream; the URI's authority is the same
-    /// one, as the client builds request URIs from the config.
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        Box::pin(self.clone().connect())
     }
 }
 
@@ -239,14 +240,10 @@ pub struct Conn {
     _permit: OwnedSemaphorePermit,
 }
 
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        let connected = Connected::new();
-        if self.h2 {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
+impl Conn {
+    /// Whether TLS negotiated HTTP/2 by ALPN.
+    pub fn is_h2(&self) -> bool {
+        self.h2
     }
 }
 

@@ -11,7 +11,7 @@
 
 use super::access::{Access, Head};
 use super::admission::{self, Settle};
-use super::client::AttemptError;
+use super::client::{AttemptError, UpstreamBody};
 use super::layer_name;
 use super::metrics::attempt_outcome;
 use super::record::Recorder;
@@ -180,7 +180,7 @@ enum Last {
         upstream: u32,
         head: http::response::Parts,
         prefix: Bytes,
-        rest: Option<Incoming>,
+        rest: Option<UpstreamBody>,
     },
     Failure {
         upstream: u32,
@@ -372,7 +372,7 @@ impl Exchange<'_> {
         &self,
         id: u32,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, (Last, Outcome)> {
+    ) -> Result<Response<UpstreamBody>, (Last, Outcome)> {
         let up = &self.rt.upstreams[id as usize];
         let _in_flight = up.state.start();
         let _probe = up.health.begin(now_ms());
@@ -480,7 +480,12 @@ impl Exchange<'_> {
         req
     }
 
-    fn deliver(&self, upstream: u32, resp: Response<Incoming>, attempts: u32) -> Response<Body> {
+    fn deliver(
+        &self,
+        upstream: u32,
+        resp: Response<UpstreamBody>,
+        attempts: u32,
+    ) -> Response<Body> {
         let (mut head, body) = resp.into_parts();
         self.serve_from(upstream);
         let sse = is_sse(&head.headers);
@@ -567,7 +572,14 @@ impl Exchange<'_> {
             .body_ended(usage, Termination::Complete, false, body.len() as u64);
     }
 
-    fn guard(&self, upstream: u32, body: Incoming, prefix: Bytes, sse: bool, error: bool) -> Body {
+    fn guard(
+        &self,
+        upstream: u32,
+        body: UpstreamBody,
+        prefix: Bytes,
+        sse: bool,
+        error: bool,
+    ) -> Body {
         self.access.expect_body();
         let watch = Box::new(Delivery {
             settle: Settle::new(sse, self.reservation().take(), error),
@@ -655,10 +667,10 @@ fn is_sse(h: &HeaderMap) -> bool {
 /// Reads up to `limit` bytes of an error body (within `timeout`); returns
 /// them and, when more remains, the rest of the body.
 async fn read_prefix(
-    mut body: Incoming,
+    mut body: UpstreamBody,
     limit: usize,
     timeout: Duration,
-) -> (Bytes, Option<Incoming>) {
+) -> (Bytes, Option<UpstreamBody>) {
     let mut buf = BytesMut::new();
     let read = async {
         while buf.len() < limit {

@@ -20,6 +20,7 @@ mod health;
 mod log;
 mod metrics;
 mod no_proxy;
+mod pool;
 mod record;
 mod reply;
 mod server;
@@ -32,6 +33,7 @@ mod workers;
 
 pub use admin::serve_admin;
 pub use budget::RetryBudget;
+pub use client::{AttemptError, UpstreamBody, UpstreamClient};
 pub use connect::{ConnectError, layer_name};
 /// The CONNECT handshake and the environment's proxy, for `levee doctor`.
 pub(crate) use egress::{
@@ -46,7 +48,6 @@ pub use workers::Workers;
 
 use crate::config::{Config, Dns, Outlier, Rails, Scheme, Streaming, Upstream};
 use anyhow::Context;
-use client::UpstreamClient;
 use state::UpstreamState;
 use std::sync::Arc;
 

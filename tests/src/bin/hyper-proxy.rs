@@ -6,8 +6,9 @@
 //! It is levee's stack with none of levee's work: the same threading (one
 //! single-threaded tokio runtime per worker, an acceptor handing each
 //! connection to one of them), the same allocator (mimalloc), hyper-util's
-//! server and pooled client, and the request body read whole before it is
-//! sent, as levee does to replay it. No policy, limits, metrics, logs,
+//! server, levee's own upstream client and pool
+//! (`levee::proxy::UpstreamClient`), and the request body read whole before
+//! it is sent, as levee does to replay it. No policy, limits, metrics, logs,
 //! header handling or body watch. What levee costs beyond this is levee's;
 //! what this costs beyond nginx is the stack's. An upstream failure is a
 //! bare 502. It prints `listening on ADDR` once bound.
@@ -17,15 +18,15 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use levee::proxy::{UpstreamBody, UpstreamClient};
 use levee_tests::flags;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 #[global_allocator]
@@ -67,12 +68,16 @@ fn main() {
         eprintln!("hyper-proxy: {e}\n{USAGE}");
         std::process::exit(2);
     });
+    let clients = clients(&args.upstream, args.workers).unwrap_or_else(|e| {
+        eprintln!("hyper-proxy: --upstream {}: {e:#}", args.upstream);
+        std::process::exit(2);
+    });
     let upstream: Arc<str> = args.upstream.into();
     let queues: Vec<_> = (0..args.workers)
-        .map(|_| {
+        .map(|i| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let upstream = upstream.clone();
-            std::thread::spawn(move || worker(rx, upstream));
+            let (upstream, clients) = (upstream.clone(), clients.clone());
+            std::thread::spawn(move || worker(rx, upstream, clients, i));
             tx
         })
         .collect();
@@ -106,28 +111,40 @@ fn main() {
     });
 }
 
-type Reply = Response<Either<Incoming, Empty<Bytes>>>;
+/// levee's clients for the upstream, one per worker, as levee builds them
+/// (with room for every benchmark connection).
+fn clients(upstream: &str, workers: usize) -> anyhow::Result<Arc<[UpstreamClient]>> {
+    let toml = format!(
+        "[[upstreams]]\nname = \"floor\"\nurl = \"http://{upstream}\"\nmax_connections = 512\n"
+    );
+    let config = levee::config::Config::from_toml(&toml, None, &Default::default())?;
+    Ok(UpstreamClient::per_worker(&config.upstreams[0], workers, None, &config.dns)?.into())
+}
 
-/// One worker: serves every connection it is handed, with its own pool.
-fn worker(mut handed: mpsc::UnboundedReceiver<std::net::TcpStream>, upstream: Arc<str>) {
+type Reply = Response<Either<UpstreamBody, Empty<Bytes>>>;
+
+/// One worker: serves every connection it is handed, with its own client.
+fn worker(
+    mut handed: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    upstream: Arc<str>,
+    clients: Arc<[UpstreamClient]>,
+    index: usize,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async move {
-        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(512)
-            .build_http();
         let server = auto::Builder::new(TokioExecutor::new());
         while let Some(stream) = handed.recv().await {
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let (client, upstream) = (client.clone(), upstream.clone());
+            let (clients, upstream) = (clients.clone(), upstream.clone());
             let service = service_fn(move |req| {
-                let (client, upstream) = (client.clone(), upstream.clone());
-                async move { Ok::<_, Infallible>(forward(&client, &upstream, req).await) }
+                let (clients, upstream) = (clients.clone(), upstream.clone());
+                async move { Ok::<_, Infallible>(forward(&clients[index], &upstream, req).await) }
             });
             let conn = server
                 .serve_connection(TokioIo::new(stream), service)
@@ -137,11 +154,7 @@ fn worker(mut handed: mpsc::UnboundedReceiver<std::net::TcpStream>, upstream: Ar
     });
 }
 
-async fn forward(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    upstream: &str,
-    req: Request<Incoming>,
-) -> Reply {
+async fn forward(client: &UpstreamClient, upstream: &str, req: Request<Incoming>) -> Reply {
     let (mut parts, body) = req.into_parts();
     let Ok(body) = body.collect().await else {
         return bad_gateway();
@@ -151,10 +164,9 @@ async fn forward(
         return bad_gateway();
     };
     parts.uri = uri;
-    match client
-        .request(Request::from_parts(parts, Full::new(body.to_bytes())))
-        .await
-    {
+    parts.headers.remove(http::header::HOST);
+    let req = Request::from_parts(parts, Full::new(body.to_bytes()));
+    match client.send(req, Duration::from_secs(60)).await {
         Ok(resp) => resp.map(Either::Left),
         Err(_) => bad_gateway(),
     }

@@ -66,6 +66,9 @@ pub(crate) struct Shared {
     rate_limited: AtomicU64,
     next_seq: AtomicU64,
     next_conn: AtomicU64,
+    /// Connections open now, and the most ever open at once.
+    open: AtomicU64,
+    peak_open: AtomicU64,
     requests: Mutex<Vec<Recorded>>,
     recorded: Notify,
     stop: watch::Sender<bool>,
@@ -115,6 +118,8 @@ impl MockUpstream {
             rate_limited: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
+            open: AtomicU64::new(0),
+            peak_open: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             recorded: Notify::new(),
             stop: watch::channel(false).0,
@@ -164,6 +169,11 @@ impl MockUpstream {
     /// TLS handshake failed).
     pub fn connections(&self) -> u64 {
         self.shared.next_conn.load(Ordering::SeqCst) - 1
+    }
+
+    /// The most TCP connections that were ever open at once.
+    pub fn peak_connections(&self) -> u64 {
+        self.shared.peak_open.load(Ordering::SeqCst)
     }
 
     /// Gives the mock a rate limit of its own (full buckets from now), or
@@ -236,6 +246,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
 }
 
 async fn serve_tcp(tcp: TcpStream, tls: Option<TlsAcceptor>, shared: Arc<Shared>, id: u64) {
+    let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.peak_open.fetch_max(open, Ordering::SeqCst);
+    let _closed = Closed(shared.clone());
     match tls {
         None => serve(tcp, false, shared, id).await,
         Some(acceptor) => {
@@ -245,6 +258,15 @@ async fn serve_tcp(tcp: TcpStream, tls: Option<TlsAcceptor>, shared: Arc<Shared>
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             serve(stream, h2, shared, id).await;
         }
+    }
+}
+
+/// Counts a connection closed when its task ends, however it ends.
+struct Closed(Arc<Shared>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

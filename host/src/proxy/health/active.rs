@@ -10,11 +10,9 @@ use crate::proxy::dns::Resolver;
 use crate::proxy::egress::Egress;
 use bytes::Bytes;
 use http_body_util::Empty;
-use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::TokioExecutor;
 use std::sync::{Arc, Weak};
 use tokio::time::{Instant, timeout_at};
-use tower_service::Service;
 
 /// Checks one upstream.
 pub struct Prober {
@@ -55,7 +53,7 @@ impl Prober {
     pub async fn probe(&self) -> Result<(), String> {
         let deadline = Instant::now() + self.check.timeout;
         let ms = self.check.timeout.as_millis();
-        let conn = match timeout_at(deadline, self.connector.clone().call(self.uri.clone())).await {
+        let conn = match timeout_at(deadline, self.connector.clone().connect()).await {
             Err(_) => return Err(format!("connect: no connection within {ms} ms")),
             Ok(Err(e)) => return Err(e.to_string()),
             Ok(Ok(conn)) => conn,
@@ -63,7 +61,7 @@ impl Prober {
         let Some(http) = &self.check.http else {
             return Ok(());
         };
-        let h2 = conn.connected().is_negotiated_h2();
+        let h2 = conn.is_h2();
         let mut req = http::Request::new(Empty::<Bytes>::new());
         *req.method_mut() = http.method.clone();
         *req.uri_mut() = if h2 {

@@ -1,0 +1,318 @@
+//! The connections an upstream's clients keep: one pool per worker, and the
+//! rules for handing connections between workers at the connection cap.
+//!
+//! - HTTP/1: idle connections are reused newest first and dropped after
+//!   [`POOL_IDLE`]. A connection comes back when its response body has been
+//!   read to the end ([`UpstreamBody`]); a body dropped early closes it.
+//! - HTTP/2: one connection carries every request of its worker.
+//! - At the cap, a request of one worker may ride another worker's HTTP/2
+//!   connection or take its idle HTTP/1 one, and an HTTP/1 connection that
+//!   comes back goes to a request waiting on any worker. A connection's
+//!   driver stays on the worker that opened it.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+
+/// How long an idle pooled connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The body of a request to the upstream: whole, so it can be replayed.
+pub type ReqBody = Full<Bytes>;
+
+/// A connection to send one request on.
+pub enum Sender {
+    H1(http1::SendRequest<ReqBody>),
+    H2(http2::SendRequest<ReqBody>),
+}
+
+/// One pool per worker of one upstream.
+pub struct Pools {
+    pools: Box<[Pool]>,
+}
+
+struct Pool {
+    state: Mutex<PoolState>,
+    /// Signalled when an HTTP/1 connection comes back or is handed over.
+    returned: Notify,
+    /// Requests of this worker waiting at the connection cap.
+    waiting: AtomicUsize,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// The egress generation the pooled connections were opened under.
+    generation: u64,
+    /// Idle HTTP/1 connections, oldest first.
+    idle: Vec<Idle>,
+    /// The HTTP/2 connection, shared by every request.
+    h2: Option<http2::SendRequest<ReqBody>>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<ReqBody>,
+    since: Instant,
+}
+
+impl Pool {
+    fn state(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pools an idle HTTP/1 connection, unless the egress generation moved
+    /// on meanwhile.
+    fn give(&self, sender: http1::SendRequest<ReqBody>, generation: u64) {
+        let mut state = self.state();
+        if state.generation == generation {
+            state.push_idle(sender);
+            drop(state);
+            self.returned.notify_one();
+        }
+    }
+}
+
+impl PoolState {
+    fn push_idle(&mut self, sender: http1::SendRequest<ReqBody>) {
+        self.idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// The newest live idle HTTP/1 connection.
+    fn pop_idle(&mut self) -> Option<http1::SendRequest<ReqBody>> {
+        while let Some(idle) = self.idle.pop() {
+            if !idle.sender.is_closed() {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+}
+
+/// Counts a request as waiting at the cap while it lives.
+pub struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Pools {
+    /// Empty pools for `workers` workers.
+    pub fn new(workers: usize) -> Pools {
+        Pools {
+            pools: (0..workers.max(1))
+                .map(|_| Pool {
+                    state: Mutex::default(),
+                    returned: Notify::new(),
+                    waiting: AtomicUsize::new(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// A live connection of `worker`'s pool. A new egress `generation`
+    /// empties the pool first.
+    pub fn checkout(&self, worker: usize, generation: u64) -> Option<Sender> {
+        let mut state = self.pools[worker].state();
+        if state.generation != generation {
+            state.generation = generation;
+            state.idle.clear();
+            state.h2 = None;
+        }
+        if let Some(h2) = &state.h2 {
+            if !h2.is_closed() {
+                return Some(Sender::H2(h2.clone()));
+            }
+            state.h2 = None;
+        }
+        let expired = state
+            .idle
+            .iter()
+            .take_while(|i| i.since.elapsed() > POOL_IDLE)
+            .count();
+        state.idle.drain(..expired);
+        state.pop_idle().map(Sender::H1)
+    }
+
+    /// Resolves when a connection comes back to `worker`'s pool after this
+    /// call (or came back unclaimed before it).
+    pub fn returned(&self, worker: usize) -> Notified<'_> {
+        self.pools[worker].returned.notified()
+    }
+
+    /// Counts a request of `worker` as waiting at the cap, until the guard
+    /// is dropped. Count before looking for [`Pools::steal_idle`]: see
+    /// [`Pools::put`].
+    pub fn wait(&self, worker: usize) -> Waiting<'_> {
+        let count = &self.pools[worker].waiting;
+        count.fetch_add(1, SeqCst);
+        Waiting(count)
+    }
+
+    /// Keeps a new HTTP/2 connection as `worker`'s, unless it has a live
+    /// one already.
+    pub fn keep_h2(&self, worker: usize, sender: &http2::SendRequest<ReqBody>, generation: u64) {
+        let mut state = self.pools[worker].state();
+        if state.generation == generation && state.h2.as_ref().is_none_or(|h2| h2.is_closed()) {
+            state.h2 = Some(sender.clone());
+        }
+    }
+
+    /// Forgets `worker`'s HTTP/2 connection if it has closed.
+    pub fn forget_closed_h2(&self, worker: usize) {
+        self.pools[worker].state().h2.take_if(|h2| h2.is_closed());
+    }
+
+    /// A live HTTP/2 connection of any worker.
+    pub fn borrow_h2(&self, generation: u64) -> Option<http2::SendRequest<ReqBody>> {
+        self.pools.iter().find_map(|pool| {
+            let state = pool.state();
+            let h2 = state.h2.as_ref()?;
+            (state.generation == generation && !h2.is_closed()).then(|| h2.clone())
+        })
+    }
+
+    /// The newest live idle HTTP/1 connection of another worker.
+    pub fn steal_idle(
+        &self,
+        worker: usize,
+        generation: u64,
+    ) -> Option<http1::SendRequest<ReqBody>> {
+        let others = self.pools.iter().enumerate().filter(|(i, _)| *i != worker);
+        others.map(|(_, p)| p).find_map(|pool| {
+            let mut state = pool.state();
+            if state.generation != generation {
+                return None;
+            }
+            state.pop_idle()
+        })
+    }
+
+    /// Takes back `worker`'s HTTP/1 connection whose exchange is over. A
+    /// request of another worker waiting at the cap gets it, unless one of
+    /// `worker`'s own waits; otherwise it is pooled.
+    ///
+    /// The waiting counts are read under the pool's lock, and a waiter
+    /// counts itself before it looks for idle connections under the same
+    /// locks: so either the waiter finds the connection idle, or this sees
+    /// the waiter.
+    fn put(&self, worker: usize, sender: http1::SendRequest<ReqBody>, generation: u64) {
+        if sender.is_closed() {
+            return;
+        }
+        let own = &self.pools[worker];
+        let mut state = own.state();
+        let taker = match own.waiting.load(SeqCst) {
+            0 => self.pools.iter().position(|p| p.waiting.load(SeqCst) > 0),
+            _ => None,
+        };
+        match taker {
+            Some(other) => {
+                drop(state);
+                self.pools[other].give(sender, generation);
+            }
+            None if state.generation == generation => {
+                state.push_idle(sender);
+                drop(state);
+                own.returned.notify_one();
+            }
+            None => {}
+        }
+    }
+}
+
+/// An upstream response body. An HTTP/1 connection goes back to its pool
+/// once the body has been read to the end.
+pub struct UpstreamBody {
+    inner: Incoming,
+    back: Option<(http1::SendRequest<ReqBody>, Back)>,
+}
+
+/// Where an HTTP/1 connection goes back to.
+pub struct Back {
+    pub pools: Arc<Pools>,
+    pub worker: usize,
+    pub generation: u64,
+}
+
+impl UpstreamBody {
+    /// A body whose connection needs no returning (HTTP/2).
+    pub fn done(inner: Incoming) -> UpstreamBody {
+        UpstreamBody { inner, back: None }
+    }
+
+    /// A body whose HTTP/1 connection goes `back` when it ends.
+    pub fn returning(
+        inner: Incoming,
+        sender: http1::SendRequest<ReqBody>,
+        back: Back,
+    ) -> UpstreamBody {
+        let mut body = UpstreamBody {
+            inner,
+            back: Some((sender, back)),
+        };
+        body.return_if_done();
+        body
+    }
+
+    fn return_if_done(&mut self) {
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
+
+    fn give_back(&mut self) {
+        if let Some((sender, back)) = self.back.take() {
+            back.pools.put(back.worker, sender, back.generation);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Ok(_))) => self.return_if_done(),
+            // An error ends the connection; it is not returned.
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+impl Pools {
+    fn state_of(&self, worker: usize) -> MutexGuard<'_, PoolState> {
+        self.pools[worker].state()
+    }
+}
+
+#[cfg(test)]
+mod tests;

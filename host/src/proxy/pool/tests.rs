@@ -1,0 +1,105 @@
+use super::*;
+use hyper_util::rt::TokioIo;
+
+/// An HTTP/1 sender over an in-memory pipe, and the pipe's far end (the
+/// connection closes when it is dropped).
+async fn h1() -> (http1::SendRequest<ReqBody>, tokio::io::DuplexStream) {
+    let (sender, far, _driver) = h1_driven().await;
+    (sender, far)
+}
+
+/// As [`h1`], with the connection's driver task.
+async fn h1_driven() -> (
+    http1::SendRequest<ReqBody>,
+    tokio::io::DuplexStream,
+    tokio::task::JoinHandle<()>,
+) {
+    let (near, far) = tokio::io::duplex(1024);
+    let (sender, driver) = http1::handshake(TokioIo::new(near)).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = driver.await;
+    });
+    (sender, far, driver)
+}
+
+fn is_h1(s: Option<Sender>) -> bool {
+    matches!(s, Some(Sender::H1(_)))
+}
+
+#[tokio::test]
+async fn a_returned_connection_is_reused_by_its_worker_only() {
+    let pools = Pools::new(2);
+    let (sender, _far) = h1().await;
+    pools.put(0, sender, 0);
+    assert!(pools.checkout(1, 0).is_none());
+    assert!(is_h1(pools.checkout(0, 0)));
+    assert!(pools.checkout(0, 0).is_none(), "taken");
+}
+
+#[tokio::test]
+async fn a_connection_goes_to_a_request_waiting_on_another_worker() {
+    let pools = Pools::new(2);
+    let returned = pools.returned(1);
+    let waiting = pools.wait(1);
+    let (sender, _far) = h1().await;
+    pools.put(0, sender, 0);
+    tokio::time::timeout(std::time::Duration::from_secs(5), returned)
+        .await
+        .expect("the waiting worker is told");
+    drop(waiting);
+    assert!(pools.checkout(0, 0).is_none());
+    assert!(is_h1(pools.checkout(1, 0)));
+}
+
+#[tokio::test]
+async fn a_worker_with_its_own_waiter_keeps_its_connection() {
+    let pools = Pools::new(2);
+    let _other = pools.wait(1);
+    let _own = pools.wait(0);
+    let (sender, _far) = h1().await;
+    pools.put(0, sender, 0);
+    assert!(pools.checkout(1, 0).is_none());
+    assert!(is_h1(pools.checkout(0, 0)));
+}
+
+#[tokio::test]
+async fn a_waiter_takes_another_workers_idle_connection() {
+    let pools = Pools::new(2);
+    let (sender, _far) = h1().await;
+    pools.put(0, sender, 0);
+    assert!(pools.steal_idle(0, 0).is_none(), "only from others");
+    assert!(pools.steal_idle(1, 7).is_none(), "only of its generation");
+    assert!(pools.steal_idle(1, 0).is_some());
+    assert!(pools.checkout(0, 0).is_none());
+}
+
+#[tokio::test]
+async fn closed_connections_and_old_generations_are_not_reused() {
+    let pools = Pools::new(1);
+    let (old, _far) = h1().await;
+    pools.put(0, old, 0);
+    assert!(pools.checkout(0, 1).is_none(), "a new egress generation");
+    let (stale, far) = h1().await;
+    pools.put(0, stale, 0);
+    assert!(
+        pools.checkout(0, 1).is_none(),
+        "put under the old generation"
+    );
+
+    drop(far);
+
+    let (closing, far, driver) = h1_driven().await;
+    pools.put(0, closing, 1);
+    drop(far);
+    driver.await.unwrap();
+    assert!(pools.checkout(0, 1).is_none(), "closed while idle");
+
+    let (closed, far, driver) = h1_driven().await;
+    drop(far);
+    driver.await.unwrap();
+    pools.put(0, closed, 1);
+    assert!(
+        pools.state_of(0).idle.is_empty(),
+        "closed before it came back"
+    );
+}

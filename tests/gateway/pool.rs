@@ -1,0 +1,128 @@
+//! The upstream connection pool: reuse, the `max_connections` cap across
+//! workers, and connections that must not be reused.
+
+use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, client, header};
+use levee_tests::levee::Levee;
+use levee_tests::mock::{MockUpstream, Reply, Script, SseScript, Step};
+use std::time::Duration;
+
+fn levee(upstream: &MockUpstream, top: &str, upstream_extra: &str) -> Levee {
+    Levee::start(&format!(
+        "{top}\n{FAST_POLICY}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n{upstream_extra}\n",
+        upstream.url()
+    ))
+}
+
+async fn post_with(client: &reqwest::Client, levee: &Levee, body: &str) -> reqwest::Response {
+    client
+        .post(format!("{}/v1/messages", levee.url()))
+        .header("x-api-key", "sk-ant-test-secret-0001")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("levee answers")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_carries_requests_one_after_another_whatever_their_bodies() {
+    let upstream = MockUpstream::start(Script::of([
+        Step::from(Reply::message()),
+        Step::Sse(SseScript::message("a streamed answer")),
+        Step::from(Reply::error(
+            400,
+            "invalid_request_error",
+            "max_tokens: too large",
+        )),
+        Step::from(Reply::message()),
+    ]))
+    .await;
+    // One worker, so that every request finds the same pool whichever
+    // connection the client sends it on.
+    let levee = levee(&upstream, "workers = 1", "");
+    let client = client();
+    let mut statuses = Vec::new();
+    for body in [MESSAGE, STREAM_MESSAGE, MESSAGE, MESSAGE] {
+        let resp = post_with(&client, &levee, body).await;
+        statuses.push(resp.status().as_u16());
+        resp.bytes().await.expect("the whole body");
+    }
+    assert_eq!(statuses, [200, 200, 400, 200]);
+    let connections: Vec<u64> = upstream.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(
+        connections,
+        [1, 1, 1, 1],
+        "each body, read to its end, gave the connection back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_cap_requests_on_every_worker_share_the_one_connection() {
+    let upstream = MockUpstream::start(Script::always(
+        Reply::message().delay(Duration::from_millis(50)),
+    ))
+    .await;
+    let levee = levee(&upstream, "workers = 2", "max_connections = 1");
+    // A client each: their connections land on both workers.
+    let requests = (0..6).map(|_| {
+        let levee = &levee;
+        async move {
+            let resp = post_with(&client(), levee, MESSAGE).await;
+            let attempts = header(&resp, "x-levee-attempts").map(str::to_owned);
+            (resp.status().as_u16(), attempts)
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    for (status, attempts) in &answers {
+        assert_eq!(*status, 200, "{answers:?}");
+        assert_eq!(attempts.as_deref(), Some("1"), "{answers:?}");
+    }
+    assert_eq!(upstream.requests().len(), 6);
+    assert_eq!(upstream.peak_connections(), 1, "never more than the cap");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_the_client_left_is_not_reused() {
+    // The first event at once, the rest 30 s apart.
+    let mut slow = SseScript::message("one two three four five six");
+    for chunk in slow.chunks.iter_mut().skip(1) {
+        chunk.0 = Duration::from_secs(30);
+    }
+    let upstream =
+        MockUpstream::start(Script::new().then(Step::Sse(slow)).then(Reply::message())).await;
+    let levee = levee(&upstream, "workers = 1", "");
+    let mut stream = post_with(&client(), &levee, STREAM_MESSAGE).await;
+    assert_eq!(stream.status(), 200);
+    drop(stream.chunk().await);
+    drop(stream);
+    // The upstream connection is still mid-body: the next request needs
+    // another, and must not wait on the first.
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        post_with(&client(), &levee, MESSAGE),
+    )
+    .await
+    .expect("answered without waiting for the abandoned stream");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+    assert_eq!(upstream.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_upstream_closed_is_replaced_without_a_failed_attempt() {
+    let upstream = MockUpstream::start(Script::of([
+        Reply::message().header("connection", "close"),
+        Reply::message(),
+    ]))
+    .await;
+    let levee = levee(&upstream, "workers = 1", "");
+    let client = client();
+    for _ in 0..2 {
+        let resp = post_with(&client, &levee, MESSAGE).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(upstream.connections(), 2);
+}
