@@ -87,8 +87,15 @@ impl PoolState {
         });
     }
 
-    /// The newest live idle HTTP/1 connection.
+    /// The newest live idle HTTP/1 connection, after dropping those idle
+    /// longer than [`POOL_IDLE`] (a middlebox may have forgotten them).
     fn pop_idle(&mut self) -> Option<http1::SendRequest<ReqBody>> {
+        let expired = self
+            .idle
+            .iter()
+            .take_while(|i| i.since.elapsed() > POOL_IDLE)
+            .count();
+        self.idle.drain(..expired);
         while let Some(idle) = self.idle.pop() {
             if !idle.sender.is_closed() {
                 return Some(idle.sender);
@@ -136,12 +143,6 @@ impl Pools {
             }
             state.h2 = None;
         }
-        let expired = state
-            .idle
-            .iter()
-            .take_while(|i| i.since.elapsed() > POOL_IDLE)
-            .count();
-        state.idle.drain(..expired);
         state.pop_idle().map(Sender::H1)
     }
 

@@ -103,3 +103,27 @@ async fn closed_connections_and_old_generations_are_not_reused() {
         "closed before it came back"
     );
 }
+
+#[tokio::test]
+async fn a_connection_idle_too_long_is_dropped_not_reused() {
+    let pools = Pools::new(2);
+    let mut far_ends = Vec::new();
+    for _ in 0..2 {
+        let (sender, far) = h1().await;
+        pools.put(0, sender, 0);
+        far_ends.push(far);
+    }
+    let long_ago = Instant::now() - POOL_IDLE - Duration::from_secs(1);
+    pools.state_of(0).idle[0].since = long_ago;
+    assert!(is_h1(pools.checkout(0, 0)), "the fresh one");
+    assert!(pools.checkout(0, 0).is_none(), "not the stale one");
+
+    let (sender, far) = h1().await;
+    pools.put(0, sender, 0);
+    far_ends.push(far);
+    pools.state_of(0).idle[0].since = long_ago;
+    assert!(
+        pools.steal_idle(1, 0).is_none(),
+        "nor taken by another worker"
+    );
+}
