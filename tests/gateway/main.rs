@@ -49,7 +49,12 @@ pub fn client() -> reqwest::Client {
 
 /// POSTs a small Messages request.
 pub async fn post(levee: &Levee, body: &str) -> reqwest::Response {
-    client()
+    post_on(&client(), levee, body).await
+}
+
+/// POSTs a small Messages request with `client` (and its connections).
+pub async fn post_on(client: &reqwest::Client, levee: &Levee, body: &str) -> reqwest::Response {
+    client
         .post(format!("{}/v1/messages", levee.url()))
         .header("x-api-key", "sk-ant-test-secret-0001")
         .header("anthropic-version", "2023-06-01")

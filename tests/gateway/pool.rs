@@ -1,7 +1,7 @@
 //! The upstream connection pool: reuse, the `max_connections` cap across
 //! workers, and connections that must not be reused.
 
-use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, client, header};
+use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, client, header, post_on};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script, SseScript, Step};
 use std::time::Duration;
@@ -11,18 +11,6 @@ fn levee(upstream: &MockUpstream, top: &str, upstream_extra: &str) -> Levee {
         "{top}\n{FAST_POLICY}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n{upstream_extra}\n",
         upstream.url()
     ))
-}
-
-async fn post_with(client: &reqwest::Client, levee: &Levee, body: &str) -> reqwest::Response {
-    client
-        .post(format!("{}/v1/messages", levee.url()))
-        .header("x-api-key", "sk-ant-test-secret-0001")
-        .header("anthropic-version", "2023-06-01")
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("levee answers")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,7 +32,7 @@ async fn one_connection_carries_requests_one_after_another_whatever_their_bodies
     let client = client();
     let mut statuses = Vec::new();
     for body in [MESSAGE, STREAM_MESSAGE, MESSAGE, MESSAGE] {
-        let resp = post_with(&client, &levee, body).await;
+        let resp = post_on(&client, &levee, body).await;
         statuses.push(resp.status().as_u16());
         resp.bytes().await.expect("the whole body");
     }
@@ -68,7 +56,7 @@ async fn at_the_cap_requests_on_every_worker_share_the_one_connection() {
     let requests = (0..6).map(|_| {
         let levee = &levee;
         async move {
-            let resp = post_with(&client(), levee, MESSAGE).await;
+            let resp = post_on(&client(), levee, MESSAGE).await;
             let attempts = header(&resp, "x-levee-attempts").map(str::to_owned);
             (resp.status().as_u16(), attempts)
         }
@@ -92,18 +80,15 @@ async fn a_stream_the_client_left_is_not_reused() {
     let upstream =
         MockUpstream::start(Script::new().then(Step::Sse(slow)).then(Reply::message())).await;
     let levee = levee(&upstream, "workers = 1", "");
-    let mut stream = post_with(&client(), &levee, STREAM_MESSAGE).await;
+    let mut stream = post_on(&client(), &levee, STREAM_MESSAGE).await;
     assert_eq!(stream.status(), 200);
     drop(stream.chunk().await);
     drop(stream);
     // The upstream connection is still mid-body: the next request needs
     // another, and must not wait on the first.
-    let resp = tokio::time::timeout(
-        Duration::from_secs(10),
-        post_with(&client(), &levee, MESSAGE),
-    )
-    .await
-    .expect("answered without waiting for the abandoned stream");
+    let resp = tokio::time::timeout(Duration::from_secs(10), post_on(&client(), &levee, MESSAGE))
+        .await
+        .expect("answered without waiting for the abandoned stream");
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
     assert_eq!(upstream.connections(), 2);
@@ -119,7 +104,7 @@ async fn a_connection_the_upstream_closed_is_replaced_without_a_failed_attempt()
     let levee = levee(&upstream, "workers = 1", "");
     let client = client();
     for _ in 0..2 {
-        let resp = post_with(&client, &levee, MESSAGE).await;
+        let resp = post_on(&client, &levee, MESSAGE).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
         resp.bytes().await.unwrap();
