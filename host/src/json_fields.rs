@@ -4,8 +4,10 @@
 //! `max_tokens`) and from every response (`usage`). Deserializing the whole
 //! document to find them tokenizes and UTF-8-checks every prompt and every
 //! answer: about a third of levee's own work per request, measured. This
-//! walks the top level only: strings are skipped with `memchr`, nested
-//! values by bracket depth, and just the wanted values go to `serde_json`.
+//! walks the top level only: strings are skipped eight bytes at a time (and
+//! long ones with `memchr`), nested values by bracket depth, and just the
+//! wanted values go to `serde_json`. A member known to come last is found
+//! from the end ([`LastMember`]).
 //!
 //! Nested values are not validated beyond balanced brackets and closed
 //! strings: the upstream judges the request, and these fields only inform
@@ -27,6 +29,74 @@ pub fn fields<'a, const N: usize>(
         }
     })?;
     Some(found)
+}
+
+/// Finds the last top-level member of an object when it has one name,
+/// from the end of the document, without walking what precedes it. The API
+/// ends its answers with `usage`; anywhere else, the caller walks the
+/// object with [`fields`].
+///
+/// Why the end is enough: the match is the last `"name"` in the document
+/// with a `,` or `{` before it and a `:` after. A quote after a comma or a
+/// brace is unescaped, so it delimits a string; it cannot close one
+/// (`name"` would then stand outside a string), so it opens the key
+/// `"name"`. When that key's value is followed only by the document's
+/// closing `}`, the member is the top-level object's last. On a document
+/// that is not valid JSON this may find a value where [`fields`] finds
+/// none.
+pub struct LastMember {
+    key: memchr::memmem::FinderRev<'static>,
+}
+
+/// How far from the end [`LastMember`] looks for the member's key.
+const TAIL: usize = 1024;
+
+impl LastMember {
+    /// A finder for the member `name`: plain ASCII, without quotes or
+    /// backslashes.
+    pub fn new(name: &str) -> LastMember {
+        LastMember {
+            key: memchr::memmem::FinderRev::new(format!("\"{name}\"").as_bytes()).into_owned(),
+        }
+    }
+
+    /// The raw value of `doc`'s last member when it has this finder's name.
+    pub fn find<'a>(&self, doc: &'a [u8]) -> Option<&'a [u8]> {
+        let close = doc.iter().rposition(|b| !is_ws(*b))?;
+        if doc[close] != b'}' {
+            return None;
+        }
+        // The last match may sit inside the member's own value (a `usage`
+        // within `usage`): a few earlier ones are tried too. The search
+        // spans the document's tail only, so that a member that is not
+        // last costs little.
+        let from = close.saturating_sub(TAIL);
+        let mut before = close;
+        for _ in 0..4 {
+            let key = from + self.key.rfind(&doc[from..before])?;
+            if let Some(value) = self.value_at(doc, key, close) {
+                return Some(value);
+            }
+            before = key;
+        }
+        None
+    }
+
+    /// The value of the key at `key` when it is a member that ends at the
+    /// object's `close`.
+    fn value_at<'a>(&self, doc: &'a [u8], key: usize, close: usize) -> Option<&'a [u8]> {
+        let before = doc[..key].iter().rposition(|b| !is_ws(*b))?;
+        if !matches!(doc[before], b',' | b'{') {
+            return None;
+        }
+        let colon = skip_ws(doc, key + self.key.needle().len());
+        if doc.get(colon) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(doc, colon + 1);
+        let end = value_end(doc, start)?;
+        (skip_ws(doc, end) == close).then(|| &doc[start..end])
+    }
 }
 
 /// Calls `visit(key, raw value)` for each top-level member of the object
@@ -69,23 +139,55 @@ fn closed(doc: &[u8], at: usize) -> Option<()> {
 }
 
 fn skip_ws(doc: &[u8], mut at: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = doc.get(at) {
+    while doc.get(at).is_some_and(|b| is_ws(*b)) {
         at += 1;
     }
     at
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// Just past the closing quote of the string that opens at `at`.
 fn string_end(doc: &[u8], at: usize) -> Option<usize> {
     let mut i = at + 1;
     loop {
-        i += memchr::memchr2(b'"', b'\\', doc.get(i..)?)?;
+        i += quote_or_backslash(doc.get(i..)?)?;
         if doc[i] == b'"' {
             return Some(i + 1);
         }
         // An escape: whatever follows the backslash is not a closing quote.
         i += 2;
     }
+}
+
+/// How far a string is searched eight bytes at a time before `memchr2`
+/// takes over: keys and short values end before it has set up.
+const SHORT: usize = 64;
+
+/// The first `"` or `\\` in `s`.
+fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & (ONES << 7);
+    let near = s.len().min(SHORT);
+    let mut i = 0;
+    while i + 8 <= near {
+        let word = u64::from_le_bytes(s[i..i + 8].try_into().expect("eight bytes"));
+        // The lowest flag is exact: a false one needs a true zero below it.
+        let hits = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let found = if near < s.len() {
+        memchr::memchr2(b'"', b'\\', &s[i..])
+    } else {
+        s[i..].iter().position(|&b| b == b'"' || b == b'\\')
+    };
+    found.map(|at| i + at)
 }
 
 /// Just past the value that starts at `at`.
@@ -95,24 +197,26 @@ fn value_end(doc: &[u8], at: usize) -> Option<usize> {
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut i = at;
-            while let Some(&b) = doc.get(i) {
-                match b {
+            loop {
+                i += doc
+                    .get(i..)?
+                    .iter()
+                    .position(|&b| BRACKET_OR_QUOTE[usize::from(b)])?;
+                match doc[i] {
                     b'"' => {
                         i = string_end(doc, i)?;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    _ => {
                         depth -= 1;
                         if depth == 0 {
                             return Some(i + 1);
                         }
                     }
-                    _ => {}
                 }
                 i += 1;
             }
-            None
         }
         // A number, true, false or null: up to the next delimiter.
         _ => {
@@ -125,128 +229,16 @@ fn value_end(doc: &[u8], at: usize) -> Option<usize> {
     }
 }
 
+/// The bytes a walk through a nested value stops at.
+static BRACKET_OR_QUOTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 5 {
+        table[b"\"{}[]"[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys(doc: &str) -> Option<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for_each(doc.as_bytes(), |k, v| {
-            out.push((
-                String::from_utf8(k.to_vec()).unwrap(),
-                String::from_utf8(v.to_vec()).unwrap(),
-            ))
-        })?;
-        Some(out)
-    }
-
-    fn pairs(p: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
-        Some(
-            p.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn members_are_the_top_level_only() {
-        let doc = r#" { "model" : "m", "n": -1.5e3 ,"messages":[{"model":"inner","c":"a \"}]\\"}],
-            "o":{"usage":{"x":[1,{}]}}, "t":true, "z":null } "#;
-        assert_eq!(
-            keys(doc),
-            pairs(&[
-                ("model", r#""m""#),
-                ("n", "-1.5e3"),
-                ("messages", r#"[{"model":"inner","c":"a \"}]\\"}]"#),
-                ("o", r#"{"usage":{"x":[1,{}]}}"#),
-                ("t", "true"),
-                ("z", "null"),
-            ])
-        );
-        let long = format!(r#"{{"a":"{}\"}} \\","b":1}}"#, "x".repeat(40));
-        assert_eq!(
-            keys(&long),
-            pairs(&[("a", &long[5..long.len() - 7]), ("b", "1")])
-        );
-        assert_eq!(keys("{}"), pairs(&[]));
-        assert_eq!(keys(" {\n}\n"), pairs(&[]));
-    }
-
-    /// Strings end at their first unescaped quote, wherever the escape
-    /// falls and however long they are (`memchr` takes short and long
-    /// haystacks by different paths).
-    #[test]
-    fn strings_end_right_at_every_length_and_escape_position() {
-        for len in 0..100 {
-            for escape_at in 0..=len {
-                let text = format!(
-                    "{}\\\"{}",
-                    "x".repeat(escape_at),
-                    "y".repeat(len - escape_at)
-                );
-                let doc = format!(r#"{{"k":"{text}","n":1}}"#);
-                assert_eq!(
-                    keys(&doc),
-                    pairs(&[("k", &format!("\"{text}\"")), ("n", "1")]),
-                    "{doc}"
-                );
-                let unclosed = format!(r#"{{"k":"{text}"#);
-                assert_eq!(keys(&unclosed), None, "{unclosed}");
-            }
-        }
-    }
-
-    #[test]
-    fn anything_but_a_closed_object_yields_nothing() {
-        for bad in [
-            "",
-            "not json",
-            "[1,2]",
-            r#""s""#,
-            "{",
-            r#"{"a":1"#,
-            r#"{"a":1,}"#,
-            r#"{"a" 1}"#,
-            r#"{"a":}"#,
-            r#"{"a":"unclosed}"#,
-            r#"{"a":[1,2}"#,
-            r#"{"a":{"b":1}"#,
-            r#"{"a":1} x"#,
-            r#"{"a":1}}"#,
-            r#"{a:1}"#,
-            r#"{"a":"\"#,
-        ] {
-            assert_eq!(keys(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_last_duplicate_wins_and_escaped_keys_match_nothing() {
-        let doc = br#"{"stream":false,"mod\u0065l":"x","stream":true}"#;
-        assert_eq!(
-            fields(doc, ["stream", "model"]),
-            Some([Some(&b"true"[..]), None])
-        );
-    }
-
-    /// Whatever serde_json accepts as an object, `for_each` splits into the
-    /// same members.
-    #[test]
-    fn agrees_with_serde_json_on_real_bodies() {
-        let docs = [
-            r#"{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"hi \u00e9 \\ \" } ]"}]}"#,
-            r#"{"id":"msg_01","type":"message","role":"assistant","content":[{"type":"tool_use","id":"t","name":"n","input":{"usage":{"input_tokens":999}}}],"stop_reason":"tool_use","usage":{"input_tokens":10,"output_tokens":7}}"#,
-            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        ];
-        for doc in docs {
-            let parsed: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(doc).unwrap();
-            let skimmed = keys(doc).unwrap();
-            assert_eq!(skimmed.len(), parsed.len());
-            for (k, v) in skimmed {
-                let v: serde_json::Value = serde_json::from_str(&v).unwrap();
-                assert_eq!(parsed[&k], v, "{k}");
-            }
-        }
-    }
-}
+mod tests;

@@ -7,15 +7,22 @@
 //!   `content_block_delta` seen, a lower bound of what was produced.
 
 use super::Usage;
-use crate::json_fields;
+use crate::json_fields::{self, LastMember};
+use std::sync::LazyLock;
 
 /// The most of a JSON body kept to find its `usage`.
 pub const MAX_JSON: usize = 4 << 20;
 
-/// The `usage` member of a JSON object's top level.
+/// The `usage` member of a JSON object's top level: read from the end when
+/// it is the last member, as in the API's answers, else by walking the
+/// object.
 fn usage_of(object: &[u8]) -> Option<Usage> {
-    let [raw] = json_fields::fields(object, ["usage"])?;
-    parse_usage(raw?)
+    static LAST: LazyLock<LastMember> = LazyLock::new(|| LastMember::new("usage"));
+    let raw = match LAST.find(object) {
+        Some(raw) => raw,
+        None => json_fields::fields(object, ["usage"])?[0]?,
+    };
+    parse_usage(raw)
 }
 
 /// A `usage` object: input counts cache writes (billed as input) but not
