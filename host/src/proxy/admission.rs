@@ -138,10 +138,9 @@ fn admit_by(deadline: u64, now: u64) -> u64 {
 /// The most time admission leaves before a request's deadline.
 const ADMIT_MARGIN_MAX_MS: u64 = 1_000;
 
-/// Feeds an upstream's rate-limit headers to the limiter: they correct its
-/// buckets.
-pub(super) fn observe(rt: &Runtime, id: u32, found: &Found) {
-    let now = super::now_ms();
+/// Feeds an upstream's rate-limit headers, received at `now`, to the
+/// limiter: they correct its buckets.
+pub(super) fn observe(rt: &Runtime, id: u32, found: &Found, now: u64) {
     for (kind, report) in found.read(now) {
         rt.admitter.limiter.observe(id, kind, report, now);
     }

@@ -41,17 +41,17 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> 
     let arrived = Instant::now();
     let method = facts::method_label(req.method());
     let endpoint = facts::endpoint_label(facts::endpoint(req.uri().path()));
-    let resp = respond(gw.clone(), req).await;
+    let resp = respond(gw.clone(), req, arrived).await;
     gw.metrics
         .request(resp.status().as_u16(), method, endpoint, arrived.elapsed());
     resp
 }
 
-async fn respond(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> Response<Body> {
     let id = gw.next_request_id();
     let request_id = request_id(id);
     let rt = gw.runtime();
-    let access = Arc::new(Access::new(rt.access_log, Instant::now()));
+    let access = Arc::new(Access::new(rt.access_log, arrived));
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, rt.rails.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -197,8 +197,10 @@ impl Exchange<'_> {
         // A request the policy queues holds its place in the admission
         // queue while it waits, and keeps it for admission.
         let mut place = None;
+        // Nothing has waited since the request was received.
+        let mut now = self.facts.received_at;
         let plan = loop {
-            let view = self.rt.view(now_ms(), self.gw.budget.has_room());
+            let view = self.rt.view(now, self.gw.budget.has_room());
             let asked = Instant::now();
             let admission = policy.on_request(&self.facts, &view);
             self.gw.metrics.policy_call("on-request", asked.elapsed());
@@ -206,7 +208,6 @@ impl Exchange<'_> {
             match admission {
                 Admission::Admit(plan) => break plan,
                 Admission::Queue(until) => {
-                    let now = now_ms();
                     if until >= self.facts.deadline {
                         self.gw.metrics.local_rejection("queue_deadline");
                         return self.local(
@@ -227,6 +228,7 @@ impl Exchange<'_> {
                     }
                     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now).max(1)))
                         .await;
+                    now = now_ms();
                 }
                 Admission::Reject(r) => {
                     let status =
@@ -291,14 +293,13 @@ impl Exchange<'_> {
                 .min(deadline.saturating_sub(now))
                 .max(1);
             let attempts = number + 1;
-            let sent = Instant::now();
             let (last, outcome) = match self
-                .attempt(upstream, Duration::from_millis(try_timeout))
+                .attempt(upstream, Duration::from_millis(try_timeout), now)
                 .await
             {
-                Ok(resp) => {
+                Ok((resp, took)) => {
                     let status = resp.status().as_u16();
-                    trace.delivered(number, upstream, prev_delay_ms, status, sent.elapsed());
+                    trace.delivered(number, upstream, prev_delay_ms, status, took);
                     return self.deliver(upstream, resp, attempts);
                 }
                 Err(failed) => failed,
@@ -366,23 +367,27 @@ impl Exchange<'_> {
         }
     }
 
-    /// One attempt: the response when it is a success, otherwise what to
-    /// keep for delivery and the outcome for the policy.
+    /// One attempt, sent at `now`: the response when it is a success, with
+    /// the time it took to its head; otherwise what to keep for delivery and
+    /// the outcome for the policy.
     async fn attempt(
         &self,
         id: u32,
         timeout: Duration,
-    ) -> Result<Response<UpstreamBody>, (Last, Outcome)> {
+        now: u64,
+    ) -> Result<(Response<UpstreamBody>, Duration), (Last, Outcome)> {
         let up = &self.rt.upstreams[id as usize];
         let _in_flight = up.state.start();
-        let _probe = up.health.begin(now_ms());
+        let _probe = up.health.begin(now);
         let started = Instant::now();
         let sent = up.client().send(self.upstream_request(id), timeout).await;
-        let elapsed_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+        let took = started.elapsed();
+        let now = now_ms();
+        let elapsed_ms = took.as_millis().min(u128::from(u32::MAX)) as u32;
         let resp = match sent {
             Ok(resp) => resp,
             Err(error) => {
-                up.health.record(now_ms(), true);
+                up.health.record(now, true);
                 self.gw
                     .metrics
                     .attempt(&up.label, layer_name(error.kind), None);
@@ -397,21 +402,21 @@ impl Exchange<'_> {
                 ));
             }
         };
-        up.state.observe_ttfb(elapsed_ms, now_ms());
+        up.state.observe_ttfb(elapsed_ms, now);
         let metrics = &self.gw.metrics;
         metrics.attempt(
             &up.label,
             attempt_outcome(Ok(resp.status().as_u16())),
-            Some(started.elapsed()),
+            Some(took),
         );
         let limits = Found::of(resp.headers());
         for (dimension, left) in facts::remaining_budgets(&limits) {
             metrics.rate_limit_remaining(&up.label, dimension, left);
         }
-        admission::observe(self.rt, id, &limits);
+        admission::observe(self.rt, id, &limits, now);
         if resp.status().as_u16() < 400 {
-            up.health.record(now_ms(), false);
-            return Ok(resp);
+            up.health.record(now, false);
+            return Ok((resp, took));
         }
         let (head, body) = resp.into_parts();
         let (prefix, rest) = read_prefix(body, self.rt.rails.error_body_bytes, timeout).await;
