@@ -3,7 +3,7 @@
 
 use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, client, header, post_on};
 use levee_tests::levee::Levee;
-use levee_tests::mock::{MockUpstream, Reply, Script, SseScript, Step};
+use levee_tests::mock::{Chain, MockUpstream, Reply, Script, SseScript, Step, TestPki};
 use std::time::Duration;
 
 fn levee(upstream: &MockUpstream, top: &str, upstream_extra: &str) -> Levee {
@@ -110,4 +110,86 @@ async fn a_connection_the_upstream_closed_is_replaced_without_a_failed_attempt()
         resp.bytes().await.unwrap();
     }
     assert_eq!(upstream.connections(), 2);
+}
+
+/// A stream whose first event comes at once and the rest 30 s apart: it
+/// holds its upstream stream open for as long as a test needs.
+fn held_stream() -> Step {
+    let mut slow = SseScript::message("one two three four five six");
+    for chunk in slow.chunks.iter_mut().skip(1) {
+        chunk.0 = Duration::from_secs(30);
+    }
+    Step::Sse(slow)
+}
+
+/// levee on one worker in front of an HTTP/2 upstream (TLS, ALPN).
+fn levee_h2(upstream: &MockUpstream, pki: &TestPki, dir: &std::path::Path, extra: &str) -> Levee {
+    Levee::start(&format!(
+        "workers = 1\n{FAST_POLICY}\n[[upstreams]]\nname = \"h2\"\nurl = \"https://localhost:{}\"\n{extra}\n[upstreams.tls]\nca_file = \"{}\"\n",
+        upstream.addr().port(),
+        pki.write_ca(dir).display()
+    ))
+}
+
+/// Opens `n` streams one after another, each answered before the next is
+/// sent, and keeps them open.
+async fn open_streams(levee: &Levee, n: usize) -> Vec<reqwest::Response> {
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let mut stream = post_on(&client(), levee, STREAM_MESSAGE).await;
+        assert_eq!(stream.status(), 200);
+        assert_eq!(header(&stream, "x-levee-attempts"), Some("1"));
+        stream.chunk().await.expect("the first event");
+        open.push(stream);
+    }
+    open
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_requests_past_the_stream_limit_open_another_connection() {
+    let pki = TestPki::new();
+    let script = Script::of((0..5).map(|_| held_stream())).otherwise(Reply::message());
+    let upstream = MockUpstream::start_tls(script, pki.server_config(Chain::Full)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let levee = levee_h2(
+        &upstream,
+        &pki,
+        dir.path(),
+        "max_streams_per_connection = 2",
+    );
+    let _open = open_streams(&levee, 5).await;
+    let seen = upstream.requests();
+    assert!(seen.iter().all(|r| r.version == http::Version::HTTP_2));
+    let connections: Vec<u64> = seen.iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [1, 1, 2, 2, 3], "two streams a connection");
+    // Connection 3 carries one stream: the next request rides it, and so
+    // does the one after, since the first gave its stream back when its
+    // body ended.
+    for _ in 0..2 {
+        let resp = post_on(&client(), &levee, MESSAGE).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.expect("the whole body");
+    }
+    let connections: Vec<u64> = upstream.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections[5..], [3, 3]);
+    assert_eq!(upstream.connections(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_connection_cap_http2_requests_share_the_full_connections() {
+    let pki = TestPki::new();
+    let script = Script::of((0..5).map(|_| held_stream()));
+    let upstream = MockUpstream::start_tls(script, pki.server_config(Chain::Full)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let levee = levee_h2(
+        &upstream,
+        &pki,
+        dir.path(),
+        "max_connections = 2\nmax_streams_per_connection = 2",
+    );
+    let _open = open_streams(&levee, 5).await;
+    let connections: Vec<u64> = upstream.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections[..4], [1, 1, 2, 2]);
+    assert!([1, 2].contains(&connections[4]), "{connections:?}");
+    assert_eq!(upstream.peak_connections(), 2, "never more than the cap");
 }

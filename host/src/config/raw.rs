@@ -43,6 +43,7 @@ pub(super) struct RawUpstream {
     pub group: Option<i64>,
     pub weight: Option<i64>,
     pub max_connections: Option<i64>,
+    pub max_streams_per_connection: Option<i64>,
     pub connect_timeout_ms: Option<i64>,
     pub tls: Option<RawTls>,
     pub health: Option<RawHealth>,

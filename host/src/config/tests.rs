@@ -24,6 +24,7 @@ fn defaults_with_no_file() {
     );
     assert_eq!((u.base_path.as_str(), u.group, u.weight), ("", 0, 1));
     assert_eq!(u.max_connections, 64);
+    assert_eq!(u.max_streams_per_connection, 100);
     assert_eq!(u.connect_timeout, Duration::from_secs(10));
     assert_eq!(u.tls, Tls::default());
     assert_eq!(u.url(), "https://api.anthropic.com");

@@ -29,6 +29,9 @@ pub struct Upstream {
     pub weight: u16,
     /// Cap on open connections to this upstream.
     pub max_connections: usize,
+    /// Requests one HTTP/2 connection carries at once before levee opens
+    /// another (within `max_connections`).
+    pub max_streams_per_connection: usize,
     /// How long a TCP (and TLS) connect may take.
     pub connect_timeout: Duration,
     /// TLS settings; only meaningful for `https`.

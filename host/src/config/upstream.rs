@@ -12,6 +12,8 @@ pub(super) const DEFAULT: (&str, &str) = ("anthropic", "https://api.anthropic.co
 const DEFAULT_GROUP: u8 = 0;
 const DEFAULT_WEIGHT: u16 = 1;
 const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// RFC 9113 asks servers to allow at least 100 concurrent streams.
+const DEFAULT_MAX_STREAMS_PER_CONNECTION: usize = 100;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PROXY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -101,6 +103,12 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
             1..=10_000,
             DEFAULT_MAX_CONNECTIONS,
         );
+        let max_streams_per_connection = c.int(
+            &format!("upstreams[{i}].max_streams_per_connection"),
+            r.max_streams_per_connection,
+            1..=10_000,
+            DEFAULT_MAX_STREAMS_PER_CONNECTION,
+        );
         let connect_timeout = c.millis(
             &format!("upstreams[{i}].connect_timeout_ms"),
             r.connect_timeout_ms,
@@ -137,6 +145,7 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
                 group,
                 weight,
                 max_connections,
+                max_streams_per_connection,
                 connect_timeout,
                 tls,
                 health,
@@ -214,6 +223,7 @@ fn with_defaults(name: String, t: Target) -> Upstream {
         group: DEFAULT_GROUP,
         weight: DEFAULT_WEIGHT,
         max_connections: DEFAULT_MAX_CONNECTIONS,
+        max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         tls: Tls::default(),
         health: None,

@@ -72,7 +72,7 @@ impl UpstreamClient {
         let connector = Connector::new(upstream, tls, permits, egress.cloned(), Resolver::new(dns));
         let host: HeaderValue = upstream.authority().parse()?;
         let workers = workers.max(1);
-        let pools = Arc::new(Pools::new(workers));
+        let pools = Arc::new(Pools::new(workers, upstream.max_streams_per_connection));
         Ok((0..workers)
             .map(|worker| UpstreamClient {
                 worker,
@@ -109,14 +109,14 @@ impl UpstreamClient {
         loop {
             let (sender, reused) = self.sender(generation).await?;
             let sent = match sender {
-                Sender::H2(mut h2) => {
+                Sender::H2(mut h2, stream) => {
                     *req.uri_mut() = uri.clone();
                     req.headers_mut().remove(http::header::HOST);
                     match h2.ready().await {
                         Ok(()) => h2
                             .try_send_request(req)
                             .await
-                            .map(|r| r.map(UpstreamBody::done)),
+                            .map(|r| r.map(|body| UpstreamBody::on_stream(body, stream))),
                         Err(_) if reused => {
                             self.pools.forget_closed_h2(self.worker);
                             continue;
@@ -163,7 +163,7 @@ impl UpstreamClient {
                 Some(permit) => permit,
                 None => {
                     if let Some(h2) = pools.borrow_h2(generation) {
-                        return Ok((Sender::H2(h2), true));
+                        return Ok((h2, true));
                     }
                     let _waiting = pools.wait(self.worker);
                     if let Some(h1) = pools.steal_idle(self.worker, generation) {
@@ -201,8 +201,7 @@ impl UpstreamClient {
                 .await
                 .map_err(|e| reset(&e))?;
             tokio::spawn(driver);
-            self.pools.keep_h2(self.worker, &sender, generation);
-            return Ok(Sender::H2(sender));
+            return Ok(self.pools.keep_h2(self.worker, sender, generation));
         }
         let (sender, driver) = http1::Builder::new()
             .handshake(conn)

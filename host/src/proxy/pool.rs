@@ -4,11 +4,16 @@
 //! - HTTP/1: idle connections are reused newest first and dropped after
 //!   [`POOL_IDLE`]. A connection comes back when its response body has been
 //!   read to the end ([`UpstreamBody`]); a body dropped early closes it.
-//! - HTTP/2: one connection carries every request of its worker.
+//! - HTTP/2: a worker's connections each carry up to the upstream's
+//!   `max_streams_per_connection` requests at once; a request finding them
+//!   all full opens another. A request holds its stream ([`StreamSlot`])
+//!   until its response body ends or is dropped. Without that count,
+//!   requests past the server's stream limit would queue inside the
+//!   connection, behind answers that may stream for minutes, and time out.
 //! - At the cap, a request of one worker may ride another worker's HTTP/2
-//!   connection or take its idle HTTP/1 one, and an HTTP/1 connection that
-//!   comes back goes to a request waiting on any worker. A connection's
-//!   driver stays on the worker that opened it.
+//!   connection (the least busy, full or not) or take its idle HTTP/1 one,
+//!   and an HTTP/1 connection that comes back goes to a request waiting on
+//!   any worker. A connection's driver stays on the worker that opened it.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -31,12 +36,14 @@ pub type ReqBody = Full<Bytes>;
 /// A connection to send one request on.
 pub enum Sender {
     H1(http1::SendRequest<ReqBody>),
-    H2(http2::SendRequest<ReqBody>),
+    H2(http2::SendRequest<ReqBody>, StreamSlot),
 }
 
 /// One pool per worker of one upstream.
 pub struct Pools {
     pools: Box<[Pool]>,
+    /// Requests one HTTP/2 connection carries before another is opened.
+    max_streams: usize,
 }
 
 struct Pool {
@@ -53,8 +60,37 @@ struct PoolState {
     generation: u64,
     /// Idle HTTP/1 connections, oldest first.
     idle: Vec<Idle>,
-    /// The HTTP/2 connection, shared by every request.
-    h2: Option<http2::SendRequest<ReqBody>>,
+    /// HTTP/2 connections, shared by requests up to the stream limit.
+    h2: Vec<H2>,
+}
+
+#[derive(Clone)]
+struct H2 {
+    sender: http2::SendRequest<ReqBody>,
+    /// Requests open on it.
+    open: Arc<AtomicUsize>,
+}
+
+impl H2 {
+    fn claim(&self) -> Sender {
+        Sender::H2(self.sender.clone(), StreamSlot::claim(&self.open))
+    }
+}
+
+/// A request's stream on an HTTP/2 connection, counted until dropped.
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    fn claim(open: &Arc<AtomicUsize>) -> StreamSlot {
+        open.fetch_add(1, SeqCst);
+        StreamSlot(open.clone())
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
 }
 
 struct Idle {
@@ -80,6 +116,17 @@ impl Pool {
 }
 
 impl PoolState {
+    /// The live HTTP/2 connection with the fewest open requests, after
+    /// forgetting closed ones.
+    fn least_busy_h2(&mut self) -> Option<(&H2, usize)> {
+        self.h2.retain(|h2| !h2.sender.is_closed());
+        let open = |h2: &H2| h2.open.load(SeqCst);
+        self.h2
+            .iter()
+            .map(|h2| (h2, open(h2)))
+            .min_by_key(|(_, n)| *n)
+    }
+
     fn push_idle(&mut self, sender: http1::SendRequest<ReqBody>) {
         self.idle.push(Idle {
             sender,
@@ -115,8 +162,9 @@ impl Drop for Waiting<'_> {
 }
 
 impl Pools {
-    /// Empty pools for `workers` workers.
-    pub fn new(workers: usize) -> Pools {
+    /// Empty pools for `workers` workers, whose HTTP/2 connections carry
+    /// up to `max_streams` requests each.
+    pub fn new(workers: usize, max_streams: usize) -> Pools {
         Pools {
             pools: (0..workers.max(1))
                 .map(|_| Pool {
@@ -125,23 +173,23 @@ impl Pools {
                     waiting: AtomicUsize::new(0),
                 })
                 .collect(),
+            max_streams: max_streams.max(1),
         }
     }
 
-    /// A live connection of `worker`'s pool. A new egress `generation`
-    /// empties the pool first.
+    /// A live connection of `worker`'s pool: an HTTP/2 one with a stream
+    /// to spare, else an idle HTTP/1 one. A new egress `generation` empties
+    /// the pool first.
     pub fn checkout(&self, worker: usize, generation: u64) -> Option<Sender> {
         let mut state = self.pools[worker].state();
         if state.generation != generation {
             state.generation = generation;
             state.idle.clear();
-            state.h2 = None;
+            state.h2.clear();
         }
-        if let Some(h2) = &state.h2 {
-            if !h2.is_closed() {
-                return Some(Sender::H2(h2.clone()));
-            }
-            state.h2 = None;
+        match state.least_busy_h2() {
+            Some((h2, open)) if open < self.max_streams => return Some(h2.claim()),
+            _ => {}
         }
         state.pop_idle().map(Sender::H1)
     }
@@ -161,27 +209,47 @@ impl Pools {
         Waiting(count)
     }
 
-    /// Keeps a new HTTP/2 connection as `worker`'s, unless it has a live
-    /// one already.
-    pub fn keep_h2(&self, worker: usize, sender: &http2::SendRequest<ReqBody>, generation: u64) {
+    /// Pools a new HTTP/2 connection as `worker`'s (unless the egress
+    /// generation moved on meanwhile), and claims a stream on it.
+    pub fn keep_h2(
+        &self,
+        worker: usize,
+        sender: http2::SendRequest<ReqBody>,
+        generation: u64,
+    ) -> Sender {
+        let h2 = H2 {
+            sender,
+            open: Arc::default(),
+        };
+        let claimed = h2.claim();
         let mut state = self.pools[worker].state();
-        if state.generation == generation && state.h2.as_ref().is_none_or(|h2| h2.is_closed()) {
-            state.h2 = Some(sender.clone());
+        if state.generation == generation {
+            state.h2.push(h2);
         }
+        claimed
     }
 
-    /// Forgets `worker`'s HTTP/2 connection if it has closed.
+    /// Forgets `worker`'s HTTP/2 connections that have closed.
     pub fn forget_closed_h2(&self, worker: usize) {
-        self.pools[worker].state().h2.take_if(|h2| h2.is_closed());
+        self.pools[worker]
+            .state()
+            .h2
+            .retain(|h2| !h2.sender.is_closed());
     }
 
-    /// A live HTTP/2 connection of any worker.
-    pub fn borrow_h2(&self, generation: u64) -> Option<http2::SendRequest<ReqBody>> {
-        self.pools.iter().find_map(|pool| {
-            let state = pool.state();
-            let h2 = state.h2.as_ref()?;
-            (state.generation == generation && !h2.is_closed()).then(|| h2.clone())
-        })
+    /// The least busy live HTTP/2 connection of any worker, full or not:
+    /// for a request at the connection cap.
+    pub fn borrow_h2(&self, generation: u64) -> Option<Sender> {
+        let least = self.pools.iter().filter_map(|pool| {
+            let mut state = pool.state();
+            if state.generation != generation {
+                return None;
+            }
+            state.least_busy_h2().map(|(h2, open)| (h2.clone(), open))
+        });
+        least
+            .min_by_key(|(_, open)| *open)
+            .map(|(h2, _)| h2.claim())
     }
 
     /// The newest live idle HTTP/1 connection of another worker.
@@ -233,11 +301,20 @@ impl Pools {
     }
 }
 
-/// An upstream response body. An HTTP/1 connection goes back to its pool
-/// once the body has been read to the end.
+/// An upstream response body. An HTTP/1 connection goes back to its pool,
+/// and an HTTP/2 stream is released, once the body has been read to the
+/// end.
 pub struct UpstreamBody {
     inner: Incoming,
-    back: Option<(http1::SendRequest<ReqBody>, Back)>,
+    at_end: Option<AtEnd>,
+}
+
+/// What a body's end frees.
+enum AtEnd {
+    /// An HTTP/1 connection, to go back to its pool.
+    Return(http1::SendRequest<ReqBody>, Back),
+    /// An HTTP/2 stream, released when this is dropped.
+    Release { _stream: StreamSlot },
 }
 
 /// Where an HTTP/1 connection goes back to.
@@ -248,9 +325,9 @@ pub struct Back {
 }
 
 impl UpstreamBody {
-    /// A body whose connection needs no returning (HTTP/2).
-    pub fn done(inner: Incoming) -> UpstreamBody {
-        UpstreamBody { inner, back: None }
+    /// A body on an HTTP/2 `stream`.
+    pub fn on_stream(inner: Incoming, stream: StreamSlot) -> UpstreamBody {
+        UpstreamBody::ending(inner, AtEnd::Release { _stream: stream })
     }
 
     /// A body whose HTTP/1 connection goes `back` when it ends.
@@ -259,9 +336,13 @@ impl UpstreamBody {
         sender: http1::SendRequest<ReqBody>,
         back: Back,
     ) -> UpstreamBody {
+        UpstreamBody::ending(inner, AtEnd::Return(sender, back))
+    }
+
+    fn ending(inner: Incoming, at_end: AtEnd) -> UpstreamBody {
         let mut body = UpstreamBody {
             inner,
-            back: Some((sender, back)),
+            at_end: Some(at_end),
         };
         body.return_if_done();
         body
@@ -274,7 +355,7 @@ impl UpstreamBody {
     }
 
     fn give_back(&mut self) {
-        if let Some((sender, back)) = self.back.take() {
+        if let Some(AtEnd::Return(sender, back)) = self.at_end.take() {
             back.pools.put(back.worker, sender, back.generation);
         }
     }
@@ -292,8 +373,9 @@ impl Body for UpstreamBody {
         match &polled {
             Poll::Ready(None) => self.give_back(),
             Poll::Ready(Some(Ok(_))) => self.return_if_done(),
-            // An error ends the connection; it is not returned.
-            Poll::Ready(Some(Err(_))) => self.back = None,
+            // An error ends the connection (or the stream); it is not
+            // returned.
+            Poll::Ready(Some(Err(_))) => self.at_end = None,
             Poll::Pending => {}
         }
         polled
