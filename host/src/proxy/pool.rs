@@ -5,11 +5,13 @@
 //!   [`POOL_IDLE`]. A connection comes back when its response body has been
 //!   read to the end ([`UpstreamBody`]); a body dropped early closes it.
 //! - HTTP/2: a worker's connections each carry up to the upstream's
-//!   `max_streams_per_connection` requests at once; a request finding them
-//!   all full opens another. A request holds its stream ([`StreamSlot`])
-//!   until its response body ends or is dropped. Without that count,
-//!   requests past the server's stream limit would queue inside the
-//!   connection, behind answers that may stream for minutes, and time out.
+//!   `max_streams_per_connection` requests at once, the oldest filled
+//!   first; a request finding them all full opens another. A request holds
+//!   its stream ([`StreamSlot`]) until its response body ends or is
+//!   dropped. Without that count, requests past the server's stream limit
+//!   would queue inside the connection, behind answers that may stream for
+//!   minutes, and time out. A connection with no request open for
+//!   [`POOL_IDLE`] is dropped, as an idle HTTP/1 one is.
 //! - At the cap, a request of one worker may ride another worker's HTTP/2
 //!   connection (the least busy, full or not) or take its idle HTTP/1 one,
 //!   and an HTTP/1 connection that comes back goes to a request waiting on
@@ -67,29 +69,57 @@ struct PoolState {
 #[derive(Clone)]
 struct H2 {
     sender: http2::SendRequest<ReqBody>,
-    /// Requests open on it.
-    open: Arc<AtomicUsize>,
+    streams: Arc<Streams>,
+}
+
+/// The requests open on an HTTP/2 connection.
+struct Streams {
+    open: AtomicUsize,
+    /// When the last one closed.
+    idle_since: Mutex<Instant>,
 }
 
 impl H2 {
+    fn new(sender: http2::SendRequest<ReqBody>) -> H2 {
+        H2 {
+            sender,
+            streams: Arc::new(Streams {
+                open: AtomicUsize::new(0),
+                idle_since: Mutex::new(Instant::now()),
+            }),
+        }
+    }
+
+    fn open(&self) -> usize {
+        self.streams.open.load(SeqCst)
+    }
+
+    /// Idle for longer than [`POOL_IDLE`].
+    fn expired(&self) -> bool {
+        self.open() == 0
+            && self
+                .streams
+                .idle_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                > POOL_IDLE
+    }
+
     fn claim(&self) -> Sender {
-        Sender::H2(self.sender.clone(), StreamSlot::claim(&self.open))
+        self.streams.open.fetch_add(1, SeqCst);
+        Sender::H2(self.sender.clone(), StreamSlot(self.streams.clone()))
     }
 }
 
 /// A request's stream on an HTTP/2 connection, counted until dropped.
-pub struct StreamSlot(Arc<AtomicUsize>);
-
-impl StreamSlot {
-    fn claim(open: &Arc<AtomicUsize>) -> StreamSlot {
-        open.fetch_add(1, SeqCst);
-        StreamSlot(open.clone())
-    }
-}
+pub struct StreamSlot(Arc<Streams>);
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
+        if self.0.open.fetch_sub(1, SeqCst) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
     }
 }
 
@@ -116,14 +146,25 @@ impl Pool {
 }
 
 impl PoolState {
-    /// The live HTTP/2 connection with the fewest open requests, after
-    /// forgetting closed ones.
+    /// Forgets the HTTP/2 connections that closed or idled past
+    /// [`POOL_IDLE`] (the last sender dropped closes a connection).
+    fn prune_h2(&mut self) {
+        self.h2.retain(|h2| !h2.sender.is_closed() && !h2.expired());
+    }
+
+    /// The oldest live HTTP/2 connection with a stream to spare. Filling
+    /// the oldest first lets connections opened for a burst idle out.
+    fn h2_with_room(&mut self, max_streams: usize) -> Option<&H2> {
+        self.prune_h2();
+        self.h2.iter().find(|h2| h2.open() < max_streams)
+    }
+
+    /// The live HTTP/2 connection with the fewest open requests.
     fn least_busy_h2(&mut self) -> Option<(&H2, usize)> {
-        self.h2.retain(|h2| !h2.sender.is_closed());
-        let open = |h2: &H2| h2.open.load(SeqCst);
+        self.prune_h2();
         self.h2
             .iter()
-            .map(|h2| (h2, open(h2)))
+            .map(|h2| (h2, h2.open()))
             .min_by_key(|(_, n)| *n)
     }
 
@@ -187,9 +228,8 @@ impl Pools {
             state.idle.clear();
             state.h2.clear();
         }
-        match state.least_busy_h2() {
-            Some((h2, open)) if open < self.max_streams => return Some(h2.claim()),
-            _ => {}
+        if let Some(h2) = state.h2_with_room(self.max_streams) {
+            return Some(h2.claim());
         }
         state.pop_idle().map(Sender::H1)
     }
@@ -217,10 +257,7 @@ impl Pools {
         sender: http2::SendRequest<ReqBody>,
         generation: u64,
     ) -> Sender {
-        let h2 = H2 {
-            sender,
-            open: Arc::default(),
-        };
+        let h2 = H2::new(sender);
         let claimed = h2.claim();
         let mut state = self.pools[worker].state();
         if state.generation == generation {

@@ -143,7 +143,7 @@ async fn h2() -> (http2::SendRequest<ReqBody>, tokio::io::DuplexStream) {
 
 fn open_streams(pools: &Pools, worker: usize) -> Vec<usize> {
     let state = pools.state_of(worker);
-    state.h2.iter().map(|h2| h2.open.load(SeqCst)).collect()
+    state.h2.iter().map(H2::open).collect()
 }
 
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn an_http2_connection_carries_up_to_the_stream_limit() {
     assert_eq!(
         open_streams(&pools, 0),
         [2, 1],
-        "a released stream is taken again, on the least busy connection"
+        "a released stream is taken again, on the oldest connection"
     );
     drop((second, third, fourth));
     assert_eq!(open_streams(&pools, 0), [0, 0]);
@@ -221,4 +221,28 @@ async fn closed_http2_connections_and_old_generations_are_forgotten() {
         .await
         .expect("the connection closes with its far end");
     assert!(open_streams(&pools, 0).is_empty(), "forgotten");
+}
+
+#[tokio::test]
+async fn http2_connections_fill_oldest_first_and_idle_out() {
+    let pools = Pools::new(1, 2);
+    let (a, _far_a) = h2().await;
+    let (b, _far_b) = h2().await;
+    // Two opened at once, as a burst of first requests does.
+    let one = pools.keep_h2(0, a, 0);
+    let two = pools.keep_h2(0, b, 0);
+    let three = pools.checkout(0, 0);
+    assert_eq!(open_streams(&pools, 0), [2, 1], "the oldest filled first");
+    drop(two);
+    let long_ago = Instant::now() - POOL_IDLE - Duration::from_secs(1);
+    for h2 in &pools.state_of(0).h2 {
+        *h2.streams.idle_since.lock().unwrap() = long_ago;
+    }
+    assert!(
+        pools.checkout(0, 0).is_none(),
+        "the oldest is full, the other idled out"
+    );
+    assert_eq!(open_streams(&pools, 0), [2], "a busy one never idles out");
+    drop((one, three));
+    assert!(pools.checkout(0, 0).is_some(), "idle since just now");
 }
