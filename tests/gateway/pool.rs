@@ -122,13 +122,20 @@ fn held_stream() -> Step {
     Step::Sse(slow)
 }
 
-/// levee on one worker in front of an HTTP/2 upstream (TLS, ALPN).
-fn levee_h2(upstream: &MockUpstream, pki: &TestPki, dir: &std::path::Path, extra: &str) -> Levee {
-    Levee::start(&format!(
+/// An HTTP/2 upstream (TLS, ALPN) whose first five answers are held
+/// streams, and levee on one worker in front of it with the upstream keys
+/// `extra`. The directory holds the CA file levee trusts.
+async fn h2_upstream_and_levee(extra: &str) -> (MockUpstream, Levee, tempfile::TempDir) {
+    let pki = TestPki::new();
+    let script = Script::of((0..5).map(|_| held_stream())).otherwise(Reply::message());
+    let upstream = MockUpstream::start_tls(script, pki.server_config(Chain::Full)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let levee = Levee::start(&format!(
         "workers = 1\n{FAST_POLICY}\n[[upstreams]]\nname = \"h2\"\nurl = \"https://localhost:{}\"\n{extra}\n[upstreams.tls]\nca_file = \"{}\"\n",
         upstream.addr().port(),
-        pki.write_ca(dir).display()
-    ))
+        pki.write_ca(dir.path()).display()
+    ));
+    (upstream, levee, dir)
 }
 
 /// Opens `n` streams one after another, each answered before the next is
@@ -147,16 +154,7 @@ async fn open_streams(levee: &Levee, n: usize) -> Vec<reqwest::Response> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_requests_past_the_stream_limit_open_another_connection() {
-    let pki = TestPki::new();
-    let script = Script::of((0..5).map(|_| held_stream())).otherwise(Reply::message());
-    let upstream = MockUpstream::start_tls(script, pki.server_config(Chain::Full)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let levee = levee_h2(
-        &upstream,
-        &pki,
-        dir.path(),
-        "max_streams_per_connection = 2",
-    );
+    let (upstream, levee, _dir) = h2_upstream_and_levee("max_streams_per_connection = 2").await;
     let _open = open_streams(&levee, 5).await;
     let seen = upstream.requests();
     assert!(seen.iter().all(|r| r.version == http::Version::HTTP_2));
@@ -177,16 +175,8 @@ async fn http2_requests_past_the_stream_limit_open_another_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn at_the_connection_cap_http2_requests_share_the_full_connections() {
-    let pki = TestPki::new();
-    let script = Script::of((0..5).map(|_| held_stream()));
-    let upstream = MockUpstream::start_tls(script, pki.server_config(Chain::Full)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let levee = levee_h2(
-        &upstream,
-        &pki,
-        dir.path(),
-        "max_connections = 2\nmax_streams_per_connection = 2",
-    );
+    let (upstream, levee, _dir) =
+        h2_upstream_and_levee("max_connections = 2\nmax_streams_per_connection = 2").await;
     let _open = open_streams(&levee, 5).await;
     let connections: Vec<u64> = upstream.requests().iter().map(|r| r.connection).collect();
     assert_eq!(connections[..4], [1, 1, 2, 2]);
