@@ -28,11 +28,38 @@ pub fn body_facts(body: &[u8]) -> BodyFacts {
         return BodyFacts::default();
     };
     BodyFacts {
-        model: model.and_then(|v| serde_json::from_slice(v).ok()),
+        model: model.and_then(json_string),
         stream: stream == Some(b"true"),
         max_tokens: max_tokens
-            .and_then(|v| serde_json::from_slice::<u64>(v).ok())
+            .and_then(json_u64)
             .map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+    }
+}
+
+/// A raw JSON string's text, as `serde_json` reads it. One without escapes,
+/// inner quotes or control characters is its bytes between the quotes,
+/// taken without the decoder.
+fn json_string(raw: &[u8]) -> Option<String> {
+    match raw {
+        [b'"', text @ .., b'"']
+            if text
+                .iter()
+                .all(|&b| b >= 0x20 && !matches!(b, b'"' | b'\\')) =>
+        {
+            std::str::from_utf8(text).ok().map(str::to_owned)
+        }
+        _ => serde_json::from_slice(raw).ok(),
+    }
+}
+
+/// A raw JSON number as a `u64`, as `serde_json` reads it. Plain digits
+/// without a leading zero are parsed without the decoder.
+fn json_u64(raw: &[u8]) -> Option<u64> {
+    match raw {
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(raw).ok()?.parse().ok()
+        }
+        _ => serde_json::from_slice(raw).ok(),
     }
 }
 
@@ -163,6 +190,21 @@ mod tests {
                 max_tokens: None
             }
         );
+    }
+
+    proptest::proptest! {
+        /// The fast paths read what `serde_json` reads, and refuse what it
+        /// refuses.
+        #[test]
+        fn strings_and_numbers_read_as_serde_json_reads_them(
+            raw in "\"([ -~]|\\\\[\"nu]|[\u{0}-\u{1f}]|é|\\\\u00e9){0,8}\"?|-?[0-9]{0,22}(\\.[0-9])?|[0-9a-z\"]{0,4}",
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+        ) {
+            for raw in [raw.as_bytes(), &bytes] {
+                proptest::prop_assert_eq!(json_string(raw), serde_json::from_slice::<String>(raw).ok());
+                proptest::prop_assert_eq!(json_u64(raw), serde_json::from_slice::<u64>(raw).ok());
+            }
+        }
     }
 
     #[test]
