@@ -266,12 +266,10 @@ impl Pools {
         claimed
     }
 
-    /// Forgets `worker`'s HTTP/2 connections that have closed.
+    /// Forgets `worker`'s HTTP/2 connections that have closed (or idled
+    /// out).
     pub fn forget_closed_h2(&self, worker: usize) {
-        self.pools[worker]
-            .state()
-            .h2
-            .retain(|h2| !h2.sender.is_closed());
+        self.pools[worker].state().prune_h2();
     }
 
     /// The least busy live HTTP/2 connection of any worker, full or not:
