@@ -1,9 +1,10 @@
 //! The upstream connection pool: reuse, the `max_connections` cap across
 //! workers, and connections that must not be reused.
 
-use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, client, header, post_on};
+use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, client, header, metric, post_on};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{Chain, MockUpstream, Reply, Script, SseScript, Step, TestPki};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn levee(upstream: &MockUpstream, top: &str, upstream_extra: &str) -> Levee {
@@ -127,11 +128,22 @@ fn held_stream() -> Step {
 /// `extra`. The directory holds the CA file levee trusts.
 async fn h2_upstream_and_levee(extra: &str) -> (MockUpstream, Levee, tempfile::TempDir) {
     let pki = TestPki::new();
+    tls_upstream_and_levee(&pki, pki.server_config(Chain::Full), "workers = 1", extra).await
+}
+
+/// As [`h2_upstream_and_levee`], with the upstream's TLS config `tls` and
+/// the top-level keys `top`.
+async fn tls_upstream_and_levee(
+    pki: &TestPki,
+    tls: Arc<rustls::ServerConfig>,
+    top: &str,
+    extra: &str,
+) -> (MockUpstream, Levee, tempfile::TempDir) {
     let script = Script::of((0..5).map(|_| held_stream())).otherwise(Reply::message());
-    let upstream = MockUpstream::start_tls(script, pki.server_config(Chain::Full)).await;
+    let upstream = MockUpstream::start_tls(script, tls).await;
     let dir = tempfile::tempdir().unwrap();
     let levee = Levee::start(&format!(
-        "workers = 1\n{FAST_POLICY}\n[[upstreams]]\nname = \"h2\"\nurl = \"https://localhost:{}\"\n{extra}\n[upstreams.tls]\nca_file = \"{}\"\n",
+        "{top}\n{FAST_POLICY}\n[[upstreams]]\nname = \"h2\"\nurl = \"https://localhost:{}\"\n{extra}\n[upstreams.tls]\nca_file = \"{}\"\n",
         upstream.addr().port(),
         pki.write_ca(dir.path()).display()
     ));
@@ -182,4 +194,112 @@ async fn at_the_connection_cap_http2_requests_share_the_full_connections() {
     assert_eq!(connections[..4], [1, 1, 2, 2]);
     assert!([1, 2].contains(&connections[4]), "{connections:?}");
     assert_eq!(upstream.peak_connections(), 2, "never more than the cap");
+}
+
+/// Sends `n` streaming requests at once while the upstream holds its TLS
+/// handshakes, releases them once all `n` are attempts in flight (so all
+/// of them look for a connection before any connection is up), and
+/// returns each answer's status, `x-levee-attempts` and first chunk.
+async fn burst_on_held_handshakes(
+    upstream: &MockUpstream,
+    levee: &Levee,
+    n: usize,
+) -> Vec<(u16, Option<String>, reqwest::Response)> {
+    upstream.hold_handshakes(true);
+    let requests = (0..n).map(|_| async {
+        let mut resp = post_on(&client(), levee, STREAM_MESSAGE).await;
+        let attempts = header(&resp, "x-levee-attempts").map(str::to_owned);
+        let status = resp.status().as_u16();
+        if status == 200 {
+            resp.chunk().await.expect("the first event");
+        }
+        (status, attempts, resp)
+    });
+    let release = async {
+        let in_flight = r#"levee_upstream_in_flight{upstream="h2"}"#;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while metric(levee, in_flight).await < n as f64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} attempts in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        upstream.hold_handshakes(false);
+    };
+    futures_util::future::join(futures_util::future::join_all(requests), release)
+        .await
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_first_requests_shares_one_http2_connection() {
+    let (upstream, levee, _dir) = h2_upstream_and_levee("").await;
+    let answers = burst_on_held_handshakes(&upstream, &levee, 5).await;
+    for (status, attempts, _) in &answers {
+        assert_eq!((*status, attempts.as_deref()), (200, Some("1")));
+    }
+    let connections: Vec<u64> = upstream.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [1; 5], "the four others joined the first dial");
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_to_an_http1_only_upstream_opens_a_connection_each() {
+    let pki = TestPki::new();
+    let mut tls = (*pki.server_config(Chain::Full)).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (upstream, levee, _dir) =
+        tls_upstream_and_levee(&pki, Arc::new(tls), "workers = 1", "").await;
+    let answers = burst_on_held_handshakes(&upstream, &levee, 3).await;
+    for (status, attempts, _) in &answers {
+        assert_eq!((*status, attempts.as_deref()), (200, Some("1")));
+    }
+    let seen = upstream.requests();
+    assert!(seen.iter().all(|r| r.version == http::Version::HTTP_11));
+    let mut connections: Vec<u64> = seen.iter().map(|r| r.connection).collect();
+    connections.sort_unstable();
+    assert_eq!(connections, [1, 2, 3], "one request a connection");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_that_joined_a_failed_dial_fail_alike() {
+    let pki = TestPki::new();
+    let (upstream, levee, _dir) =
+        tls_upstream_and_levee(&pki, pki.unknown_ca_server_config(), "workers = 1", "").await;
+    let answers = burst_on_held_handshakes(&upstream, &levee, 3).await;
+    for (status, attempts, resp) in answers {
+        assert_eq!(status, 502);
+        assert_eq!(
+            attempts.as_deref(),
+            Some("1"),
+            "a retry cannot fix a certificate"
+        );
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("tls: certificate verify failed: unknown issuer for localhost"),
+            "{message}"
+        );
+    }
+    assert_eq!(upstream.connections(), 1, "one dial, its failure shared");
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_cap_a_request_on_another_worker_rides_the_connection_once_it_opens() {
+    let pki = TestPki::new();
+    let tls = pki.server_config(Chain::Full);
+    let (upstream, levee, _dir) =
+        tls_upstream_and_levee(&pki, tls, "workers = 2", "max_connections = 1").await;
+    // Two clients, so one request on each worker: the second cannot join
+    // the first's dial, and finds no permit to open its own.
+    let burst = burst_on_held_handshakes(&upstream, &levee, 2);
+    let answers = tokio::time::timeout(Duration::from_secs(10), burst)
+        .await
+        .expect("woken when the connection opened, not at its try timeout");
+    for (status, attempts, _) in &answers {
+        assert_eq!((*status, attempts.as_deref()), (200, Some("1")));
+    }
+    assert_eq!(upstream.connections(), 1);
 }

@@ -15,9 +15,11 @@
 //! another worker's idle HTTP/1 one; failing both, it waits for a permit or
 //! for a connection to come back, whichever is first. A request that finds
 //! a reused connection closed before anything was sent goes again on
-//! another, as hyper-util's client does.
+//! another, as hyper-util's client does. Before opening a connection, a
+//! request joins an HTTP/2 dial in progress on its worker (`dial.rs`).
 
 use super::connect::{Conn, ConnectError, Connector};
+use super::dial::{Dialed, Dials};
 use super::dns::Resolver;
 use super::egress::Egress;
 pub use super::pool::UpstreamBody;
@@ -44,6 +46,8 @@ pub struct UpstreamClient {
     /// `Host` for HTTP/1 requests (the port only when not the default).
     host: HeaderValue,
     pools: Arc<Pools>,
+    /// HTTP/2 dials in progress, shared by the upstream's clients.
+    dials: Arc<Dials>,
 }
 
 /// Why an attempt produced no response head.
@@ -68,6 +72,11 @@ impl UpstreamClient {
             crate::config::Scheme::Https => Some(super::tls::client_config(&upstream.tls)?),
             crate::config::Scheme::Http => None,
         };
+        let dials = Arc::new(Dials::new(
+            workers.max(1),
+            upstream.max_streams_per_connection,
+            tls.is_some(),
+        ));
         let permits = Arc::new(Semaphore::new(upstream.max_connections));
         let connector = Connector::new(upstream, tls, permits, egress.cloned(), Resolver::new(dns));
         let host: HeaderValue = upstream.authority().parse()?;
@@ -80,6 +89,7 @@ impl UpstreamClient {
                 egress: egress.cloned(),
                 host: host.clone(),
                 pools: pools.clone(),
+                dials: dials.clone(),
             })
             .collect())
     }
@@ -151,12 +161,24 @@ impl UpstreamClient {
         }
     }
 
-    /// A pooled connection (`true`) or a new one (`false`).
+    /// A pooled connection (`true`) or a new one (`false`). With none to
+    /// spare, a request joins an HTTP/2 dial in progress before it opens a
+    /// connection of its own (`dial.rs`).
     async fn sender(&self, generation: u64) -> Result<(Sender, bool), AttemptError> {
         let pools = &*self.pools;
+        let mut joined = false;
         loop {
             if let Some(s) = pools.checkout(self.worker, generation) {
                 return Ok((s, true));
+            }
+            if !joined && let Some(dial) = self.dials.join(self.worker, generation) {
+                joined = true;
+                match dial.outcome().await {
+                    Some(Dialed::Failed(e)) => return Err(e),
+                    // HTTP/2: a stream on the new connection. Otherwise,
+                    // a connection of its own.
+                    _ => continue,
+                }
             }
             let returned = pools.returned(self.worker);
             let permit = match self.connector.try_permit() {
@@ -176,10 +198,29 @@ impl UpstreamClient {
                     }
                 }
             };
-            let conn = self.connector.clone().connect_with(permit).await;
-            let conn = conn.map_err(connect_error)?;
-            return Ok((self.handshake(conn, generation).await?, false));
+            let dialing = self.dials.start(self.worker, generation);
+            let opened = self.open(permit, generation).await;
+            if let Some(dialing) = dialing {
+                dialing.finish(match &opened {
+                    Ok(Sender::H2(..)) => Dialed::H2,
+                    Ok(Sender::H1(_)) => Dialed::H1,
+                    Err(e) => Dialed::Failed(e.clone()),
+                });
+            }
+            return Ok((opened?, false));
         }
+    }
+
+    /// Connects on `permit` and starts HTTP on the connection.
+    async fn open(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        generation: u64,
+    ) -> Result<Sender, AttemptError> {
+        let conn = self.connector.clone().connect_with(permit).await;
+        let conn = conn.map_err(connect_error)?;
+        self.dials.chose(conn.is_h2());
+        self.handshake(conn, generation).await
     }
 
     /// How a response body gives its HTTP/1 connection back.

@@ -12,6 +12,7 @@ mod admission;
 mod budget;
 mod client;
 mod connect;
+mod dial;
 mod dns;
 mod egress;
 mod facts;

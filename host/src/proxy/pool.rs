@@ -6,7 +6,8 @@
 //!   read to the end ([`UpstreamBody`]); a body dropped early closes it.
 //! - HTTP/2: a worker's connections each carry up to the upstream's
 //!   `max_streams_per_connection` requests at once, the oldest filled
-//!   first; a request finding them all full opens another. A request holds
+//!   first; a request finding them all full opens another (or joins one
+//!   being opened: `dial.rs`). A request holds
 //!   its stream ([`StreamSlot`]) until its response body ends or is
 //!   dropped. Without that count, requests past the server's stream limit
 //!   would queue inside the connection, behind answers that may stream for
@@ -50,7 +51,8 @@ pub struct Pools {
 
 struct Pool {
     state: Mutex<PoolState>,
-    /// Signalled when an HTTP/1 connection comes back or is handed over.
+    /// Signalled when an HTTP/1 connection comes back or is handed over,
+    /// or an HTTP/2 one is opened.
     returned: Notify,
     /// Requests of this worker waiting at the connection cap.
     waiting: AtomicUsize,
@@ -234,8 +236,9 @@ impl Pools {
         state.pop_idle().map(Sender::H1)
     }
 
-    /// Resolves when a connection comes back to `worker`'s pool after this
-    /// call (or came back unclaimed before it).
+    /// Resolves when a connection comes back to `worker`'s pool, or an
+    /// HTTP/2 one opens on any worker, after this call (or an HTTP/1 one
+    /// came back unclaimed before it).
     pub fn returned(&self, worker: usize) -> Notified<'_> {
         self.pools[worker].returned.notified()
     }
@@ -250,7 +253,8 @@ impl Pools {
     }
 
     /// Pools a new HTTP/2 connection as `worker`'s (unless the egress
-    /// generation moved on meanwhile), and claims a stream on it.
+    /// generation moved on meanwhile), and claims a stream on it. Requests
+    /// waiting at the connection cap, on any worker, are woken to ride it.
     pub fn keep_h2(
         &self,
         worker: usize,
@@ -262,6 +266,10 @@ impl Pools {
         let mut state = self.pools[worker].state();
         if state.generation == generation {
             state.h2.push(h2);
+            drop(state);
+            for pool in &self.pools {
+                pool.returned.notify_waiters();
+            }
         }
         claimed
     }

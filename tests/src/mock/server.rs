@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     requests: Mutex<Vec<Recorded>>,
     recorded: Notify,
     stop: watch::Sender<bool>,
+    /// While true, TLS handshakes wait (their TCP connections are counted).
+    hold_handshakes: watch::Sender<bool>,
 }
 
 /// A scriptable stand-in for the Anthropic API on `127.0.0.1:0`.
@@ -123,6 +125,7 @@ impl MockUpstream {
             requests: Mutex::new(Vec::new()),
             recorded: Notify::new(),
             stop: watch::channel(false).0,
+            hold_handshakes: watch::channel(false).0,
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(accept_loop(listener, tls, shared.clone()));
@@ -196,6 +199,12 @@ impl MockUpstream {
         *self.shared.script.lock().expect("script") = script;
     }
 
+    /// Holds TLS handshakes (`true`) until released (`false`): connects
+    /// made meanwhile are accepted and counted, and wait for their TLS.
+    pub fn hold_handshakes(&self, hold: bool) {
+        self.shared.hold_handshakes.send_replace(hold);
+    }
+
     /// Appends a step to the queue.
     pub fn push(&self, step: impl Into<Step>) {
         self.shared
@@ -252,6 +261,8 @@ async fn serve_tcp(tcp: TcpStream, tls: Option<TlsAcceptor>, shared: Arc<Shared>
     match tls {
         None => serve(tcp, false, shared, id).await,
         Some(acceptor) => {
+            let mut held = shared.hold_handshakes.subscribe();
+            let _ = held.wait_for(|hold| !*hold).await;
             let Ok(stream) = acceptor.accept(tcp).await else {
                 return;
             };

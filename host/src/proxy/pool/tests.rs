@@ -196,6 +196,22 @@ async fn at_the_cap_a_request_rides_the_least_busy_http2_connection_even_if_full
 }
 
 #[tokio::test]
+async fn a_new_http2_connection_wakes_requests_waiting_at_the_cap_on_every_worker() {
+    let pools = Pools::new(2, 100);
+    let (own, other) = (pools.returned(0), pools.returned(1));
+    let (sender, _far) = h2().await;
+    let _first = pools.keep_h2(0, sender, 0);
+    let both = async { tokio::join!(own, other) };
+    tokio::time::timeout(Duration::from_secs(5), both)
+        .await
+        .expect("both woken");
+    assert!(
+        matches!(pools.borrow_h2(0), Some(Sender::H2(..))),
+        "and it rides"
+    );
+}
+
+#[tokio::test]
 async fn closed_http2_connections_and_old_generations_are_forgotten() {
     let pools = Pools::new(1, 10);
     let (sender, far) = h2().await;
