@@ -9,6 +9,8 @@
 # none of levee's work, the floor under levee's figures); and levee:
 #   - throughput: wrk, POST /v1/messages, THREADS threads x CONNECTIONS
 #     connections for DURATION seconds, after WARMUP seconds of the same;
+#     also levee-h2, levee in front of the mock over HTTPS and HTTP/2 (the
+#     API's own transport), against levee over plain HTTP/1.1 (no target);
 #   - latency at a fixed rate: oha -q RATE --latency-correction (latency is
 #     counted from when a request was due, so a stall is not hidden) over
 #     RATE_CONNECTIONS connections for RATE_DURATION seconds: p50/p99, and
@@ -210,13 +212,31 @@ start levee "$BIN/levee" serve --config "$WORK/levee.toml"
 LEVEE_PID=$LAST_PID
 LEVEE=$(wait_line "$WORK/levee.out" '^levee listening on ' "$LEVEE_PID" | awk '{print $4}')
 
+start mock-h2 "$BIN/mock-upstream" --listen 127.0.0.1:0 --tls-ca-out "$WORK/mock-ca.pem"
+MOCK_H2=$(wait_line "$WORK/mock-h2.out" '^listening on ' "$LAST_PID" | awk '{print $3}')
+cat >"$WORK/levee-h2.toml" <<EOF
+listen = "127.0.0.1:0"
+[[upstreams]]
+name = "mock"
+url = "https://localhost:${MOCK_H2##*:}"
+max_connections = 512
+[upstreams.tls]
+ca_file = "$WORK/mock-ca.pem"
+[admin]
+listen = "off"
+[log]
+level = "warn"
+EOF
+start levee-h2 "$BIN/levee" serve --config "$WORK/levee-h2.toml"
+LEVEE_H2=$(wait_line "$WORK/levee-h2.out" '^levee listening on ' "$LAST_PID" | awk '{print $4}')
+
 start hyper "$BIN/hyper-proxy" --listen 127.0.0.1:0 --upstream "$MOCK"
 HYPER_PID=$LAST_PID
 HYPER=$(wait_line "$WORK/hyper.out" '^listening on ' "$HYPER_PID" | awk '{print $3}')
 
 # Every target must answer 200 before anything is measured.
 BODY='{"model":"claude-mock-1","max_tokens":256,"messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
-for addr in "$MOCK" "$NGINX_ADDR" "$HYPER" "$LEVEE"; do
+for addr in "$MOCK" "$NGINX_ADDR" "$HYPER" "$LEVEE" "$LEVEE_H2"; do
     ok=0
     for ((i = 0; i < 100; i++)); do
         code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
@@ -226,7 +246,7 @@ for addr in "$MOCK" "$NGINX_ADDR" "$HYPER" "$LEVEE"; do
     done
     [ "$ok" = 1 ] || die "http://$addr/v1/messages does not answer 200 (last: $code)"
 done
-say "mock $MOCK, nginx $NGINX_ADDR ($NGINX_WORKERS workers), hyper-proxy $HYPER, levee $LEVEE"
+say "mock $MOCK, nginx $NGINX_ADDR ($NGINX_WORKERS workers), hyper-proxy $HYPER, levee $LEVEE, levee-h2 $LEVEE_H2"
 
 # ---------------------------------------------------------------- load
 # Each measurement is repeated ROUNDS times, the three targets interleaved
@@ -239,10 +259,14 @@ addr_of() {
         nginx) echo "$NGINX_ADDR" ;;
         hyper) echo "$HYPER" ;;
         levee) echo "$LEVEE" ;;
+        levee-h2) echo "$LEVEE_H2" ;;
     esac
 }
-order() { # ROUND: the four targets, rotated by ROUND
-    local t=(direct nginx hyper levee) r=$(($1 % 4))
+order() { # ROUND TARGET...: the targets, rotated by ROUND
+    local r=$1
+    shift
+    local t=("$@")
+    r=$((r % ${#t[@]}))
     echo "${t[@]:r}" "${t[@]:0:r}"
 }
 # The server-side CPU time, in clock ticks, of a target: the mock's when
@@ -267,14 +291,14 @@ cpu_ticks() {
 CLK_TCK=$(getconf CLK_TCK)
 
 declare -A RPS P50 P99 CPU ERRORS
-for target in direct nginx hyper levee; do
+for target in direct nginx hyper levee levee-h2; do
     RPS[$target]="" P50[$target]="" P99[$target]="" CPU[$target]="" ERRORS[$target]=0
     say "$target: wrk warm-up ${WARMUP}s"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/messages.lua" "http://$(addr_of "$target")" >/dev/null
 done
 
 for ((round = 1; round <= ROUNDS; round++)); do
-    for target in $(order "$round"); do
+    for target in $(order "$round" direct nginx hyper levee levee-h2); do
         out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/messages.lua" \
             "http://$(addr_of "$target")" | grep '^WRK ')
         RPS[$target]+=" $(field rps "$out")"
@@ -284,7 +308,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 for ((round = 1; round <= ROUNDS; round++)); do
-    for target in $(order "$round"); do
+    for target in $(order "$round" direct nginx hyper levee); do
         json=$WORK/oha-$target-$round.json
         before=$(cpu_ticks "$target")
         "$OHA" -z "${RATE_DURATION}s" -q "$RATE" --latency-correction -c "$RATE_CONNECTIONS" --no-tui \
@@ -336,7 +360,8 @@ HOLD_MS=$(field all_first_event_ms "$HOLD_OUT")
 # ---------------------------------------------------------------- summary
 export B_ROUNDS=$ROUNDS B_RATE=$RATE B_STREAMS=$STREAMS B_TTFB_COUNT=$TTFB_COUNT \
     B_IDLE_KB=$IDLE_KB B_HOLD_KB=$HOLD_KB B_HOLD_MS=$HOLD_MS B_DURATION=$DURATION \
-    B_CONNECTIONS=$CONNECTIONS B_THREADS=$THREADS B_RATE_DURATION=$RATE_DURATION
+    B_CONNECTIONS=$CONNECTIONS B_THREADS=$THREADS B_RATE_DURATION=$RATE_DURATION \
+    B_RPS_levee_h2="${RPS[levee-h2]}" B_ERRORS_levee_h2="${ERRORS[levee-h2]}"
 for target in direct nginx hyper levee; do
     export "B_RPS_$target=${RPS[$target]}" "B_P50_$target=${P50[$target]}" \
         "B_P99_$target=${P99[$target]}" "B_CPU_$target=${CPU[$target]}" \
@@ -400,12 +425,15 @@ print(f"levee/hyper throughput       {med['rps']['levee'] / med['rps']['hyper']:
 h_add = med["p99"]["hyper"] - med["p99"]["direct"]
 if n_add > 0:
     print(f"hyper/nginx added p99        {h_add / n_add:7.3f}     (the floor)    {h_add:+.3f} ms vs {n_add:+.3f} ms")
+h2 = [float(x) for x in E["B_RPS_levee_h2"].split()]
+print(f"levee-h2/levee throughput    {median(h2) / med['rps']['levee']:7.3f}     (HTTPS HTTP/2 upstream)"
+      f"  rounds: {per_round([a / b for a, b in zip(h2, rps['levee'])])}")
 print(f"levee RSS idle               {idle_mb:7.1f} MB")
 print(f"levee RSS, {int(E['B_STREAMS'])} streams    {hold_mb:7.1f} MB  target <= 100  {verdict(hold_mb <= 100):<6}"
       f"  all first events {E['B_HOLD_MS']} ms after opening")
 ttfb_diff = (ttfb["levee"] - ttfb["direct"]) / 1000
 print(f"levee TTFB - direct          {ttfb_diff:7.3f} ms  target <= 1    {verdict(ttfb_diff <= 1):<6}"
       f"  median of {E['B_TTFB_COUNT']} sequential streams each")
-if any(errors.values()):
+if any(errors.values()) or int(E["B_ERRORS_levee_h2"]):
     print("WARNING: some requests failed; see the errors column")
 EOF

@@ -1,7 +1,7 @@
 //! A fast standalone stand-in for the Messages API, for benchmarks.
 //!
 //! `mock-upstream --listen 127.0.0.1:PORT [--sse-interval-ms N] [--threads N]
-//!  [--rpm N] [--itpm N] [--otpm N]`
+//!  [--rpm N] [--itpm N] [--otpm N] [--tls-ca-out FILE]`
 //!
 //! `POST /v1/messages` answers a fixed 200 JSON message, or, when the
 //! request body has `"stream": true`, the API's SSE event sequence (one
@@ -15,7 +15,9 @@
 //! `levee_tests::mock::RateLimits`: one lock per request then): every
 //! Messages answer carries `anthropic-ratelimit-*` headers, and a request
 //! that does not fit gets `429 rate_limit_error` with `retry-after`.
-//! `GET /stats` answers `{"requests":N,"rate_limited":M}` (Messages
+//! With `--tls-ca-out` it serves HTTPS (HTTP/2 or HTTP/1.1 by ALPN) on a
+//! certificate for `localhost` from a fresh test CA, whose PEM it writes to
+//! FILE for the client to trust. `GET /stats` answers `{"requests":N,"rate_limited":M}` (Messages
 //! requests received, and how many of them were answered 429).
 
 use bytes::Bytes;
@@ -23,11 +25,13 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, heade
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use levee_tests::flags;
-use levee_tests::mock::{Buckets, Cost, RateLimits, Reply as Scripted, SseScript, Step};
+use levee_tests::mock::{
+    Buckets, Chain, Cost, RateLimits, Reply as Scripted, SseScript, Step, TestPki,
+};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
@@ -41,7 +45,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 
 const USAGE: &str = "usage: mock-upstream --listen ADDR [--sse-interval-ms N] [--threads N] \
-                     [--rpm N] [--itpm N] [--otpm N]";
+                     [--rpm N] [--itpm N] [--otpm N] [--tls-ca-out FILE]";
 
 /// The fixed non-streaming answer (about 400 bytes).
 const MESSAGE: &str = concat!(
@@ -75,6 +79,7 @@ struct Args {
     interval: Duration,
     threads: Option<usize>,
     limits: RateLimits,
+    tls_ca_out: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -86,11 +91,13 @@ fn parse_args() -> Result<Args, String> {
     let mut interval = Duration::ZERO;
     let mut threads = None;
     let mut limits = RateLimits::default();
+    let mut tls_ca_out = None;
     for (name, value) in flags::pairs(&args)? {
         match name {
             "--listen" => listen = Some(flags::parse(name, value)?),
             "--sse-interval-ms" => interval = Duration::from_millis(flags::parse(name, value)?),
             "--threads" => threads = Some(flags::parse(name, value)?),
+            "--tls-ca-out" => tls_ca_out = Some(value.into()),
             "--rpm" | "--itpm" | "--otpm" => {
                 let n: u64 = flags::parse(name, value)?;
                 if n == 0 {
@@ -111,6 +118,7 @@ fn parse_args() -> Result<Args, String> {
         interval,
         threads,
         limits,
+        tls_ca_out,
     })
 }
 
@@ -158,6 +166,16 @@ async fn serve(args: Args) {
         eprintln!("mock-upstream: bind {}: {e}", args.listen);
         std::process::exit(1);
     });
+    let tls = args.tls_ca_out.as_deref().map(|out| {
+        let pki = TestPki::new();
+        std::fs::write(out, pki.ca_pem()).unwrap_or_else(|e| {
+            eprintln!("mock-upstream: --tls-ca-out {}: {e}", out.display());
+            std::process::exit(1);
+        });
+        let mut tls = (*pki.server_config(Chain::Full)).clone();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls))
+    });
     let addr = listener.local_addr().expect("local addr");
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {addr}");
@@ -168,11 +186,27 @@ async fn serve(args: Args) {
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(config, req));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
+            let Some(tls) = tls else {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+                return;
+            };
+            let Ok(tls) = tls.accept(tcp).await else {
+                return;
+            };
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            } else {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            }
         });
     }
 }
