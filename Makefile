@@ -40,9 +40,11 @@ setup:
 edge: setup
 	$(CARGO) run --release --locked -p levee-guest-build --bin levee-compose -- build --out target/edge $(if $(POLICY),--policy $(POLICY))
 
-## Build everything and run levee on its embedded defaults.
+## Build everything and run levee on its embedded defaults. The `dist`
+## profile is release with fat LTO and one codegen unit: a slower build,
+## and 13-16 % more requests a second (see README, Speed).
 run: setup
-	$(CARGO) run --release --locked -p levee -- serve
+	$(CARGO) run --profile dist --locked -p levee -- serve
 
 ## Build everything, check formatting and lints, and run the whole test suite.
 test: setup edge

@@ -28,7 +28,12 @@
 #
 # env (defaults): ROUNDS=3 DURATION=10 WARMUP=2 THREADS=2 CONNECTIONS=64
 #   RATE=2000 RATE_DURATION=10 RATE_CONNECTIONS=16 STREAMS=1000
-#   TTFB_COUNT=200 NGINX_WORKERS=2 SKIP_BUILD=0
+#   TTFB_COUNT=200 NGINX_WORKERS=2 SKIP_BUILD=0 PROFILE=dist
+#
+# Every binary is built with the cargo profile PROFILE: `dist` (release
+# with fat LTO and one codegen unit), which `make run` builds too, so the
+# figures are those of the levee a user runs, and hyper-proxy gets the same
+# optimisation as levee.
 #
 # Installs when missing: nginx and wrk (apt-get), oha 1.16.0 (cargo install
 # --locked; a one-time build of several minutes, then kept in ~/.cargo/bin).
@@ -50,11 +55,12 @@ STREAMS=${STREAMS:-1000}
 TTFB_COUNT=${TTFB_COUNT:-200}
 NGINX_WORKERS=${NGINX_WORKERS:-2}
 SKIP_BUILD=${SKIP_BUILD:-0}
+PROFILE=${PROFILE:-dist}
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release
+BIN=$TARGET_DIR/$PROFILE
 
 say() { printf '[gateway.sh] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -89,9 +95,9 @@ fi
 
 # ---------------------------------------------------------------- build
 if [ "$SKIP_BUILD" != 1 ]; then
-    say "building levee, mock-upstream and sse-hold (release)"
-    (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
-        && cargo build --release -q -p levee-tests --bin mock-upstream --bin sse-hold --bin hyper-proxy)
+    say "building levee, mock-upstream, sse-hold and hyper-proxy (profile $PROFILE)"
+    (cd "$ROOT" && cargo build --profile "$PROFILE" -q -p levee --bin levee \
+        && cargo build --profile "$PROFILE" -q -p levee-tests --bin mock-upstream --bin sse-hold --bin hyper-proxy)
 fi
 for b in levee mock-upstream sse-hold hyper-proxy; do
     [ -x "$BIN/$b" ] || die "$BIN/$b is missing"
