@@ -72,11 +72,9 @@ impl UpstreamClient {
             crate::config::Scheme::Https => Some(super::tls::client_config(&upstream.tls)?),
             crate::config::Scheme::Http => None,
         };
-        let dials = Arc::new(Dials::new(
-            workers.max(1),
-            upstream.max_streams_per_connection,
-            tls.is_some(),
-        ));
+        let h2_possible = tls.is_some();
+        let dials = Dials::new(workers, upstream.max_streams_per_connection, h2_possible);
+        let dials = Arc::new(dials);
         let permits = Arc::new(Semaphore::new(upstream.max_connections));
         let connector = Connector::new(upstream, tls, permits, egress.cloned(), Resolver::new(dns));
         let host: HeaderValue = upstream.authority().parse()?;
