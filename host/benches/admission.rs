@@ -65,7 +65,7 @@ const USAGE: Usage = Usage {
 };
 
 fn admission(c: &mut Criterion) {
-    let now = levee::proxy::now_ms;
+    let now = levee::clock::now_ms;
     let client = ClientKey::of(b"sk-ant-bench-key");
     let mut group = c.benchmark_group("admission");
 

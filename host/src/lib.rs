@@ -8,26 +8,35 @@
 //! `examples/embed` and `docs/embedding.md`.
 //!
 //! With the default feature `gateway`: [`cli`] is the command line,
-//! [`config`] its configuration and [`proxy`] the request path.
+//! [`config`] its configuration, [`gateway`] the request path,
+//! [`upstream`] the client to the upstreams, [`limits`] the rate limits,
+//! [`telemetry`] the metrics and logs, [`admin`] the admin listener and
+//! [`clock`] the wall clock.
 
 #![deny(unsafe_code)]
 
 #[cfg(feature = "gateway")]
+pub mod admin;
+#[cfg(feature = "gateway")]
 pub mod cli;
+#[cfg(feature = "gateway")]
+pub mod clock;
 #[cfg(feature = "gateway")]
 pub mod config;
 #[cfg(feature = "gateway")]
 pub mod doctor;
 #[cfg(feature = "gateway")]
+pub mod gateway;
+#[cfg(feature = "gateway")]
 pub mod json_fields;
 #[cfg(feature = "gateway")]
 pub mod limits;
-#[cfg(feature = "gateway")]
-pub mod per_thread;
 pub mod policy;
 #[cfg(feature = "gateway")]
-pub mod proxy;
+pub mod telemetry;
 #[cfg(feature = "gateway")]
 pub mod trace;
+#[cfg(feature = "gateway")]
+pub mod upstream;
 
 pub use levee_policy_core as core;

@@ -1,5 +1,5 @@
 //! What the edge learns about a client request before sending it. These
-//! mirror the bundled host's `proxy::facts`, on plain strings.
+//! mirror the bundled host's `gateway::facts`, on plain strings.
 
 use levee_policy_core::{Endpoint, Method};
 

@@ -87,15 +87,16 @@ impl Cli {
     }
 }
 
-/// Logs go to stderr (access lines batched, see `proxy::LogWriter`), as text or
-/// JSON lines; `RUST_LOG` wins over `filter`, which defaults to `warn`.
+/// Logs go to stderr (access lines batched, see `telemetry::LogWriter`), as
+/// text or JSON lines; `RUST_LOG` wins over `filter`, which defaults to
+/// `warn`.
 pub fn init_logging(filter: Option<&str>, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(filter.unwrap_or("warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::proxy::LogWriter::new(format == LogFormat::Json));
+        .with_writer(crate::telemetry::LogWriter::new(format == LogFormat::Json));
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

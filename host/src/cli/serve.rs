@@ -1,7 +1,8 @@
 //! `levee serve`: config, engine and policy, upstreams, listeners, signals.
 
+use crate::admin::serve_admin;
 use crate::config::{Config, Overrides};
-use crate::proxy::{Gateway, Workers, bind, serve, serve_admin};
+use crate::gateway::{Gateway, Workers, bind, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::signal::unix::{SignalKind, signal};
@@ -40,7 +41,7 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
         config.log.format,
     );
     // The acceptor, the admin API and signals run here, on the main thread;
-    // clients are served by the workers (see `proxy::Workers`).
+    // clients are served by the workers (see `gateway::Workers`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -8,7 +8,7 @@
 
 use super::{Layer, Target, Verdict};
 use crate::config::ProxyEndpoint;
-use crate::proxy::{ProxyFailure, proxy_from_env, proxy_handshake};
+use crate::upstream::egress::{self, Failure};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -82,7 +82,7 @@ fn list(target: &Target) -> Result<Option<(Vec<ProxyEndpoint>, &'static str)>, S
     if !target.proxy_from_env {
         return Ok(None);
     }
-    let found = proxy_from_env(
+    let found = egress::from_env(
         |k| std::env::var(k).ok(),
         target.https,
         &target.host,
@@ -132,12 +132,12 @@ async fn probe(
     } else {
         format!("{}:{}", target.host, target.port)
     };
-    let handshake = proxy_handshake(&mut tcp, &target.host, target.port, proxy.auth.as_ref());
+    let handshake = egress::handshake(&mut tcp, &target.host, target.port, proxy.auth.as_ref());
     match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(())) => facts += &format!("; CONNECT {authority}: tunnel open in {}", ms(asked)),
         Ok(Err(failure)) => {
             let fix = advice(&failure, proxy, target.port);
-            let (ProxyFailure::Reach(why) | ProxyFailure::Refused(why, _)) = failure;
+            let (Failure::Reach(why) | Failure::Refused(why, _)) = failure;
             return Err((format!("{facts}; {why}"), fix));
         }
         Err(_) => {
@@ -166,29 +166,29 @@ async fn probe(
 }
 
 /// The fix for a proxy that refused to open the tunnel.
-fn advice(failure: &ProxyFailure, proxy: &ProxyEndpoint, port: u16) -> String {
+fn advice(failure: &Failure, proxy: &ProxyEndpoint, port: u16) -> String {
     match failure {
-        ProxyFailure::Reach(_) => {
+        Failure::Reach(_) => {
             "the proxy dropped the connection during CONNECT: check that it is an HTTP proxy"
                 .to_owned()
         }
-        ProxyFailure::Refused(_, Some(401 | 407)) if proxy.auth.is_some() => {
+        Failure::Refused(_, Some(401 | 407)) if proxy.auth.is_some() => {
             "the proxy refuses these credentials: check user:pass in the proxy URL".to_owned()
         }
-        ProxyFailure::Refused(_, Some(401 | 407)) => {
+        Failure::Refused(_, Some(401 | 407)) => {
             "the proxy wants credentials: put user:pass in the proxy URL \
              (http://user:pass@host:port)"
                 .to_owned()
         }
-        ProxyFailure::Refused(_, Some(403)) => format!(
+        Failure::Refused(_, Some(403)) => format!(
             "the proxy forbids CONNECT to this host or port: allow port {port} in its config \
              (tinyproxy: `ConnectPort {port}`; squid: the SSL_ports acl)"
         ),
-        ProxyFailure::Refused(_, Some(code)) => format!(
+        Failure::Refused(_, Some(code)) => format!(
             "the proxy answered {code} instead of opening a tunnel: check its logs and its \
              access rules for this upstream"
         ),
-        ProxyFailure::Refused(_, None) => {
+        Failure::Refused(_, None) => {
             "the proxy does not speak HTTP CONNECT: use an HTTP proxy's address".to_owned()
         }
     }

@@ -3,7 +3,7 @@
 //! and a failure explained in plain words with the `ca_file` fix.
 
 use super::{Layer, Target, Verdict};
-use crate::proxy::{client_config_with, explain_tls, tls_roots};
+use crate::upstream;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -91,14 +91,14 @@ pub async fn over(
         layer.evidence.push(why);
         (layer, None)
     };
-    let built = tls_roots(&target.tls).and_then(|roots| {
+    let built = upstream::tls::roots(&target.tls).and_then(|roots| {
         let verifier = WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
             Arc::new(rustls::crypto::ring::default_provider()),
         )
         .build()?;
         Ok((
-            client_config_with(&target.tls, rustls::RootCertStore::empty())?,
+            upstream::tls::client_config_with(&target.tls, rustls::RootCertStore::empty())?,
             verifier,
         ))
     });
@@ -157,7 +157,10 @@ pub async fn over(
         }
         Ok(Err(e)) => {
             layer.fix = Some(advice(&e, &certs, target));
-            fail(layer, format!("tls: {}", explain_tls(&e, &target.host)))
+            fail(
+                layer,
+                format!("tls: {}", upstream::tls::explain(&e, &target.host)),
+            )
         }
         Err(_) => fail(layer, format!("no handshake within {timeout:?}")),
     }

@@ -71,7 +71,7 @@ impl Admitter {
     /// An admitter over `limiter` with a queue of `queue_size` (its length
     /// kept in `depth`), on the system clock.
     pub fn new(limiter: Arc<dyn Limiter>, queue_size: usize, depth: Gauge) -> Admitter {
-        Admitter::with_clock(limiter, queue_size, depth, crate::proxy::now_ms)
+        Admitter::with_clock(limiter, queue_size, depth, crate::clock::now_ms)
     }
 
     /// The same, on `clock` (ms since the epoch).

@@ -1,8 +1,8 @@
 //! The limiter's metrics: queue depth and wait, and tokens used. Refusals
 //! are counted in `levee_local_rejections`, by reason.
 
-use super::few::Few;
-use crate::proxy::sharded::{self, Histogram};
+use crate::telemetry::few::Few;
+use crate::telemetry::sharded::{self, Histogram};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -11,7 +11,6 @@
 
 pub mod admit;
 pub mod bucket;
-pub mod few;
 pub mod headers;
 pub mod memory;
 pub mod metrics;

@@ -267,12 +267,12 @@ impl SharedLimiter {
             match self.call(Some(&ask)).await {
                 Some(a) => a,
                 None => {
-                    self.learned.cancel(&local, crate::proxy::now_ms());
+                    self.learned.cancel(&local, crate::clock::now_ms());
                     return None;
                 }
             }
         };
-        let now = crate::proxy::now_ms();
+        let now = crate::clock::now_ms();
         let denied = match answer {
             Answer::Granted(taken) => {
                 lease.buckets = ask
@@ -413,7 +413,7 @@ impl Limiter for SharedLimiter {
             .copied()
             .unwrap_or_default();
         if let Some(cap) = spec.requests_per_minute {
-            let wait = until.saturating_sub(crate::proxy::now_ms());
+            let wait = until.saturating_sub(crate::clock::now_ms());
             self.queue([Op::Close {
                 k: self.key(None, upstream, kind_name(LimitKind::Requests)),
                 cap,

@@ -7,7 +7,7 @@
 //! single-threaded tokio runtime per worker, an acceptor handing each
 //! connection to one of them), the same allocator (mimalloc), hyper-util's
 //! server, levee's own upstream client and pool
-//! (`levee::proxy::UpstreamClient`), and the request body read whole before
+//! (`levee::upstream::UpstreamClient`), and the request body read whole before
 //! it is sent, as levee does to replay it. No policy, limits, metrics, logs,
 //! header handling or body watch. What levee costs beyond this is levee's;
 //! what this costs beyond nginx is the stack's. An upstream failure is a
@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use levee::proxy::{UpstreamBody, UpstreamClient};
+use levee::upstream::{UpstreamBody, UpstreamClient};
 use levee_tests::flags;
 use std::convert::Infallible;
 use std::io::Write;

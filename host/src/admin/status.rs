@@ -7,10 +7,10 @@
 //! the retry budget, the rails, and the active policy with its config and
 //! recent swaps.
 
-use super::admin::policy_status;
-use super::server::Gateway;
-use super::{Runtime, now_ms};
+use super::policy_status;
+use crate::clock::now_ms;
 use crate::core::{Circuit, Health, LimitKind, UpstreamView};
+use crate::gateway::{Gateway, Runtime};
 use serde_json::{Value, json};
 use std::fmt::Write;
 

@@ -9,7 +9,7 @@
 //!   `pass` or `fail`.
 
 use crate::core::{Circuit, Health};
-use crate::proxy::UpstreamRuntime;
+use crate::upstream::UpstreamRuntime;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

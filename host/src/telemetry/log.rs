@@ -16,7 +16,7 @@
 //! formatting it through `tracing-subscriber` cost several times more per
 //! request.
 
-use crate::per_thread::PerThread;
+use super::per_thread::PerThread;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
@@ -92,7 +92,7 @@ static ACCESS_SINK: OnceLock<(Arc<Pending>, bool)> = OnceLock::new();
 /// Appends one access line, formatted by `format` (given the buffer and
 /// whether to write JSON); `false` when logging was not set up through
 /// [`Stderr::new`] (then the caller logs through `tracing`).
-pub(super) fn access_line(format: impl FnOnce(&mut Vec<u8>, bool)) -> bool {
+pub(crate) fn access_line(format: impl FnOnce(&mut Vec<u8>, bool)) -> bool {
     let Some((pending, json)) = ACCESS_SINK.get() else {
         return false;
     };

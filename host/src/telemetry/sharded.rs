@@ -11,7 +11,7 @@
 //! `_count` is the sum of its buckets, so a scrape never shows a count
 //! that disagrees with its `+Inf` bucket.
 
-use crate::per_thread::PerThread;
+use super::per_thread::PerThread;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use std::sync::Arc;

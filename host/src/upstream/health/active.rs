@@ -5,9 +5,9 @@
 
 use super::Tracker;
 use crate::config::{Dns, HealthCheck, Upstream};
-use crate::proxy::connect::Connector;
-use crate::proxy::dns::Resolver;
-use crate::proxy::egress::Egress;
+use crate::upstream::connect::Connector;
+use crate::upstream::dns::Resolver;
+use crate::upstream::egress::Egress;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioExecutor;
@@ -34,7 +34,9 @@ impl Prober {
         dns: &Dns,
     ) -> anyhow::Result<Prober> {
         let tls = match upstream.scheme {
-            crate::config::Scheme::Https => Some(crate::proxy::tls::client_config(&upstream.tls)?),
+            crate::config::Scheme::Https => {
+                Some(crate::upstream::tls::client_config(&upstream.tls)?)
+            }
             crate::config::Scheme::Http => None,
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(1));

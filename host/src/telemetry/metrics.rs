@@ -10,10 +10,10 @@
 //! Counters updated on the request path live here; the policy engine's
 //! counters and each upstream's live state are read when scraped.
 
+use super::few::Few;
 use super::sharded::{self, Histogram};
-use super::stream::Termination;
 use crate::core::FailureKind;
-use crate::limits::few::Few;
+use crate::gateway::stream::Termination;
 use crate::policy::{PolicyEngine, PolicyHandle};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -100,7 +100,7 @@ pub fn attempt_outcome(status: Result<u16, FailureKind>) -> &'static str {
         Ok(400..=499) => "4xx",
         Ok(500..=599) => "5xx",
         Ok(_) => "other",
-        Err(kind) => super::connect::layer_name(kind),
+        Err(kind) => crate::upstream::layer_name(kind),
     }
 }
 
@@ -315,7 +315,7 @@ impl Metrics {
         &self,
         engine: &PolicyEngine,
         policy: &PolicyHandle,
-        upstreams: &[super::UpstreamRuntime],
+        upstreams: &[crate::upstream::UpstreamRuntime],
     ) -> String {
         let mut r = Registry::default();
         r.register(
@@ -426,7 +426,7 @@ fn register_policy(r: &mut Registry, engine: &PolicyEngine, policy: &PolicyHandl
     );
 }
 
-fn register_upstreams(r: &mut Registry, upstreams: &[super::UpstreamRuntime]) {
+fn register_upstreams(r: &mut Registry, upstreams: &[crate::upstream::UpstreamRuntime]) {
     let in_flight: Family<UpstreamLabels, Gauge> = Family::default();
     for u in upstreams {
         in_flight
@@ -440,7 +440,7 @@ fn register_upstreams(r: &mut Registry, upstreams: &[super::UpstreamRuntime]) {
         "Attempts in flight, by upstream",
         in_flight,
     );
-    super::health::report::register(r, upstreams);
+    crate::upstream::health::report::register(r, upstreams);
     let proxies: Family<ProxyLabels, Gauge> = Family::default();
     for u in upstreams {
         for (proxy, in_use) in u.egress.iter().flat_map(|e| e.in_use()) {

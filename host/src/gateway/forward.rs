@@ -9,18 +9,15 @@
 //! 5. Deliver: the response as it came (plus `x-levee-attempts`, and the
 //!    verdict headers when levee gave up), streamed under watch.
 
-use super::access::{Access, Head};
 use super::admission::{self, Settle};
-use super::client::{AttemptError, UpstreamBody};
-use super::layer_name;
-use super::metrics::attempt_outcome;
 use super::record::Recorder;
 use super::reply::{
     Body, LocalError, RETRY_AFTER_MS, SHOULD_RETRY, set_attempts, set_verdict, strip_hop_by_hop,
 };
 use super::server::Gateway;
 use super::stream::{Guarded, Termination, Watch};
-use super::{Runtime, facts, now_ms};
+use super::{Runtime, facts};
+use crate::clock::now_ms;
 use crate::core::{
     Admission, Attempt, FailureKind, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts,
     headers, rails::check_retry,
@@ -28,6 +25,9 @@ use crate::core::{
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use crate::limits::headers::Found;
+use crate::telemetry::access::{Access, Head};
+use crate::telemetry::metrics::attempt_outcome;
+use crate::upstream::{AttemptError, UpstreamBody, layer_name};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -435,7 +435,7 @@ impl Exchange<'_> {
             _ => {}
         }
         up.health
-            .record(now, super::health::is_broken(facts.status));
+            .record(now, crate::upstream::health::is_broken(facts.status));
         Err((
             Last::Response {
                 upstream: id,
@@ -531,7 +531,7 @@ impl Exchange<'_> {
                 };
                 let message = format!(
                     "{}: {} (upstream `{name}`, after {attempts} attempt{})",
-                    super::layer_name(error.kind),
+                    crate::upstream::layer_name(error.kind),
                     error.message,
                     if attempts == 1 { "" } else { "s" }
                 );

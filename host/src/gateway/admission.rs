@@ -3,8 +3,8 @@
 //! upstream's rate-limit headers, and settle a response's usage when its
 //! body ends.
 
+use super::Runtime;
 use super::reply::{Body, LocalError};
-use super::{Metrics, Runtime, UpstreamRuntime};
 use crate::config::Config;
 use crate::core::{Charge, LimitKind, RequestFacts};
 use crate::limits::admit::{Admitter, Ask, Refused, Reservation};
@@ -14,6 +14,8 @@ use crate::limits::queue::Place;
 use crate::limits::shared::SharedLimiter;
 use crate::limits::usage::UsageScan;
 use crate::limits::{ClientKey, LimitSpec, Limiter, Usage};
+use crate::telemetry::Metrics;
+use crate::upstream::UpstreamRuntime;
 use http::{HeaderMap, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +25,7 @@ use std::time::Instant;
 pub(super) fn admitter(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<Admitter>> {
     let specs: Vec<LimitSpec> = config.upstreams.iter().map(|u| u.limits).collect();
     let client = config.limits.client;
-    let now = super::now_ms();
+    let now = crate::clock::now_ms();
     let limiter: Arc<dyn Limiter> = match &config.limits.redis {
         Some(redis) => {
             let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
@@ -71,7 +73,7 @@ pub(super) async fn admit(
         client,
         charges,
         priority: facts.priority,
-        deadline: admit_by(deadline, super::now_ms()),
+        deadline: admit_by(deadline, crate::clock::now_ms()),
     };
     let refused = match rt.admitter.admit(ask, place).await {
         Ok(admitted) => {
@@ -150,7 +152,7 @@ pub(super) fn observe(rt: &Runtime, id: u32, found: &Found, now: u64) {
 /// then.
 pub(super) fn rate_limited(rt: &Runtime, id: u32, wait_ms: Option<u64>) {
     if let Some(wait) = wait_ms.filter(|&w| w > 0) {
-        let until = super::now_ms().saturating_add(wait);
+        let until = crate::clock::now_ms().saturating_add(wait);
         rt.admitter.limiter.close_until(id, until);
     }
 }

@@ -5,15 +5,16 @@
 //! - `GET /status`: upstreams, budgets, the policy (see `status.rs`); JSON,
 //!   or an HTML page for a browser.
 //! - `GET /policy`: the active policy and recent swaps.
-//! - `GET /metrics`: Prometheus metrics (see `metrics.rs`).
+//! - `GET /metrics`: Prometheus metrics (see `telemetry/metrics.rs`).
 //! - `POST /policy` with `{"source": "builtin:NAME" | "/path/x.wasm", "config": {...}}`:
 //!   swap the policy; the answer says what changed, or why it was refused.
 //! - `POST /reload`: what SIGHUP does.
 
-use super::reply::{Body, full};
-use super::server::Gateway;
-use super::status;
+mod status;
+
 use crate::config::Secret;
+use crate::gateway::Gateway;
+use crate::gateway::reply::{Body, full};
 use crate::policy::{LoadError, PolicySource, describe};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};

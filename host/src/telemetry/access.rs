@@ -7,13 +7,13 @@
 //! when the watched body finishes). Whichever comes last writes the line;
 //! a response with no watched body is written with its head.
 
-use super::stream::Termination;
+use crate::gateway::stream::Termination;
 use crate::limits::Usage;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What the head tells.
-pub(super) struct Head {
+pub(crate) struct Head {
     /// `levee_…`.
     pub request_id: String,
     /// The client's method.
@@ -32,16 +32,18 @@ pub(super) struct Head {
 
 impl Head {
     /// A response levee made before any upstream was chosen.
-    pub(super) fn local(
+    pub(crate) fn local(
         request_id: String,
         method: http::Method,
         uri: &http::Uri,
-        resp: &http::Response<super::reply::Body>,
+        resp: &http::Response<crate::gateway::reply::Body>,
     ) -> Head {
         Head {
             request_id,
             method,
-            endpoint: super::facts::endpoint_label(super::facts::endpoint(uri.path())),
+            endpoint: crate::gateway::facts::endpoint_label(crate::gateway::facts::endpoint(
+                uri.path(),
+            )),
             status: resp.status().as_u16(),
             upstream: None,
             attempts: 0,
@@ -76,7 +78,7 @@ enum State {
 
 /// One request's access line, in the making. When the access log is off it
 /// records nothing.
-pub(super) struct Access {
+pub(crate) struct Access {
     on: bool,
     started: Instant,
     state: Mutex<State>,
@@ -84,7 +86,7 @@ pub(super) struct Access {
 
 impl Access {
     /// A new request's; `on` is `[log] access`.
-    pub(super) fn new(on: bool, started: Instant) -> Access {
+    pub(crate) fn new(on: bool, started: Instant) -> Access {
         Access {
             on,
             started,
@@ -97,7 +99,7 @@ impl Access {
     }
 
     /// A watched body will report its end.
-    pub(super) fn expect_body(&self) {
+    pub(crate) fn expect_body(&self) {
         if self.on {
             *self.state() = State::Body;
         }
@@ -105,7 +107,7 @@ impl Access {
 
     /// The body ended: its usage, how (`stream` when it is SSE), and the
     /// bytes sent.
-    pub(super) fn body_ended(&self, usage: Usage, how: Termination, stream: bool, bytes: u64) {
+    pub(crate) fn body_ended(&self, usage: Usage, how: Termination, stream: bool, bytes: u64) {
         if !self.on {
             return;
         }
@@ -123,7 +125,7 @@ impl Access {
     }
 
     /// The response head is going out.
-    pub(super) fn head(&self, head: Head) {
+    pub(crate) fn head(&self, head: Head) {
         if !self.on {
             return;
         }

@@ -30,7 +30,7 @@ pub struct Gateway {
     /// The global retry budget.
     pub budget: RetryBudget,
     /// Prometheus metrics.
-    pub metrics: super::Metrics,
+    pub metrics: crate::telemetry::Metrics,
     next_id: AtomicU64,
     /// Where finished requests are recorded, when `[trace]` is on.
     pub(super) trace: Option<crate::trace::TraceWriter>,
@@ -48,7 +48,7 @@ impl Gateway {
         })?;
         let policy = engine.load(&config.policy.source, &config.policy.config_json)?;
         tracing::info!(policy = %describe(&policy), "policy loaded");
-        let metrics = super::Metrics::default();
+        let metrics = crate::telemetry::Metrics::default();
         metrics.set_enabled(config.admin.metrics);
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(Runtime::new(config, &metrics)?),

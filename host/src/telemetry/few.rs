@@ -11,7 +11,7 @@
 //! by every worker for every request would move its cache line between
 //! cores each time.
 
-use crate::per_thread::PerThread;
+use super::per_thread::PerThread;
 use std::sync::RwLock;
 
 /// Keys beyond this many are not kept: each lookup then goes to the family.
@@ -117,7 +117,7 @@ mod tests {
                     s.spawn(|| {
                         few.with(|k| *k == 1, || (1, 1), |_| {});
                         assert_eq!(few.kept(), 1);
-                        crate::per_thread::slot()
+                        crate::telemetry::per_thread::slot()
                     })
                 })
                 .collect();
