@@ -9,8 +9,8 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use levee::json_fields;
 use levee::limits::usage::UsageScan;
+use levee_exchange::json_fields;
 use std::hint::black_box;
 
 const REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"Summarize the following text in three bullet points: The quick brown fox jumps over the lazy dog. It was a sunny day and the fox was feeling energetic."}],"stream":false}"#;

@@ -28,8 +28,6 @@ pub mod doctor;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 #[cfg(feature = "gateway")]
-pub mod json_fields;
-#[cfg(feature = "gateway")]
 pub mod limits;
 pub mod policy;
 #[cfg(feature = "gateway")]

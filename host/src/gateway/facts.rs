@@ -3,9 +3,9 @@
 //! and `max_tokens`.
 
 use crate::core::{Endpoint, Method};
-use crate::json_fields;
 use crate::limits::headers::{Family, Found};
 use http::{HeaderMap, HeaderName};
+use levee_exchange::json_fields;
 
 /// The body fields the policy and the limiter care about.
 #[derive(Debug, Default, PartialEq, Eq)]

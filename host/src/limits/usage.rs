@@ -7,7 +7,7 @@
 //!   `content_block_delta` seen, a lower bound of what was produced.
 
 use super::Usage;
-use crate::json_fields::{self, LastMember};
+use levee_exchange::json_fields::{self, LastMember};
 use std::sync::LazyLock;
 
 /// The most of a JSON body kept to find its `usage`.
