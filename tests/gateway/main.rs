@@ -72,6 +72,19 @@ pub const MESSAGE: &str =
 /// The same, streaming.
 pub const STREAM_MESSAGE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
+/// The admin listener's `/status`, as JSON.
+pub async fn status(levee: &Levee) -> serde_json::Value {
+    client()
+        .get(format!("{}/status", levee.admin_url()))
+        .bearer_auth(levee_tests::levee::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .expect("JSON")
+}
+
 /// The value of one series on `/metrics`, 0 when absent.
 pub async fn metric(levee: &Levee, series: &str) -> f64 {
     let text = client()

@@ -72,15 +72,7 @@ async fn status_shows_the_admission_queue_and_the_limiters_budgets() {
     ));
     assert_eq!(post(&levee, MESSAGE).await.status(), 200);
 
-    let status: serde_json::Value = client()
-        .get(format!("{}/status", levee.admin_url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .expect("JSON");
+    let status = super::status(&levee).await;
     let admission = &status["admission"];
     assert_eq!(
         admission["queue"],

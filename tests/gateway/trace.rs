@@ -90,6 +90,117 @@ async fn a_recorded_trace_replays_to_the_decisions_the_run_made() {
     );
 }
 
+/// `levee policy replay` of `trace` through the standard policy with
+/// `FAST_POLICY_JSON` and `--max-attempts max`: the per-request lines.
+fn replayed(dir: &std::path::Path, trace: &std::path::Path, max: u32) -> (Vec<String>, String) {
+    let config = dir.join("policy.json");
+    std::fs::write(&config, FAST_POLICY_JSON).unwrap();
+    let out = Command::new(levee_tests::levee_bin())
+        .args(["policy", "replay"])
+        .arg(trace)
+        .args(["--policy", "builtin:standard", "--config"])
+        .arg(&config)
+        .args(["--max-attempts", &max.to_string()])
+        .env("XDG_CACHE_HOME", dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = stdout
+        .lines()
+        .filter(|l| l.starts_with("  policy "))
+        .map(str::to_owned)
+        .collect();
+    (lines, stdout)
+}
+
+/// The trace file's lines, once there are `n` (10 s at most).
+async fn trace_lines(trace: &std::path::Path, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(trace).unwrap_or_default();
+        if text.lines().count() >= n || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A live run with a failover, a retry after a 429's wait and a retry the
+/// host's attempt ceiling overruled: its trace replays through the same
+/// exchange core to the same decisions, rails included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_with_failover_retries_and_an_overrule_replays_to_the_same_decisions() {
+    let primary = MockUpstream::start(Script::always(Step::Reply(Reply::overloaded()))).await;
+    let backup = MockUpstream::start(
+        Script::of([
+            Step::Reply(Reply::message()),
+            Step::Reply(Reply::rate_limited(RetryAfter::Ms(100))),
+        ])
+        .otherwise(Step::Reply(Reply::overloaded())),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let levee = levee_tests::levee::Levee::start(&format!(
+        "{FAST_POLICY}\n[rails]\nmax_attempts = 3\n[trace]\nfile = {:?}\nmax_mb = 1\n\n\
+         [[upstreams]]\nname = \"primary\"\nurl = \"{}\"\ngroup = 0\n\n\
+         [[upstreams]]\nname = \"backup\"\nurl = \"{}\"\ngroup = 1\n",
+        trace.display().to_string(),
+        primary.url(),
+        backup.url()
+    ));
+    // 1: primary 529, failover, backup 200.
+    let first = post(&levee, MESSAGE).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-levee-attempts"), Some("2"));
+    // 2: the primary is known overloaded now, so the plan puts the backup
+    // first: 429 (100 ms), 529, 529, and the policy's fourth attempt is
+    // refused by the host's ceiling of three.
+    let second = post(&levee, MESSAGE).await;
+    assert_eq!(second.status(), 529);
+    assert_eq!(header(&second, "x-levee-attempts"), Some("3"));
+    assert_eq!(header(&second, "x-should-retry"), Some("false"));
+
+    let text = trace_lines(&trace, 2).await;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .contains(r#""overruled":"attempt-ceiling""#),
+        "the overrule is in the trace: {text}"
+    );
+    let (lines, stdout) = replayed(dir.path(), &trace, 3);
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].contains("#0 up 0: 529 -> retry up 1 in 0 ms")
+            && lines[0].contains("#1 up 1: 200 -> delivered"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("admit [1, 0]")
+            && lines[1].contains("#0 up 1: 429 -> retry up 1 in 100 ms")
+            && lines[1].contains("#1 up 1: 529 -> retry up 1 in ")
+            && lines[1].contains("#2 up 1: 529 -> retry refused by the attempt ceiling"),
+        "{stdout}"
+    );
+    for line in &lines {
+        assert!(line.ends_with(", as recorded"), "{stdout}");
+    }
+    // With a higher ceiling the same trace no longer replays as recorded:
+    // the rail is part of what is compared.
+    let (lines, stdout) = replayed(dir.path(), &trace, 4);
+    assert!(
+        lines[1].ends_with(", differs from the recording"),
+        "{stdout}"
+    );
+}
+
 /// The `levee::access` lines of a JSON log, once there are `n` (10 s at most).
 async fn access_lines(levee: &levee_tests::levee::Levee, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);

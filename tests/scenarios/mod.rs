@@ -87,6 +87,7 @@ macro_rules! all_scenarios {
             retries::a_retry_after_beyond_what_the_policy_waits_gives_up_at_once_and_passes_it_on,
             retries::a_hung_upstream_costs_one_per_try_timeout_then_a_retry,
             retries::the_hosts_attempt_ceiling_overrules_the_policy,
+            retries::a_mild_overload_is_saved_by_one_retry_per_request,
             failover::an_overloaded_primary_fails_over_to_the_backup,
             failover::a_refused_primary_fails_over_to_the_backup,
             failover::a_rate_limited_primary_hands_over_without_waiting,

@@ -160,3 +160,50 @@ pub async fn the_hosts_attempt_ceiling_overrules_the_policy<G: Gateway>() {
     assert_eq!(header(&resp, "x-should-retry"), Some("false"));
     assert_eq!(upstream.requests().len(), 2);
 }
+
+/// A mild overload: 8 clients at once, every request answered 529 once and
+/// then 200. One retry saves each of them, so every request succeeds with
+/// 2 attempts; a retry the budget has no room for waits for room instead
+/// of failing (the budget's own cap is checked in the gateway suite).
+pub async fn a_mild_overload_is_saved_by_one_retry_per_request<G: Gateway>() {
+    const CLIENTS: usize = 8;
+    const EACH: usize = 4;
+    let upstream = MockUpstream::start(
+        Script::always(Step::Reply(Reply::message()))
+            .first_sight(CLIENT_REQUEST, Step::Reply(Reply::overloaded())),
+    )
+    .await;
+    let gw: G = gateway_for(&upstream, &Setup::default());
+    let gw = &gw;
+    let clients = (0..CLIENTS).map(|client| async move {
+        let mut answers = Vec::new();
+        for n in 0..EACH {
+            let resp = reqwest::Client::new()
+                .post(format!("{}/v1/messages", gw.url()))
+                .header("x-api-key", "sk-ant-test-secret-0001")
+                .header("content-type", "application/json")
+                .header(CLIENT_REQUEST, format!("{client}-{n}"))
+                .body(MESSAGE)
+                .send()
+                .await
+                .expect("the gateway answers");
+            let attempts = header(&resp, "x-levee-attempts").map(str::to_owned);
+            answers.push((resp.status().as_u16(), attempts));
+        }
+        answers
+    });
+    let answers: Vec<_> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(answers.len(), CLIENTS * EACH);
+    for answer in &answers {
+        assert_eq!(*answer, (200, Some("2".to_owned())), "{answers:?}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2 * CLIENTS * EACH, "one retry each, no more");
+}
+
+/// The header that tells the mock one client request from another.
+pub const CLIENT_REQUEST: &str = "x-test-client-request";

@@ -5,10 +5,13 @@ use crate::clock::timeout;
 use crate::config::Settings;
 use crate::forward::Last;
 use crate::io::Chunk;
-use crate::reply::{Local, Writer, get, set, set_verdict, strip_hop_by_hop};
-use crate::sse::{Cursor, error_frame};
+use crate::reply::{self, Writer, get, set, strip_hop_by_hop};
 use crate::upstream::Upstreaming;
-use levee_policy_core::{FailureKind, GiveUp};
+use bytes::Bytes;
+use levee_exchange::reply::{Headers as _, set_verdict};
+use levee_exchange::sse::{Cursor, error_frame, is_event_stream};
+use levee_exchange::{GiveUpAt, LocalReply};
+use levee_policy_core::GiveUp;
 use spin_sdk::http::ResponseOutparam;
 
 /// The part of a body already read, and how the body ended if it did:
@@ -31,11 +34,7 @@ pub async fn stream_body(
     verdict: Option<GiveUp>,
     settings: &Settings,
 ) {
-    let sse = get(&resp.headers, "content-type").is_some_and(|v| {
-        v.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("text/event-stream")
-    });
+    let sse = get(&resp.headers, "content-type").is_some_and(is_event_stream);
     let mut headers = std::mem::take(&mut resp.headers);
     // A body whose length is known to be whole keeps its content-length.
     let length = get(&headers, "content-length").map(str::to_owned);
@@ -43,9 +42,9 @@ pub async fn stream_body(
     if let (Some(len), false) = (length, sse) {
         set(&mut headers, "content-length", len);
     }
-    set(&mut headers, "x-levee-attempts", attempts.to_string());
+    headers.set_number(levee_exchange::reply::ATTEMPTS, u64::from(attempts));
     if let Some(g) = verdict {
-        set_verdict(&mut headers, g.should_retry, g.retry_after_ms, false);
+        set_verdict(&mut headers, g, false);
     }
     let mut w = Writer::start(out, resp.status, &headers);
     let mut cursor = sse.then(Cursor::default);
@@ -55,7 +54,7 @@ pub async fn stream_body(
         let chunk = match pending.take() {
             Some(p) => {
                 if !p.bytes.is_empty()
-                    && let Err(e) = forward(&mut w, cursor.as_mut(), &p.bytes).await
+                    && let Err(e) = forward(&mut w, cursor.as_mut(), p.bytes).await
                 {
                     break Some(e);
                 }
@@ -72,13 +71,13 @@ pub async fn stream_body(
         };
         match chunk {
             Chunk::Data(d) => {
-                if let Err(e) = forward(&mut w, cursor.as_mut(), &d).await {
+                if let Err(e) = forward(&mut w, cursor.as_mut(), d).await {
                     break Some(e);
                 }
             }
             Chunk::Failed(e) => break Some(format!("upstream failed mid-stream: {e}")),
             Chunk::End => match cursor.as_mut() {
-                Some(c) if !c.complete => {
+                Some(c) if !c.complete() => {
                     break Some("upstream closed the stream before message_stop".into());
                 }
                 Some(c) => {
@@ -93,7 +92,7 @@ pub async fn stream_body(
         (None, _) => w.finish(),
         (Some(why), true) => {
             eprintln!("levee edge: response body broke off: {why}");
-            let _ = w.write(&error_frame(&why)).await;
+            let _ = w.write(error_frame(&why).as_bytes()).await;
             w.finish();
         }
         (Some(why), false) => {
@@ -104,69 +103,43 @@ pub async fn stream_body(
 }
 
 /// Passes bytes on (whole SSE events only, for a stream).
-async fn forward(w: &mut Writer, cursor: Option<&mut Cursor>, data: &[u8]) -> Result<(), String> {
+async fn forward(w: &mut Writer, cursor: Option<&mut Cursor>, data: Vec<u8>) -> Result<(), String> {
     let result = match cursor {
         Some(c) => {
-            let ready = c.push(data);
+            let ready = c.push(Bytes::from(data));
             w.write(&ready).await
         }
-        None => w.write(data).await,
+        None => w.write(&data).await,
     };
     result.map_err(|e| format!("the client went away: {e}"))
 }
 
 /// Answers when levee stops: the last response as it was, or, when no
-/// upstream answered, an error in the API's shape naming the layer.
+/// upstream answered, the failure in the API's shape naming the layer.
+/// Returns the status, for the access line.
 pub async fn give_up(
     settings: &Settings,
     request_id: &str,
     out: ResponseOutparam,
     last: Last,
-    verdict: Option<GiveUp>,
-    attempts: u32,
-) -> (u16, u32) {
+    at: GiveUpAt,
+) -> u16 {
     match last {
         Last::Response(resp, prefix) => {
             let status = resp.status;
-            stream_body(out, resp, prefix, attempts, verdict, settings).await;
-            (status, attempts)
+            stream_body(out, resp, prefix, at.attempts, at.verdict, settings).await;
+            status
         }
         Last::Failure(upstream, failure) => {
             let name = &settings.upstreams[upstream as usize].name;
-            let (status, error_type) = match failure.kind {
-                FailureKind::Timeout => (504, "timeout_error"),
-                _ => (502, "api_error"),
-            };
-            let message = format!(
-                "{}: {} (upstream `{name}`, after {attempts} attempt{})",
-                layer_name(failure.kind),
-                failure.message,
-                if attempts == 1 { "" } else { "s" }
+            let local = LocalReply::upstream_failure(
+                failure.kind,
+                &failure.message,
+                name,
+                at.attempts,
+                at.verdict,
             );
-            let g = verdict.unwrap_or(GiveUp {
-                should_retry: false,
-                retry_after_ms: None,
-            });
-            let local = Local {
-                status,
-                error_type: error_type.into(),
-                message,
-                should_retry: g.should_retry,
-                retry_after_ms: g.retry_after_ms,
-            };
-            (local.send(out, request_id, attempts).await, attempts)
+            reply::send(&local, out, request_id, at.attempts).await
         }
-    }
-}
-
-/// The layer's name in messages, as the bundled host spells it.
-fn layer_name(kind: FailureKind) -> &'static str {
-    match kind {
-        FailureKind::Dns => "dns",
-        FailureKind::Connect => "connect",
-        FailureKind::Tls => "tls",
-        FailureKind::Proxy => "proxy",
-        FailureKind::Timeout => "timeout",
-        FailureKind::Reset => "reset",
     }
 }

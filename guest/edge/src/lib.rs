@@ -13,16 +13,14 @@ mod bindings;
 mod clock;
 pub mod config;
 mod deliver;
-mod facts;
 mod forward;
 mod io;
 mod reply;
-mod sse;
 pub mod state;
 mod upstream;
 
 use config::{ConfigError, Settings};
-use reply::Local;
+use levee_exchange::{LocalReply, Reason};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use state::State;
 
@@ -49,20 +47,18 @@ async fn serve(req: IncomingRequest, out: ResponseOutparam) {
     let (status, attempts) = match setup() {
         Err(e) => {
             eprintln!("levee edge: configuration error: {e}");
-            let local = Local {
-                status: 500,
-                error_type: "api_error".into(),
-                message: format!("levee edge is misconfigured: {e}"),
-                should_retry: false,
-                retry_after_ms: None,
-            };
-            (local.send(out, &request_id, 0).await, 0)
+            let local = LocalReply::new(
+                Reason::Misconfigured,
+                format!("levee edge is misconfigured: {e}"),
+                None,
+            );
+            (reply::send(&local, out, &request_id, 0).await, 0)
         }
         Ok((settings, store)) => {
             let state = State::new(store, &settings.upstreams, settings.limits);
             match forward::accept(&settings, &state, &request_id, req).await {
                 Ok(exchange) => exchange.run(out).await,
-                Err(local) => (local.send(out, &request_id, 0).await, 0),
+                Err(local) => (reply::send(&local, out, &request_id, 0).await, 0),
             }
         }
     };

@@ -1,24 +1,15 @@
-//! The downstream contract, as the bundled host keeps it: every response
-//! carries `x-levee-attempts`; when levee gives up, `x-should-retry` (and a
-//! truthful `retry-after` when known); levee's own errors use the API's
-//! error shape; a broken body is never ended cleanly.
+//! The downstream contract on `wasi:http`: the headers as the edge keeps
+//! them, the response writer, and levee's own replies sent from the
+//! exchange core's table (`levee_exchange::reply`).
 
 use crate::io::write_all;
+use levee_exchange::LocalReply;
+use levee_exchange::reply::{HOP_BY_HOP, Headers as _};
 use spin_sdk::http::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::streams::OutputStream;
 
 /// Headers as the edge handles them: lower-case names, raw values.
 pub type Headers = Vec<(String, Vec<u8>)>;
-
-/// The API's error shape as JSON.
-pub fn error_json(error_type: &str, message: &str, request_id: &str) -> String {
-    serde_json::json!({
-        "type": "error",
-        "error": { "type": error_type, "message": message },
-        "request_id": request_id,
-    })
-    .to_string()
-}
 
 /// Sets `name` to `value`, replacing any value it had.
 pub fn set(headers: &mut Headers, name: &str, value: impl Into<Vec<u8>>) {
@@ -34,29 +25,9 @@ pub fn get<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// Sets `x-should-retry`, and `retry-after` / `retry-after-ms` when a delay
-/// is known. With `overwrite` false an upstream's own retry header stays.
-pub fn set_verdict(
-    h: &mut Headers,
-    should_retry: bool,
-    retry_after_ms: Option<u64>,
-    overwrite: bool,
-) {
-    set(
-        h,
-        "x-should-retry",
-        if should_retry { "true" } else { "false" },
-    );
-    let Some(ms) = retry_after_ms else { return };
-    let has_own = get(h, "retry-after").is_some() || get(h, "retry-after-ms").is_some();
-    if overwrite || !has_own {
-        set(h, "retry-after", ms.div_ceil(1000).to_string());
-        set(h, "retry-after-ms", ms.to_string());
-    }
-}
-
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), those the `connection`
-/// header names, and the framing headers the runtime sets itself.
+/// header names, and the framing headers the runtime sets itself (`host`,
+/// `content-length`).
 pub fn strip_hop_by_hop(h: &mut Headers) {
     let named: Vec<String> = h
         .iter()
@@ -65,22 +36,11 @@ pub fn strip_hop_by_hop(h: &mut Headers) {
         .flat_map(|v| v.split(','))
         .map(|n| n.trim().to_ascii_lowercase())
         .collect();
-    const FIXED: [&str; 11] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    ];
     h.retain(|(k, _)| {
         let k = k.to_ascii_lowercase();
-        !FIXED.contains(&k.as_str()) && !named.contains(&k)
+        !HOP_BY_HOP.contains(&k.as_str())
+            && !matches!(k.as_str(), "host" | "content-length")
+            && !named.contains(&k)
     });
 }
 
@@ -135,38 +95,24 @@ impl Writer {
     }
 }
 
-/// A response levee makes itself, in the API's error shape.
-pub struct Local {
-    /// HTTP status.
-    pub status: u16,
-    /// The API's `error.type`.
-    pub error_type: String,
-    /// The message.
-    pub message: String,
-    /// `x-should-retry`.
-    pub should_retry: bool,
-    /// `retry-after` and `retry-after-ms`, when known.
-    pub retry_after_ms: Option<u64>,
-}
-
-impl Local {
-    /// Sends it, with the request id and the attempt count.
-    pub async fn send(self, out: ResponseOutparam, request_id: &str, attempts: u32) -> u16 {
-        let body = error_json(&self.error_type, &self.message, request_id);
-        let mut h: Headers = vec![
-            ("content-type".into(), b"application/json".to_vec()),
-            ("request-id".into(), request_id.as_bytes().to_vec()),
-            ("x-levee-attempts".into(), attempts.to_string().into_bytes()),
-        ];
-        set_verdict(&mut h, self.should_retry, self.retry_after_ms, true);
-        set(&mut h, "content-length", body.len().to_string());
-        let mut w = Writer::start(out, self.status, &h);
-        match w.write(body.as_bytes()).await {
-            Ok(()) => w.finish(),
-            Err(_) => w.abort(),
-        }
-        self.status
+/// Sends a reply levee makes itself, with the request id and the attempt
+/// count; returns its status, for the access line.
+pub async fn send(
+    reply: &LocalReply,
+    out: ResponseOutparam,
+    request_id: &str,
+    attempts: u32,
+) -> u16 {
+    let body = reply.body(request_id);
+    let mut h = Headers::new();
+    reply.head(&mut h, request_id, attempts);
+    h.set_number("content-length", body.len() as u64);
+    let mut w = Writer::start(out, reply.status, &h);
+    match w.write(body.as_bytes()).await {
+        Ok(()) => w.finish(),
+        Err(_) => w.abort(),
     }
+    reply.status
 }
 
 #[cfg(test)]
@@ -193,17 +139,5 @@ mod tests {
         strip_hop_by_hop(&mut x);
         let left: Vec<&str> = x.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(left, ["x-api-key", "anthropic-version"]);
-    }
-
-    #[test]
-    fn verdict_keeps_an_upstream_retry_after_unless_told() {
-        let mut x = h(&[("retry-after", "15")]);
-        set_verdict(&mut x, true, Some(2_500), false);
-        assert_eq!(get(&x, "retry-after"), Some("15"));
-        assert_eq!(get(&x, "retry-after-ms"), None);
-        set_verdict(&mut x, false, Some(2_500), true);
-        assert_eq!(get(&x, "retry-after"), Some("3"));
-        assert_eq!(get(&x, "retry-after-ms"), Some("2500"));
-        assert_eq!(get(&x, "x-should-retry"), Some("false"));
     }
 }

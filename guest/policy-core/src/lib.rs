@@ -12,7 +12,6 @@ pub mod backoff;
 pub mod config;
 mod decide;
 pub mod headers;
-pub mod rails;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod types;

@@ -18,7 +18,7 @@ use std::fmt::Write;
 pub fn snapshot(gw: &Gateway) -> Value {
     let rt = gw.runtime();
     let now = now_ms();
-    let view = rt.view(now, gw.budget.has_room());
+    let view = rt.view(now);
     let mut policy = policy_status(gw);
     // The config as JSON rather than as the text the policy was given.
     if let Some(parsed) = policy["config"]

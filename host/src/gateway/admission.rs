@@ -4,9 +4,9 @@
 //! body ends.
 
 use super::Runtime;
-use super::reply::{Body, LocalError};
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::core::{Charge, LimitKind, RequestFacts};
+use crate::core::LimitKind;
 use crate::limits::admit::{Admitter, Ask, Refused, Reservation};
 use crate::limits::headers::Found;
 use crate::limits::memory::MemoryLimiter;
@@ -16,7 +16,8 @@ use crate::limits::usage::UsageScan;
 use crate::limits::{ClientKey, LimitSpec, Limiter, Usage};
 use crate::telemetry::Metrics;
 use crate::upstream::UpstreamRuntime;
-use http::{HeaderMap, Response, StatusCode};
+use http::HeaderMap;
+use levee_exchange::{Exchange, LocalReply};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ use std::time::Instant;
 pub(super) fn admitter(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<Admitter>> {
     let specs: Vec<LimitSpec> = config.upstreams.iter().map(|u| u.limits).collect();
     let client = config.limits.client;
-    let now = crate::clock::now_ms();
+    let now = now_ms();
     let limiter: Arc<dyn Limiter> = match &config.limits.redis {
         Some(redis) => {
             let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
@@ -52,80 +53,39 @@ pub(super) fn client_key(rt: &Runtime, headers: &HeaderMap) -> Option<ClientKey>
         .flatten()
 }
 
-/// Reserves `charges` on the first upstream of `order` with room, waiting
-/// in the queue while the deadline allows. The answer when that fails is
-/// a 429 in the API's shape, with `retry-after` from the buckets.
-#[allow(clippy::too_many_arguments)]
+/// Reserves the plan's charges on the first upstream of the exchange's
+/// order with room, waiting in the queue (at `place`, if the request holds
+/// one already) while the deadline allows. When that fails: a 429 in the
+/// API's shape, with `retry-after` from the buckets.
 pub(super) async fn admit(
     rt: &Runtime,
     metrics: &Metrics,
-    request_id: &str,
-    facts: &RequestFacts,
+    x: &Exchange,
     client: Option<&ClientKey>,
-    order: &[u32],
-    charges: &[Charge],
-    deadline: u64,
     place: Option<Place<'_>>,
-) -> Result<(u32, Reservation), Response<Body>> {
+) -> Result<(u32, Reservation), LocalReply> {
     let started = Instant::now();
     let ask = Ask {
-        order,
+        order: x.order(),
         client,
-        charges,
-        priority: facts.priority,
-        deadline: admit_by(deadline, crate::clock::now_ms()),
+        charges: x.plan().map_or(&[][..], |p| &p.charges),
+        priority: x.request().priority,
+        deadline: admit_by(x.deadline(), now_ms()),
     };
-    let refused = match rt.admitter.admit(ask, place).await {
+    match rt.admitter.admit(ask, place).await {
         Ok(admitted) => {
             metrics.limits.waited(started.elapsed());
-            return Ok(admitted);
+            Ok(admitted)
         }
-        Err(r) => r,
-    };
-    let (reason, message, should_retry, retry_after_ms) = match refused {
-        Refused::QueueFull { retry_after_ms } => (
-            "queue_full",
-            "levee's admission queue is full; the rate limits have no room now".to_owned(),
-            true,
-            Some(retry_after_ms),
-        ),
-        Refused::Deadline { retry_after_ms } => (
-            "rate_limited",
-            format!(
-                "the rate limits have no room for this request before its deadline; room in {retry_after_ms} ms"
-            ),
-            true,
-            Some(retry_after_ms),
-        ),
-        Refused::TooLarge(kind) => (
-            "too_large_for_limit",
-            format!(
-                "this request's {} exceed the per-minute limit on its own; it can never be admitted",
-                kind_label(kind).replace('_', " ")
-            ),
-            false,
-            None,
-        ),
-        Refused::Unavailable => (
-            "limiter_unavailable",
-            "levee's shared rate limiter (Redis) cannot be reached, and `limits.redis.on_failure` is \"closed\"".to_owned(),
-            true,
-            Some(crate::limits::admit::BUSY_RECHECK_MS),
-        ),
-    };
-    metrics.local_rejection(reason);
-    let (status, error_type) = match refused {
-        Refused::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
-        _ => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
-    };
-    Err(LocalError {
-        status,
-        error_type,
-        message: &message,
-        should_retry,
-        retry_after_ms,
+        Err(Refused::QueueFull { retry_after_ms }) => Err(LocalReply::queue_full(retry_after_ms)),
+        Err(Refused::Deadline { retry_after_ms }) => Err(LocalReply::rate_limited(retry_after_ms)),
+        Err(Refused::TooLarge(kind)) => Err(LocalReply::too_large_for_limit(
+            &kind_label(kind).replace('_', " "),
+        )),
+        Err(Refused::Unavailable) => Err(LocalReply::limiter_unavailable(
+            crate::limits::admit::BUSY_RECHECK_MS,
+        )),
     }
-    .into_response(request_id, 0))
 }
 
 /// When admission gives up on a request due at `deadline`: a tenth of the
@@ -152,7 +112,7 @@ pub(super) fn observe(rt: &Runtime, id: u32, found: &Found, now: u64) {
 /// then.
 pub(super) fn rate_limited(rt: &Runtime, id: u32, wait_ms: Option<u64>) {
     if let Some(wait) = wait_ms.filter(|&w| w > 0) {
-        let until = crate::clock::now_ms().saturating_add(wait);
+        let until = now_ms().saturating_add(wait);
         rt.admitter.limiter.close_until(id, until);
     }
 }
@@ -209,23 +169,6 @@ fn kind_label(kind: LimitKind) -> &'static str {
         LimitKind::OutputTokens => "output_tokens",
         LimitKind::Concurrency => "concurrent_requests",
     }
-}
-
-/// The answer when the policy said "queue" but the queue is full.
-pub(super) fn queue_full(
-    metrics: &Metrics,
-    request_id: &str,
-    retry_after_ms: u64,
-) -> Response<Body> {
-    metrics.local_rejection("queue_full");
-    LocalError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        error_type: "rate_limit_error",
-        message: "levee's admission queue is full; every upstream is busy",
-        should_retry: true,
-        retry_after_ms: Some(retry_after_ms.max(1)),
-    }
-    .into_response(request_id, 0)
 }
 
 #[cfg(test)]

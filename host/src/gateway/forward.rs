@@ -1,27 +1,24 @@
-//! One client request, from admission to delivery.
+//! One client request, from admission to delivery: the gateway's driver of
+//! the exchange core (`levee_exchange::Exchange`), which decides every
+//! step. This file does what each step says, with hyper and tokio:
 //!
 //! 1. Read the body (bounded by `rails.max_body_bytes`) and its facts.
-//! 2. Ask the policy for admission: admit, queue until a time, or reject.
+//! 2. Ask the policy for admission; queue, reserve the limits.
 //! 3. Attempt: send to the planned upstream, wait for the head (per-try
 //!    timeout), and for an error status read a bounded prefix of the body.
-//! 4. Ask the policy what follows; the rails (attempt ceiling, deadline,
-//!    retry budget) may overrule a retry, never the other way round.
+//! 4. Ask the policy what follows; the core's rails may overrule a retry.
+//!    A retry waits for a slot of the retry budget, then for its delay.
 //! 5. Deliver: the response as it came (plus `x-levee-attempts`, and the
 //!    verdict headers when levee gave up), streamed under watch.
 
 use super::admission::{self, Settle};
 use super::record::Recorder;
-use super::reply::{
-    Body, LocalError, RETRY_AFTER_MS, SHOULD_RETRY, set_attempts, set_verdict, strip_hop_by_hop,
-};
+use super::reply::{self, Body, set_attempts, strip_hop_by_hop};
 use super::server::Gateway;
 use super::stream::{Guarded, Termination, Watch};
 use super::{Runtime, facts};
 use crate::clock::now_ms;
-use crate::core::{
-    Admission, Attempt, FailureKind, GiveUp, NextStep, Outcome, RequestFacts, ResponseFacts,
-    headers, rails::check_retry,
-};
+use crate::core::{Outcome, RequestFacts};
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use crate::limits::headers::Found;
@@ -29,9 +26,11 @@ use crate::telemetry::access::{Access, Head};
 use crate::telemetry::metrics::attempt_outcome;
 use crate::upstream::{AttemptError, UpstreamBody, layer_name};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use levee_exchange::reply::set_verdict;
+use levee_exchange::{Action, Exchange, GiveUpAt, LocalReply, Rails, Why};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,34 +54,12 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, rt.rails.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            let message = format!(
-                "request body is larger than the {} bytes levee accepts",
-                rt.rails.max_body_bytes
-            );
-            gw.metrics.local_rejection("body_too_large");
-            let resp = LocalError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                error_type: "request_too_large",
-                message: &message,
-                should_retry: false,
-                retry_after_ms: None,
-            }
-            .into_response(&request_id, 0);
-            access.head(Head::local(request_id, parts.method, &parts.uri, &resp));
-            return resp;
-        }
         Err(e) => {
-            let message = format!("could not read the request body: {e}");
-            gw.metrics.local_rejection("body_unreadable");
-            let resp = LocalError {
-                status: StatusCode::BAD_REQUEST,
-                error_type: "invalid_request_error",
-                message: &message,
-                should_retry: false,
-                retry_after_ms: None,
-            }
-            .into_response(&request_id, 0);
+            let refused = match e.is::<http_body_util::LengthLimitError>() {
+                true => LocalReply::body_too_large(rt.rails.max_body_bytes),
+                false => LocalReply::body_unreadable(&e.to_string()),
+            };
+            let resp = local(&gw, &refused, &request_id, 0);
             access.head(Head::local(request_id, parts.method, &parts.uri, &resp));
             return resp;
         }
@@ -96,7 +73,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     let client = admission::client_key(&rt, &parts.headers);
     let request = RequestFacts {
         id,
-        method: facts::method(&parts.method),
+        method: levee_exchange::facts::method(parts.method.as_str()),
         endpoint: facts::endpoint(parts.uri.path()),
         model: body_facts.model,
         stream: body_facts.stream,
@@ -110,21 +87,20 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     };
     let endpoint = request.endpoint;
     let started = Instant::now();
-    let exchange = Exchange {
+    let driver = Driver {
         gw: &gw,
         rt: &rt,
         request_id: &request_id,
         parts: &parts,
         body,
-        facts: request,
         client,
         reservation: Mutex::default(),
         access: access.clone(),
         served_by: AtomicU32::new(NO_UPSTREAM),
     };
-    let resp = exchange.run().await;
-    let upstream = exchange.served_by();
-    drop(exchange);
+    let resp = driver.run(request).await;
+    let upstream = driver.served_by();
+    drop(driver);
     access.head(Head {
         request_id,
         method: parts.method,
@@ -133,7 +109,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         upstream,
         attempts: resp
             .headers()
-            .get(super::reply::ATTEMPTS)
+            .get(reply::ATTEMPTS)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0),
         head_ms: started.elapsed().as_millis() as u64,
@@ -153,16 +129,25 @@ fn request_id(id: u64) -> String {
     s
 }
 
-/// [`Exchange::served_by`] before any upstream answered or failed.
+/// A response levee makes itself, counted under its reason when it
+/// refuses a request.
+fn local(gw: &Gateway, r: &LocalReply, request_id: &str, attempts: u32) -> Response<Body> {
+    if r.reason.is_rejection() {
+        gw.metrics.local_rejection(r.reason.label());
+    }
+    reply::local(r, request_id, attempts)
+}
+
+/// [`Driver::served_by`] before any upstream answered or failed.
 const NO_UPSTREAM: u32 = u32::MAX;
 
-struct Exchange<'a> {
+/// What the gateway keeps of one request while it drives its exchange.
+struct Driver<'a> {
     gw: &'a Arc<Gateway>,
     rt: &'a Arc<Runtime>,
     request_id: &'a str,
     parts: &'a http::request::Parts,
     body: Bytes,
-    facts: RequestFacts,
     /// The client's key, when client limits are set.
     client: Option<ClientKey>,
     /// The admitted charges, until the response body takes them.
@@ -188,182 +173,127 @@ enum Last {
     },
 }
 
-impl Exchange<'_> {
-    async fn run(&self) -> Response<Body> {
-        let _active = self.gw.budget.enter();
+impl Driver<'_> {
+    async fn run(&self, request: RequestFacts) -> Response<Body> {
+        let gw = self.gw;
+        let _active = gw.budget.enter();
         // The whole request is decided by one policy, even across a swap.
-        let policy = self.gw.policy.current();
-        let mut trace = Recorder::start(self.gw, &self.facts);
+        let policy = gw.policy.current();
+        let mut trace = Recorder::start(gw);
+        let rails = Rails {
+            max_attempts: self.rt.rails.max_attempts,
+            upstreams: self.rt.upstreams.len(),
+        };
+        // Nothing has waited since the request was received.
+        let mut now = request.received_at;
+        let mut x = Exchange::new(request, rails);
         // A request the policy queues holds its place in the admission
         // queue while it waits, and keeps it for admission.
         let mut place = None;
-        // Nothing has waited since the request was received.
-        let mut now = self.facts.received_at;
-        let plan = loop {
-            let view = self.rt.view(now, self.gw.budget.has_room());
-            let asked = Instant::now();
-            let admission = policy.on_request(&self.facts, &view);
-            self.gw.metrics.policy_call("on-request", asked.elapsed());
-            trace.admission(&view, &admission);
-            match admission {
-                Admission::Admit(plan) => break plan,
-                Admission::Queue(until) => {
-                    if until >= self.facts.deadline {
-                        self.gw.metrics.local_rejection("queue_deadline");
-                        return self.local(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "rate_limit_error",
-                            "every upstream is busy beyond this request's deadline",
-                            true,
-                            Some(until.saturating_sub(now)),
-                            0,
-                        );
-                    }
-                    if place.is_none() {
-                        place = self.rt.admitter.line_up(self.facts.priority);
+        // The last failed attempt, kept for delivery if levee gives up,
+        // and its outcome.
+        let mut last = None;
+        let mut failed = None;
+        // A retry's slot of the budget, held through its wait and attempt.
+        let mut _slot = None;
+        let mut next = x.start();
+        loop {
+            next = match next {
+                Action::AskAdmission => {
+                    let view = self.rt.view(now);
+                    let asked = Instant::now();
+                    let admission = policy.on_request(x.request(), &view);
+                    gw.metrics.policy_call("on-request", asked.elapsed());
+                    trace.admission(x.request(), &view, &admission);
+                    x.admission(admission, now)
+                }
+                Action::Queue { until, take_place } => {
+                    let wait = until.saturating_sub(now);
+                    if take_place {
+                        place = self.rt.admitter.line_up(x.request().priority);
                         if place.is_none() {
-                            let wait = until.saturating_sub(now);
-                            return admission::queue_full(&self.gw.metrics, self.request_id, wait);
+                            let full = LocalReply::queue_full(wait.max(1));
+                            return local(gw, &full, self.request_id, 0);
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(until.saturating_sub(now).max(1)))
-                        .await;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
                     now = now_ms();
+                    x.woke()
                 }
-                Admission::Reject(r) => {
-                    let status =
-                        StatusCode::from_u16(r.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                    self.gw.metrics.local_rejection("policy_reject");
-                    return self.local(
-                        status,
-                        &r.error_type,
-                        &r.message,
-                        r.should_retry,
-                        r.retry_after_ms,
-                        0,
-                    );
-                }
-            }
-        };
-        let order: Vec<u32> = plan
-            .upstreams
-            .iter()
-            .copied()
-            .filter(|&id| (id as usize) < self.rt.upstreams.len())
-            .collect();
-        if order.is_empty() {
-            self.gw.metrics.local_rejection("no_upstream");
-            return self.local(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                "the policy planned no configured upstream",
-                false,
-                None,
-                0,
-            );
-        }
-        let deadline = plan.deadline.min(self.facts.deadline);
-        let admitted = admission::admit(
-            self.rt,
-            &self.gw.metrics,
-            self.request_id,
-            &self.facts,
-            self.client.as_ref(),
-            &order,
-            &plan.charges,
-            deadline,
-            place,
-        )
-        .await;
-        let first = match admitted {
-            Ok((admitted_on, mut reservation)) => {
-                reservation.sent();
-                *self.reservation() = Some(reservation);
-                admitted_on
-            }
-            Err(refused) => return refused,
-        };
-        let mut upstream = first;
-        let mut prev_delay_ms = 0;
-        let mut number = 0u32;
-        let mut _retry_token = None;
-        loop {
-            let now = now_ms();
-            let try_timeout = u64::from(plan.try_timeout_ms)
-                .min(deadline.saturating_sub(now))
-                .max(1);
-            let attempts = number + 1;
-            let (last, outcome) = match self
-                .attempt(upstream, Duration::from_millis(try_timeout), now)
-                .await
-            {
-                Ok((resp, took)) => {
-                    let status = resp.status().as_u16();
-                    trace.delivered(number, upstream, prev_delay_ms, status, took);
-                    return self.deliver(upstream, resp, attempts);
-                }
-                Err(failed) => failed,
-            };
-            let view = self.rt.view(now_ms(), self.gw.budget.has_room());
-            let attempt = Attempt {
-                number,
-                upstream,
-                prev_delay_ms,
-                outcome,
-            };
-            let asked = Instant::now();
-            let decided = policy.on_outcome(&self.facts, &order, &attempt, &view);
-            self.gw.metrics.policy_call("on-outcome", asked.elapsed());
-            trace.outcome(&attempt, &view, &decided);
-            let step = match decided {
-                NextStep::Retry(r) => {
-                    let rails = &self.rt.rails;
-                    let upstreams = self.rt.upstreams.len();
-                    match check_retry(
-                        &r,
-                        attempts,
-                        rails.max_attempts,
-                        upstreams,
-                        now_ms(),
-                        deadline,
-                    ) {
-                        Ok(()) => match self.gw.budget.try_retry() {
-                            Some(token) => {
-                                _retry_token = Some(token);
-                                NextStep::Retry(r)
-                            }
-                            None => {
-                                self.gw.metrics.retry_budget_exhausted();
-                                NextStep::Fail(GiveUp {
-                                    should_retry: false,
-                                    retry_after_ms: None,
-                                })
-                            }
-                        },
-                        Err(give_up) => NextStep::Fail(give_up),
+                Action::Reserve => {
+                    let client = self.client.as_ref();
+                    match admission::admit(self.rt, &gw.metrics, &x, client, place.take()).await {
+                        Ok((admitted_on, mut reservation)) => {
+                            reservation.sent();
+                            *self.reservation() = Some(reservation);
+                            x.reserved(admitted_on, now_ms())
+                        }
+                        Err(refused) => return local(gw, &refused, self.request_id, 0),
                     }
                 }
-                other => other,
-            };
-            match step {
-                NextStep::Retry(r) => {
-                    self.gw.metrics.retry(outcome_label(&attempt.outcome));
+                Action::Send {
+                    upstream,
+                    try_timeout_ms,
+                    ..
+                } => {
+                    let timeout = Duration::from_millis(try_timeout_ms);
+                    match self.attempt(upstream, timeout, now_ms()).await {
+                        Ok((resp, took)) => {
+                            let status = resp.status().as_u16();
+                            let outcome = levee_exchange::facts::success(status, millis(took));
+                            let Action::Deliver(attempt) = x.answered(outcome) else {
+                                unreachable!("a success is delivered")
+                            };
+                            trace.delivered(&attempt);
+                            return self.deliver(upstream, resp, attempt.number + 1);
+                        }
+                        Err((kept, outcome)) => {
+                            last = Some(kept);
+                            x.answered(outcome)
+                        }
+                    }
+                }
+                Action::AskOutcome(attempt) => {
+                    // The retry's attempt is over: its slot goes back.
+                    _slot = None;
+                    let view = self.rt.view(now_ms());
+                    let asked = Instant::now();
+                    let step = policy.on_outcome(x.request(), x.order(), &attempt, &view);
+                    gw.metrics.policy_call("on-outcome", asked.elapsed());
+                    trace.outcome(&attempt, &view, &step);
+                    failed = Some(attempt.outcome);
+                    x.decided(step, now_ms())
+                }
+                Action::TakeSlot { by } => {
+                    let wait = Duration::from_millis(by.saturating_sub(now_ms()));
+                    _slot = gw.budget.retry(wait).await;
+                    if _slot.is_none() {
+                        gw.metrics.retry_budget_exhausted();
+                    }
+                    x.slot(_slot.is_some())
+                }
+                Action::Wait { delay_ms, upstream } => {
+                    if let Some(outcome) = &failed {
+                        gw.metrics.retry(outcome_label(outcome));
+                    }
                     tracing::debug!(
                         request_id = self.request_id,
-                        attempt = number,
-                        next = r.upstream,
-                        delay_ms = r.delay_ms,
+                        next = upstream,
+                        delay_ms,
                         "retrying"
                     );
-                    drop(last);
-                    tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
-                    upstream = r.upstream;
-                    prev_delay_ms = r.delay_ms;
-                    number += 1;
+                    last = None;
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    x.waited(now_ms())
                 }
-                NextStep::Deliver => return self.give_up(last, None, attempts),
-                NextStep::Fail(g) => return self.give_up(last, Some(g), attempts),
-            }
+                Action::GiveUp(at) => {
+                    trace.gave_up(&at);
+                    let last = last.take().expect("a give-up follows a failed attempt");
+                    return self.give_up(last, at);
+                }
+                Action::Reply(r) => return local(gw, &r, self.request_id, 0),
+                Action::Deliver(_) => unreachable!("a success is delivered where it is sent"),
+            };
         }
     }
 
@@ -383,7 +313,7 @@ impl Exchange<'_> {
         let sent = up.client().send(self.upstream_request(id), timeout).await;
         let took = started.elapsed();
         let now = now_ms();
-        let elapsed_ms = took.as_millis().min(u128::from(u32::MAX)) as u32;
+        let elapsed_ms = millis(took);
         let resp = match sent {
             Ok(resp) => resp,
             Err(error) => {
@@ -420,12 +350,15 @@ impl Exchange<'_> {
         }
         let (head, body) = resp.into_parts();
         let (prefix, rest) = read_prefix(body, self.rt.rails.error_body_bytes, timeout).await;
-        let facts = self.response_facts(&head.headers, head.status.as_u16(), &prefix, elapsed_ms);
         let now = now_ms();
-        let header_wait = facts
-            .retry_after_ms
-            .filter(|&v| v > 0)
-            .or(facts.retry_after);
+        let facts = levee_exchange::facts::response_facts(
+            head.status.as_u16(),
+            |name| head.headers.get(name).and_then(|v| v.to_str().ok()),
+            &prefix,
+            elapsed_ms,
+            now,
+        );
+        let header_wait = levee_exchange::facts::header_wait(&facts);
         match facts.status {
             429 if !facts.spend_cap => {
                 up.state.rate_limited(now, header_wait.unwrap_or(0));
@@ -445,31 +378,6 @@ impl Exchange<'_> {
             },
             Outcome::Response(facts),
         ))
-    }
-
-    fn response_facts(
-        &self,
-        h: &HeaderMap,
-        status: u16,
-        body: &[u8],
-        elapsed_ms: u32,
-    ) -> ResponseFacts {
-        let text = |name: HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-        let (error, spend_cap) = if body.is_empty() {
-            (None, false)
-        } else {
-            headers::parse_error_body(body)
-        };
-        ResponseFacts {
-            status,
-            should_retry: text(SHOULD_RETRY).and_then(headers::parse_should_retry),
-            retry_after_ms: text(RETRY_AFTER_MS).and_then(headers::parse_retry_after_ms),
-            retry_after: text(http::header::RETRY_AFTER)
-                .and_then(|v| headers::parse_retry_after(v, now_ms())),
-            error,
-            spend_cap,
-            elapsed_ms,
-        }
     }
 
     fn upstream_request(&self, id: u32) -> Request<Full<Bytes>> {
@@ -493,14 +401,27 @@ impl Exchange<'_> {
     ) -> Response<Body> {
         let (mut head, body) = resp.into_parts();
         self.serve_from(upstream);
-        let sse = is_sse(&head.headers);
+        let sse = head
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(levee_exchange::sse::is_event_stream);
         strip_hop_by_hop(&mut head.headers);
         set_attempts(&mut head.headers, attempts);
         let body = self.guard(upstream, body, Bytes::new(), sse, false);
         Response::from_parts(head, body)
     }
 
-    fn give_up(&self, last: Last, verdict: Option<GiveUp>, attempts: u32) -> Response<Body> {
+    /// The answer when the exchange gave up: the last response, with the
+    /// verdict's headers, or the last failure as levee's own reply.
+    fn give_up(&self, last: Last, at: GiveUpAt) -> Response<Body> {
+        if let Why::Overruled(rail) = at.why {
+            tracing::debug!(
+                request_id = self.request_id,
+                rail = rail.label(),
+                "retry overruled"
+            );
+        }
         match last {
             Last::Response {
                 upstream,
@@ -510,44 +431,30 @@ impl Exchange<'_> {
             } => {
                 self.serve_from(upstream);
                 strip_hop_by_hop(&mut head.headers);
-                set_attempts(&mut head.headers, attempts);
-                if let Some(g) = verdict {
-                    set_verdict(&mut head.headers, g.should_retry, g.retry_after_ms, false);
+                set_attempts(&mut head.headers, at.attempts);
+                if let Some(g) = at.verdict {
+                    set_verdict(&mut head.headers, g, false);
                 }
                 let body = match rest {
                     Some(rest) => self.guard(upstream, rest, prefix, false, true),
                     None => {
                         self.settle(upstream, &prefix);
-                        super::reply::full(prefix)
+                        reply::full(prefix)
                     }
                 };
                 Response::from_parts(head, body)
             }
             Last::Failure { upstream, error } => {
                 let name = &self.rt.upstreams[upstream as usize].config.name;
-                let (status, error_type) = match error.kind {
-                    FailureKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
-                    _ => (StatusCode::BAD_GATEWAY, "api_error"),
-                };
-                let message = format!(
-                    "{}: {} (upstream `{name}`, after {attempts} attempt{})",
-                    crate::upstream::layer_name(error.kind),
-                    error.message,
-                    if attempts == 1 { "" } else { "s" }
+                let failure = LocalReply::upstream_failure(
+                    error.kind,
+                    &error.message,
+                    name,
+                    at.attempts,
+                    at.verdict,
                 );
-                let g = verdict.unwrap_or(GiveUp {
-                    should_retry: false,
-                    retry_after_ms: None,
-                });
                 self.serve_from(upstream);
-                self.local(
-                    status,
-                    error_type,
-                    &message,
-                    g.should_retry,
-                    g.retry_after_ms,
-                    attempts,
-                )
+                local(self.gw, &failure, self.request_id, at.attempts)
             }
         }
     }
@@ -597,26 +504,6 @@ impl Exchange<'_> {
         });
         Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, watch).boxed()
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn local(
-        &self,
-        status: StatusCode,
-        error_type: &str,
-        message: &str,
-        should_retry: bool,
-        retry_after_ms: Option<u64>,
-        attempts: u32,
-    ) -> Response<Body> {
-        LocalError {
-            status,
-            error_type,
-            message,
-            should_retry,
-            retry_after_ms,
-        }
-        .into_response(self.request_id, attempts)
-    }
 }
 
 /// A delivered body's watch: its usage settles the reservation and the
@@ -659,14 +546,9 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
     }
 }
 
-fn is_sse(h: &HeaderMap) -> bool {
-    h.get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        })
+/// A duration in whole milliseconds, saturated to `u32`.
+fn millis(d: Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX)) as u32
 }
 
 /// Reads up to `limit` bytes of an error body (within `timeout`); returns

@@ -86,7 +86,11 @@ impl Runtime {
         })
     }
 
-    pub(crate) fn view(&self, now: u64, retry_budget: bool) -> crate::core::View {
+    /// The world as the policy sees it at `now`. `retry-budget` is always
+    /// true: a retry is never refused for the budget when the policy
+    /// decides it; it waits for a slot (see `budget.rs`), and only the
+    /// host gives up, counted, when none comes in time.
+    pub(crate) fn view(&self, now: u64) -> crate::core::View {
         let mut upstreams: Vec<_> = self
             .upstreams
             .iter()
@@ -113,7 +117,7 @@ impl Runtime {
             now,
             random: fastrand::u64(..),
             upstreams,
-            retry_budget,
+            retry_budget: true,
         }
     }
 }
@@ -144,7 +148,7 @@ mod tests {
         rt.upstreams[0].health.record(now, true);
         rt.upstreams[0].state.observe_ttfb(4_000, now);
         rt.upstreams[1].state.observe_ttfb(300, now);
-        let view = rt.view(now, true);
+        let view = rt.view(now);
         let (a, b) = (&view.upstreams[0], &view.upstreams[1]);
         assert_eq!((a.circuit, b.circuit), (Circuit::Open, Circuit::Closed));
         assert_eq!((a.health, b.health), (Health::Unknown, Health::Unknown));

@@ -4,10 +4,10 @@
 
 use super::server::Gateway;
 use crate::config::Config;
-use crate::core::{Admission, Attempt, NextStep, Outcome, RequestFacts, ResponseFacts, View};
+use crate::core::{Admission, Attempt, NextStep, RequestFacts, View};
 use crate::trace::{AttemptRecord, Record, TraceWriter};
 use anyhow::Context;
-use std::time::Duration;
+use levee_exchange::{GiveUpAt, Why};
 
 /// Opens the trace file, when the config asks for one.
 pub fn open(config: &Config) -> anyhow::Result<Option<TraceWriter>> {
@@ -24,24 +24,22 @@ pub fn open(config: &Config) -> anyhow::Result<Option<TraceWriter>> {
 pub struct Recorder<'a> {
     writer: Option<&'a TraceWriter>,
     record: Option<Record>,
-    req: &'a RequestFacts,
 }
 
 impl<'a> Recorder<'a> {
-    /// Records `req` if the gateway records at all.
-    pub fn start(gw: &'a Gateway, req: &'a RequestFacts) -> Recorder<'a> {
+    /// A record, if the gateway records at all.
+    pub fn start(gw: &'a Gateway) -> Recorder<'a> {
         Recorder {
             writer: gw.trace.as_ref(),
             record: None,
-            req,
         }
     }
 
-    /// The first admission asked for, and its answer.
-    pub fn admission(&mut self, view: &View, admission: &Admission) {
+    /// The first admission asked for about `req`, and its answer.
+    pub fn admission(&mut self, req: &RequestFacts, view: &View, admission: &Admission) {
         if self.writer.is_some() && self.record.is_none() {
             self.record = Some(Record {
-                req: self.req.clone(),
+                req: req.clone(),
                 view: view.clone(),
                 admission: Some(admission.clone()),
                 attempts: Vec::new(),
@@ -56,38 +54,29 @@ impl<'a> Recorder<'a> {
                 attempt: *attempt,
                 view: Some(view.clone()),
                 step: Some(*step),
+                overruled: None,
             });
         }
     }
 
+    /// The end of the retries: a rail that overruled the policy's last
+    /// retry is noted on that attempt.
+    pub fn gave_up(&mut self, at: &GiveUpAt) {
+        if let (Some(r), Why::Overruled(rail)) = (&mut self.record, at.why)
+            && let Some(last) = r.attempts.last_mut()
+        {
+            last.overruled = Some(rail);
+        }
+    }
+
     /// A success, delivered without asking the policy.
-    pub fn delivered(
-        &mut self,
-        number: u32,
-        upstream: u32,
-        prev_delay_ms: u64,
-        status: u16,
-        took: Duration,
-    ) {
+    pub fn delivered(&mut self, attempt: &Attempt) {
         if let Some(r) = &mut self.record {
-            let outcome = Outcome::Response(ResponseFacts {
-                status,
-                should_retry: None,
-                retry_after_ms: None,
-                retry_after: None,
-                error: None,
-                spend_cap: false,
-                elapsed_ms: took.as_millis().min(u128::from(u32::MAX)) as u32,
-            });
             r.attempts.push(AttemptRecord {
-                attempt: Attempt {
-                    number,
-                    upstream,
-                    prev_delay_ms,
-                    outcome,
-                },
+                attempt: *attempt,
                 view: None,
                 step: None,
+                overruled: None,
             });
         }
     }

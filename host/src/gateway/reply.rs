@@ -1,17 +1,14 @@
-//! The downstream contract: what the client sees when levee answers itself
-//! or passes an upstream response on.
-//!
-//! - Every response carries `x-levee-attempts`.
-//! - When levee gives up, `x-should-retry` says whether a client retry can
-//!   help, so the official SDKs do not pile their retries on levee's, and
-//!   `retry-after` / `retry-after-ms` say when, if known.
-//! - Levee's own errors use the API's error shape.
+//! The downstream contract on hyper's types. What levee answers itself,
+//! and the verdict headers of a give-up, come from the exchange core's one
+//! table (`levee_exchange::reply`); this module makes them responses, and
+//! keeps the request path's hop-by-hop stripping fast.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 use http::{Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use levee_exchange::LocalReply;
 
 /// Errors a response body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -19,13 +16,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 /// `x-levee-attempts`
-pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-levee-attempts");
-/// `x-should-retry`
-pub const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
-/// `retry-after-ms`
-pub const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
-/// `request-id`
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+pub const ATTEMPTS: HeaderName = HeaderName::from_static(levee_exchange::reply::ATTEMPTS);
 
 /// A body of bytes known up front.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -34,78 +25,18 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// The API's error shape as JSON.
-pub fn error_json(error_type: &str, message: &str, request_id: &str) -> Bytes {
-    serde_json::json!({
-        "type": "error",
-        "error": { "type": error_type, "message": message },
-        "request_id": request_id,
-    })
-    .to_string()
-    .into()
-}
-
-/// A response levee makes itself, in the API's error shape.
-pub struct LocalError<'a> {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// The API's `error.type`.
-    pub error_type: &'a str,
-    /// The message.
-    pub message: &'a str,
-    /// `x-should-retry`.
-    pub should_retry: bool,
-    /// `retry-after` and `retry-after-ms`, when known.
-    pub retry_after_ms: Option<u64>,
-}
-
-impl LocalError<'_> {
-    /// The response, with the request id and the attempt count.
-    pub fn into_response(self, request_id: &str, attempts: u32) -> Response<Body> {
-        let mut resp = Response::new(full(error_json(self.error_type, self.message, request_id)));
-        *resp.status_mut() = self.status;
-        let h = resp.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            h.insert(REQUEST_ID, v);
-        }
-        set_attempts(h, attempts);
-        set_verdict(h, self.should_retry, self.retry_after_ms, true);
-        resp
-    }
+/// A response levee makes itself, as the exchange core's table has it,
+/// with the request id and the attempt count.
+pub fn local(reply: &LocalReply, request_id: &str, attempts: u32) -> Response<Body> {
+    let mut resp = Response::new(full(reply.body(request_id)));
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    reply.head(resp.headers_mut(), request_id, attempts);
+    resp
 }
 
 /// Sets `x-levee-attempts`.
 pub fn set_attempts(headers: &mut HeaderMap, attempts: u32) {
-    headers.insert(ATTEMPTS, HeaderValue::from(attempts));
-}
-
-/// Sets `x-should-retry`, and `retry-after` / `retry-after-ms` when a delay
-/// is known. With `overwrite` false, an upstream's own `retry-after` stays
-/// as it was.
-pub fn set_verdict(
-    headers: &mut HeaderMap,
-    should_retry: bool,
-    retry_after_ms: Option<u64>,
-    overwrite: bool,
-) {
-    headers.insert(
-        SHOULD_RETRY,
-        HeaderValue::from_static(if should_retry { "true" } else { "false" }),
-    );
-    let Some(ms) = retry_after_ms else { return };
-    let has_own =
-        headers.contains_key(http::header::RETRY_AFTER) || headers.contains_key(RETRY_AFTER_MS);
-    if overwrite || !has_own {
-        headers.insert(
-            http::header::RETRY_AFTER,
-            HeaderValue::from(ms.div_ceil(1000)),
-        );
-        headers.insert(RETRY_AFTER_MS, HeaderValue::from(ms));
-    }
+    headers.insert(ATTEMPTS, attempts.into());
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): the fixed set, and every
@@ -133,8 +64,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The fixed hop-by-hop set, as constants: removing by `&str` would parse
-/// each name again on every request.
+/// The fixed hop-by-hop set (`levee_exchange::reply::HOP_BY_HOP`), as
+/// constants: removing by `&str` would parse each name again on every
+/// request.
 const HOP_BY_HOP: [HeaderName; 9] = [
     http::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -167,31 +99,22 @@ mod tests {
     }
 
     #[test]
-    fn verdict_keeps_an_upstream_retry_after_unless_told() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", "15".parse().unwrap());
-        set_verdict(&mut h, true, Some(2_500), false);
-        assert_eq!(h["retry-after"], "15");
-        assert!(!h.contains_key("retry-after-ms"));
-        assert_eq!(h["x-should-retry"], "true");
-        set_verdict(&mut h, false, Some(2_500), true);
-        assert_eq!(
-            (
-                h["retry-after"].to_str().unwrap(),
-                h["retry-after-ms"].to_str().unwrap()
-            ),
-            ("3", "2500")
-        );
-        assert_eq!(h["x-should-retry"], "false");
+    fn the_hop_by_hop_constants_are_the_cores_list() {
+        let hop = HOP_BY_HOP;
+        let names: Vec<&str> = hop.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, levee_exchange::reply::HOP_BY_HOP);
     }
 
     #[test]
-    fn error_json_is_the_api_shape() {
-        let v: serde_json::Value =
-            serde_json::from_slice(&error_json("api_error", "say \"hi\"", "levee_1")).unwrap();
-        assert_eq!(v["type"], "error");
-        assert_eq!(v["error"]["type"], "api_error");
-        assert_eq!(v["error"]["message"], "say \"hi\"");
-        assert_eq!(v["request_id"], "levee_1");
+    fn a_local_reply_is_the_apis_error_shape_with_levees_headers() {
+        let resp = local(&LocalReply::queue_full(1_500), "levee_1", 0);
+        assert_eq!(resp.status(), 429);
+        let h = resp.headers();
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["request-id"], "levee_1");
+        assert_eq!(h["x-levee-attempts"], "0");
+        assert_eq!(h["x-should-retry"], "true");
+        assert_eq!(h["retry-after"], "2");
+        assert_eq!(h["retry-after-ms"], "1500");
     }
 }

@@ -9,9 +9,10 @@
 //! closed cleanly. A broken non-SSE body is aborted, so the client sees an
 //! incomplete response rather than a short one.
 
-use super::reply::{BoxError, error_json};
-use bytes::{Bytes, BytesMut};
+use super::reply::BoxError;
+use bytes::Bytes;
 use http_body::{Body, Frame};
+use levee_exchange::sse::{Cursor as SseCursor, error_frame};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -147,12 +148,7 @@ impl<B> Guarded<B> {
         let sse = self.sse.is_some();
         self.finish(how);
         if sse {
-            let message = format!("levee: {why}; the response is incomplete");
-            let frame = format!(
-                "event: error\ndata: {}\n\n",
-                String::from_utf8_lossy(&error_json("api_error", &message, ""))
-            );
-            self.emit(Bytes::from(frame))
+            self.emit(Bytes::from(error_frame(&why)))
         } else {
             Poll::Ready(Some(Err(why.into())))
         }
@@ -214,7 +210,7 @@ where
                     );
                 }
                 Poll::Ready(None) => {
-                    let incomplete = this.sse.as_ref().is_some_and(|s| !s.complete);
+                    let incomplete = this.sse.as_ref().is_some_and(|s| !s.complete());
                     if incomplete {
                         return this.break_off(
                             Termination::UpstreamCut,
@@ -256,106 +252,10 @@ impl<B> Drop for Guarded<B> {
     }
 }
 
-/// Tracks SSE event boundaries: holds back a partial event, and notes when
-/// the stream has really finished.
-#[derive(Default)]
-struct SseCursor {
-    pending: BytesMut,
-    complete: bool,
-}
-
-impl SseCursor {
-    /// Takes new bytes; returns the complete events ready to forward.
-    fn push(&mut self, data: Bytes) -> Bytes {
-        let ready = if self.pending.is_empty() {
-            match last_boundary(&data) {
-                Some(end) if end == data.len() => data,
-                Some(end) => {
-                    self.pending.extend_from_slice(&data[end..]);
-                    data.slice(..end)
-                }
-                None => {
-                    self.pending.extend_from_slice(&data);
-                    Bytes::new()
-                }
-            }
-        } else {
-            self.pending.extend_from_slice(&data);
-            match last_boundary(&self.pending) {
-                Some(end) => self.pending.split_to(end).freeze(),
-                None => Bytes::new(),
-            }
-        };
-        if !ready.is_empty() && !self.complete {
-            self.complete = finishes_stream(&ready);
-        }
-        ready
-    }
-
-    fn take_rest(&mut self) -> Bytes {
-        self.pending.split().freeze()
-    }
-}
-
-/// The end of the last complete event: just past the last blank line.
-fn last_boundary(data: &[u8]) -> Option<usize> {
-    let n = data.len();
-    (1..n).rev().find_map(|i| match (data[i - 1], data[i]) {
-        (b'\n', b'\n') | (b'\r', b'\r') => Some(i + 1),
-        (b'\n', b'\r') if data.get(i + 1) == Some(&b'\n') => Some(i + 2),
-        _ => None,
-    })
-}
-
-/// Whether these complete events include the stream's last: `message_stop`,
-/// or an upstream `error` event (which the API sends as the last event).
-fn finishes_stream(events: &[u8]) -> bool {
-    events.split(|&b| b == b'\n').any(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        matches!(
-            line,
-            b"event: message_stop" | b"event:message_stop" | b"event: error" | b"event:error"
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-
-    #[test]
-    fn whole_events_pass_at_once_and_partial_ones_wait() {
-        let mut c = SseCursor::default();
-        assert_eq!(
-            c.push(Bytes::from_static(b"event: ping\ndata: {}\n\n")),
-            &b"event: ping\ndata: {}\n\n"[..]
-        );
-        assert_eq!(
-            c.push(Bytes::from_static(b"event: a\ndata: 1\n\nevent: b\nda")),
-            &b"event: a\ndata: 1\n\n"[..]
-        );
-        assert_eq!(c.push(Bytes::from_static(b"ta: 2\n")), &b""[..]);
-        assert_eq!(
-            c.push(Bytes::from_static(b"\n")),
-            &b"event: b\ndata: 2\n\n"[..]
-        );
-        assert!(!c.complete);
-        c.push(Bytes::from_static(
-            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-        ));
-        assert!(c.complete);
-    }
-
-    #[test]
-    fn crlf_boundaries_count() {
-        let mut c = SseCursor::default();
-        assert_eq!(
-            c.push(Bytes::from_static(b"data: 1\r\n\r\ndata: 2")),
-            &b"data: 1\r\n\r\n"[..]
-        );
-        assert_eq!(c.take_rest(), &b"data: 2"[..]);
-    }
 
     /// Where a test body's termination (and bytes sent) lands.
     type Seen = Arc<Mutex<Option<(Termination, u64)>>>;
@@ -496,12 +396,5 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_millis(420));
         assert_eq!(*seen.lock().unwrap(), Some((Termination::Stall, 16)));
         feeder.abort();
-    }
-
-    #[test]
-    fn an_upstream_error_event_finishes_the_stream() {
-        assert!(finishes_stream(b"event: error\ndata: {}\n\n"));
-        assert!(!finishes_stream(b"event: errors\ndata: {}\n\n"));
-        assert!(!finishes_stream(b"data: event: message_stop\n\n"));
     }
 }

@@ -14,7 +14,9 @@
 //! - Each attempt holds what the upstream answered (`attempt.outcome`) and,
 //!   when the host asked the policy about it, the view it passed and the
 //!   step the policy chose. A success is delivered without asking, so it
-//!   has neither. Only `attempt` is required.
+//!   has neither. When a rail turned the policy's retry into a give-up,
+//!   `overruled` names it (`attempt-ceiling`, `deadline`,
+//!   `unknown-upstream`, `retry-budget`). Only `attempt` is required.
 //!
 //! A trace holds decision inputs only: no header, no body, no key. Secrets
 //! cannot appear in it.
@@ -25,6 +27,7 @@ mod writer;
 pub use replay::{Replay, Summary, replay};
 pub use writer::TraceWriter;
 
+use levee_exchange::Rail;
 use levee_policy_core::wire::{Wire, WireError, field, object};
 use levee_policy_core::{Admission, Attempt, NextStep, RequestFacts, View};
 use serde_json::{Map, Value};
@@ -51,6 +54,8 @@ pub struct AttemptRecord {
     pub view: Option<View>,
     /// What the policy decided, when it was asked.
     pub step: Option<NextStep>,
+    /// The rail that turned the policy's retry into a give-up, if one did.
+    pub overruled: Option<Rail>,
 }
 
 impl Wire for AttemptRecord {
@@ -63,15 +68,30 @@ impl Wire for AttemptRecord {
         if let Some(s) = &self.step {
             m.insert("step".into(), s.to_json());
         }
+        if let Some(rail) = self.overruled {
+            m.insert("overruled".into(), rail.name().into());
+        }
         Value::Object(m)
     }
 
     fn from_json(v: &Value) -> Result<Self, WireError> {
-        let m = object(v, &["attempt", "view", "step"])?;
+        let m = object(v, &["attempt", "view", "step", "overruled"])?;
+        let overruled = match field::<Option<String>>(m, "overruled")? {
+            None => None,
+            Some(name) => Some(Rail::from_name(&name).ok_or_else(|| {
+                let names: Vec<&str> = Rail::ALL.iter().map(|r| r.name()).collect();
+                WireError::new(format!(
+                    "expected one of: {}; got {name:?}",
+                    names.join(", ")
+                ))
+                .within("overruled")
+            })?),
+        };
         Ok(AttemptRecord {
             attempt: field(m, "attempt")?,
             view: field(m, "view")?,
             step: field(m, "step")?,
+            overruled,
         })
     }
 }

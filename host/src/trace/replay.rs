@@ -1,5 +1,6 @@
-//! Replay: a trace's requests through a policy, with the host's mechanism
-//! simulated on a virtual clock.
+//! Replay: a trace's requests through a policy, driving the same exchange
+//! core (`levee_exchange::Exchange`) the gateway drives, on a virtual
+//! clock, so the rails and the retry budget apply as they did live.
 //!
 //! - The upstream answers attempt `n` as it answered attempt `n` in the
 //!   trace; beyond the trace, as it answered the last one.
@@ -9,12 +10,15 @@
 //!   virtual (admission time, plus each attempt's `elapsed-ms`, plus each
 //!   wait), and randomness comes from the trace: the recorded value of that
 //!   call, else one derived from the request's first.
-//! - The host's rails apply: an attempt ceiling and the request deadline.
+//! - The first attempt goes where the recording's went, when the plan
+//!   lists it (the limiter chose it live); else to the plan's first.
+//! - The retry budget refuses a retry where the recording says it did.
 
 use super::Record;
 use crate::policy::LoadedPolicy;
+use levee_exchange::{Action, Exchange, GiveUpAt, Rail, Rails, Reason, Why};
 use levee_policy_core::backoff::mix64;
-use levee_policy_core::{Admission, Attempt, NextStep, Outcome, View};
+use levee_policy_core::{Admission, Outcome, View};
 
 /// How many times a queued request is asked again before replay gives up.
 const MAX_QUEUE_ROUNDS: u32 = 32;
@@ -91,121 +95,169 @@ pub fn replay(policy: &LoadedPolicy, record: &Record, max_attempts: u32) -> Repl
             },
         }
     };
-
-    // Admission, asking again after each queueing.
+    // A hand-written trace may show no upstreams: then any id is taken as
+    // configured.
+    let upstreams = match record.view.upstreams.len() {
+        0 => usize::MAX,
+        n => n,
+    };
+    let mut x = Exchange::new(
+        req.clone(),
+        Rails {
+            max_attempts,
+            upstreams,
+        },
+    );
+    let last = record.attempts.len().checked_sub(1);
+    let recorded = |number: u32| last.map(|last| &record.attempts[(number as usize).min(last)]);
     let mut rounds = 0;
-    let plan = loop {
-        let view = view_for(Some(&record.view), same && rounds == 0, now);
-        let admission = policy.on_request(req, &view);
-        if rounds == 0 {
-            same &= record.admission.as_ref().is_none_or(|a| *a == admission);
-        }
-        match admission {
-            Admission::Admit(plan) => break plan,
-            Admission::Queue(until) if until < req.deadline && rounds < MAX_QUEUE_ROUNDS => {
+    // The attempt in progress: its number, upstream and outcome's label.
+    let mut current = (0, 0, String::new());
+    let mut next = x.start();
+    loop {
+        next = match next {
+            Action::AskAdmission => {
+                let view = view_for(Some(&record.view), same && rounds == 0, now);
+                let admission = policy.on_request(req, &view);
+                if rounds == 0 {
+                    same &= record.admission.as_ref().is_none_or(|a| *a == admission);
+                }
+                if let Admission::Admit(plan) = &admission {
+                    r.steps.push(format!("admit {:?}", plan.upstreams));
+                }
+                x.admission(admission, now)
+            }
+            Action::Queue { until, .. } if rounds < MAX_QUEUE_ROUNDS => {
                 r.steps
                     .push(format!("queue {} ms", until.saturating_sub(now)));
                 r.waited_ms += until.saturating_sub(now);
                 now = until.max(now);
                 rounds += 1;
+                x.woke()
             }
-            Admission::Queue(_) => {
-                r.steps.push("queue past the deadline".into());
-                r.result = "429 (queue past the deadline)".into();
+            Action::Queue { .. } => {
+                r.steps.push("queued too often".into());
+                r.result = "429 (queued too often)".into();
                 return finish(r, record, same);
             }
-            Admission::Reject(rej) => {
-                r.steps
-                    .push(format!("reject {} {}", rej.status, rej.error_type));
-                r.result = rej.status.to_string();
+            Action::Reply(reply) => {
+                let (step, result) = match reply.reason {
+                    Reason::QueueDeadline => (
+                        "queue past the deadline".to_owned(),
+                        "429 (queue past the deadline)".to_owned(),
+                    ),
+                    Reason::NoUpstream => (
+                        "no upstream planned".to_owned(),
+                        "503 (no upstream planned)".to_owned(),
+                    ),
+                    _ => (
+                        format!("reject {} {}", reply.status, reply.error_type),
+                        reply.status.to_string(),
+                    ),
+                };
+                r.steps.push(step);
+                r.result = result;
                 return finish(r, record, same);
             }
-        }
-    };
-    r.steps.push(format!("admit {:?}", plan.upstreams));
-    let order = plan.upstreams.clone();
-    let deadline = plan.deadline.min(req.deadline);
-    let Some(&first) = order.first() else {
-        r.result = "503 (no upstream planned)".into();
-        return finish(r, record, same);
-    };
-    let Some(last) = record.attempts.len().checked_sub(1) else {
-        r.result = "admitted; the trace holds no answer".into();
-        r.failed = false;
-        return finish(r, record, same);
-    };
-    let (mut upstream, mut prev_delay_ms) = (first, 0);
-    for number in 0.. {
-        let rec = &record.attempts[(number as usize).min(last)];
-        let outcome = rec.attempt.outcome;
-        same &= number as usize <= last && rec.attempt.upstream == upstream;
-        r.attempts += 1;
-        let label = describe(&outcome);
-        if let Outcome::Response(f) = outcome {
-            now = now.saturating_add(u64::from(f.elapsed_ms));
-            if f.status < 400 {
+            Action::Reserve => {
+                let Some(first) = recorded(0) else {
+                    r.result = "admitted; the trace holds no answer".into();
+                    r.failed = false;
+                    return finish(r, record, same);
+                };
+                let planned = first.attempt.upstream;
+                let upstream = match x.order().contains(&planned) {
+                    true => planned,
+                    false => x.order()[0],
+                };
+                x.reserved(upstream, now)
+            }
+            Action::Send {
+                upstream, number, ..
+            } => {
+                let rec = recorded(number).expect("reserved only with an answer");
+                same &=
+                    last.is_some_and(|l| number as usize <= l) && rec.attempt.upstream == upstream;
+                r.attempts += 1;
+                let outcome = rec.attempt.outcome;
+                if let Outcome::Response(f) = outcome {
+                    now = now.saturating_add(u64::from(f.elapsed_ms));
+                }
+                current = (number, upstream, describe(&outcome));
+                x.answered(outcome)
+            }
+            Action::Deliver(_) => {
+                let (number, upstream, label) = std::mem::take(&mut current);
                 r.steps
                     .push(format!("#{number} up {upstream}: {label} -> delivered"));
                 r.result = label;
                 r.failed = false;
                 return finish(r, record, same);
             }
-        }
-        let attempt = Attempt {
-            number,
-            upstream,
-            prev_delay_ms,
-            outcome,
+            Action::AskOutcome(attempt) => {
+                let rec = recorded(attempt.number).expect("asked only after an answer");
+                let live = same && last.is_some_and(|l| attempt.number as usize <= l);
+                let view = view_for(rec.view.as_ref(), live, now);
+                let step = policy.on_outcome(req, x.order(), &attempt, &view);
+                same &= rec.step.is_none_or(|s| s == step);
+                x.decided(step, now)
+            }
+            Action::TakeSlot { .. } => {
+                let (number, ..) = current;
+                let refused =
+                    same && recorded(number).is_some_and(|rec| rec.overruled == Some(Rail::Budget));
+                x.slot(!refused)
+            }
+            Action::Wait {
+                delay_ms,
+                upstream: to,
+            } => {
+                let (number, upstream, label) = &current;
+                r.steps.push(format!(
+                    "#{number} up {upstream}: {label} -> retry up {to} in {delay_ms} ms"
+                ));
+                r.waited_ms += delay_ms;
+                now = now.saturating_add(delay_ms);
+                x.waited(now)
+            }
+            Action::GiveUp(at) => {
+                let (number, upstream, label) = std::mem::take(&mut current);
+                let rec = recorded(number);
+                same &= rec.is_none_or(|rec| rec.step.is_none() || rec.overruled == overruled(&at));
+                r.steps.push(format!(
+                    "#{number} up {upstream}: {label} -> {}",
+                    gave_up(&at)
+                ));
+                r.result = label;
+                return finish(r, record, same);
+            }
         };
-        let view = view_for(rec.view.as_ref(), same && number as usize <= last, now);
-        let step = policy.on_outcome(req, &order, &attempt, &view);
-        same &= rec.step.is_none_or(|s| s == step);
-        match step {
-            NextStep::Retry(next) => {
-                let ceiling = number + 1 >= max_attempts;
-                let late = now.saturating_add(next.delay_ms) >= deadline;
-                if ceiling || late {
-                    let rail = if ceiling {
-                        "attempt ceiling"
-                    } else {
-                        "deadline"
-                    };
-                    r.steps.push(format!(
-                        "#{number} up {upstream}: {label} -> retry refused by the {rail}"
-                    ));
-                    r.result = label;
-                    return finish(r, record, same);
-                }
-                r.steps.push(format!(
-                    "#{number} up {upstream}: {label} -> retry up {} in {} ms",
-                    next.upstream, next.delay_ms
-                ));
-                r.waited_ms += next.delay_ms;
-                now = now.saturating_add(next.delay_ms);
-                upstream = next.upstream;
-                prev_delay_ms = next.delay_ms;
-            }
-            NextStep::Deliver => {
-                r.steps
-                    .push(format!("#{number} up {upstream}: {label} -> deliver"));
-                r.result = label;
-                return finish(r, record, same);
-            }
-            NextStep::Fail(g) => {
-                let after = g
-                    .retry_after_ms
-                    .map(|ms| format!(", retry-after {ms} ms"))
-                    .unwrap_or_default();
-                r.steps.push(format!(
-                    "#{number} up {upstream}: {label} -> fail (should-retry {}{after})",
-                    g.should_retry
-                ));
-                r.result = label;
-                return finish(r, record, same);
-            }
+    }
+}
+
+/// The rail that overruled the policy, if one did.
+fn overruled(at: &GiveUpAt) -> Option<Rail> {
+    match at.why {
+        Why::Overruled(rail) => Some(rail),
+        Why::Policy => None,
+    }
+}
+
+/// How a give-up reads in the replay's steps.
+fn gave_up(at: &GiveUpAt) -> String {
+    if let Some(rail) = overruled(at) {
+        return format!("retry refused by the {}", rail.label());
+    }
+    match at.verdict {
+        None => "deliver".into(),
+        Some(g) => {
+            let after = g
+                .retry_after_ms
+                .map(|ms| format!(", retry-after {ms} ms"))
+                .unwrap_or_default();
+            format!("fail (should-retry {}{after})", g.should_retry)
         }
     }
-    unreachable!("the loop returns")
 }
 
 fn finish(mut r: Replay, record: &Record, same: bool) -> Replay {

@@ -29,16 +29,7 @@ pub struct ConnectError {
 }
 
 /// The lower-case name of a failure layer, as used in messages and metrics.
-pub fn layer_name(kind: FailureKind) -> &'static str {
-    match kind {
-        FailureKind::Dns => "dns",
-        FailureKind::Connect => "connect",
-        FailureKind::Tls => "tls",
-        FailureKind::Proxy => "proxy",
-        FailureKind::Timeout => "timeout",
-        FailureKind::Reset => "reset",
-    }
-}
+pub use levee_exchange::reply::layer_name;
 
 /// Opens connections to one upstream, at most `max_connections` at once.
 #[derive(Clone)]

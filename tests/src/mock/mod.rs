@@ -30,6 +30,6 @@ mod tests;
 
 pub use pki::{Chain, TestPki};
 pub use ratelimit::{Admission, Buckets, Cost, RateLimits};
-pub use script::{Reply, RetryAfter, Script, Step, http_date, rfc3339};
+pub use script::{FirstSight, Reply, RetryAfter, Script, Step, http_date, rfc3339};
 pub use server::{MockUpstream, Recorded};
 pub use sse::{SseEnd, SseScript, error_event, event};

@@ -256,13 +256,14 @@ pub(crate) fn limited_step(
     script: &mut Script,
     rate_limited: &AtomicU64,
     at: Instant,
+    request: &http::HeaderMap,
 ) -> Step {
     let Some(buckets) = limits else {
-        return script.next_step();
+        return script.step_for(request);
     };
     let verdict = buckets.admit(Cost::of(script.peek_step()), at, SystemTime::now());
     let mut step = if verdict.admitted {
-        script.next_step()
+        script.step_for(request)
     } else {
         rate_limited.fetch_add(1, Ordering::SeqCst);
         let retry_after = RetryAfter::Secs(verdict.retry_after_secs());

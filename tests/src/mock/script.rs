@@ -3,7 +3,7 @@
 
 use super::sse::SseScript;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +54,22 @@ pub struct Script {
     pub steps: VecDeque<Step>,
     /// What every request gets once `steps` is empty.
     pub fallback: Step,
+    /// Per client request: the first attempt that carries a value of this
+    /// header not seen before gets this step, ahead of the queue.
+    pub first_sight: Option<FirstSight>,
+}
+
+/// A step for the first attempt of each client request, told apart by a
+/// header the client sets: an upstream that fails each request once, as a
+/// mild overload does, whatever else is in flight.
+#[derive(Clone, Debug)]
+pub struct FirstSight {
+    /// The header that names the client's request.
+    pub header: &'static str,
+    /// What the first attempt gets.
+    pub step: Step,
+    /// The values seen so far.
+    pub seen: HashSet<String>,
 }
 
 impl Default for Script {
@@ -62,6 +78,7 @@ impl Default for Script {
         Script {
             steps: VecDeque::new(),
             fallback: Step::Reply(Reply::message()),
+            first_sight: None,
         }
     }
 }
@@ -83,9 +100,21 @@ impl Script {
     /// Every request gets `step`.
     pub fn always(step: impl Into<Step>) -> Self {
         Script {
-            steps: VecDeque::new(),
             fallback: step.into(),
+            ..Self::default()
         }
+    }
+
+    /// The first attempt of each client request (a value of `header` not
+    /// seen before) gets `step`; later ones go on with the script. A
+    /// request without the header follows the script.
+    pub fn first_sight(mut self, header: &'static str, step: impl Into<Step>) -> Self {
+        self.first_sight = Some(FirstSight {
+            header,
+            step: step.into(),
+            seen: HashSet::new(),
+        });
+        self
     }
 
     /// Appends one step to the queue.
@@ -103,6 +132,18 @@ impl Script {
     /// The step the next request will take, without taking it.
     pub(crate) fn peek_step(&self) -> &Step {
         self.steps.front().unwrap_or(&self.fallback)
+    }
+
+    /// The step for a request with `headers`: its first sight's step, if
+    /// this is one, else the next.
+    pub(crate) fn step_for(&mut self, headers: &http::HeaderMap) -> Step {
+        if let Some(first) = &mut self.first_sight
+            && let Some(value) = headers.get(first.header).and_then(|v| v.to_str().ok())
+            && first.seen.insert(value.to_owned())
+        {
+            return first.step.clone();
+        }
+        self.next_step()
     }
 
     /// The step for the next request: the queue's front, else the fallback.

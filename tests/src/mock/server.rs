@@ -321,7 +321,13 @@ fn handle(
         let seq = shared.next_seq.fetch_add(1, Ordering::SeqCst);
         let at = Instant::now();
         let mut limits = shared.limits.lock().expect("limits");
-        let step = limited_step(limits.as_mut(), &mut script, &shared.rate_limited, at);
+        let step = limited_step(
+            limits.as_mut(),
+            &mut script,
+            &shared.rate_limited,
+            at,
+            req.headers(),
+        );
         (seq, at, step)
     };
     async move {

@@ -1,0 +1,277 @@
+//! What levee learns about a client request before sending it: the
+//! endpoint from the path, the method, a bounded look at the JSON body for
+//! `model`, `stream` and `max_tokens`, and the SDK's own headers. Both
+//! hosts read requests here, so the policy sees the same facts from each.
+
+use crate::json_fields;
+use levee_policy_core::{Endpoint, Method, Outcome, ResponseFacts, headers};
+
+/// The body fields the policy and the limiter care about.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BodyFacts {
+    /// `model`
+    pub model: Option<String>,
+    /// `stream` (false when absent)
+    pub stream: bool,
+    /// `max_tokens`, saturated to `u32`
+    pub max_tokens: Option<u32>,
+}
+
+/// Reads the fields from a JSON body; anything that is not a JSON object
+/// yields defaults, and a field of the wrong type is absent (the upstream
+/// judges the request).
+pub fn body_facts(body: &[u8]) -> BodyFacts {
+    let Some([model, stream, max_tokens]) =
+        json_fields::fields(body, ["model", "stream", "max_tokens"])
+    else {
+        return BodyFacts::default();
+    };
+    BodyFacts {
+        model: model.and_then(json_string),
+        stream: stream == Some(b"true"),
+        max_tokens: max_tokens
+            .and_then(json_u64)
+            .map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+    }
+}
+
+/// A raw JSON string's text, as `serde_json` reads it. One without escapes,
+/// inner quotes or control characters is its bytes between the quotes,
+/// taken without the decoder.
+fn json_string(raw: &[u8]) -> Option<String> {
+    match raw {
+        [b'"', text @ .., b'"']
+            if text
+                .iter()
+                .all(|&b| b >= 0x20 && !matches!(b, b'"' | b'\\')) =>
+        {
+            std::str::from_utf8(text).ok().map(str::to_owned)
+        }
+        _ => serde_json::from_slice(raw).ok(),
+    }
+}
+
+/// A raw JSON number as a `u64`, as `serde_json` reads it. Plain digits
+/// without a leading zero are parsed without the decoder.
+fn json_u64(raw: &[u8]) -> Option<u64> {
+    match raw {
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(raw).ok()?.parse().ok()
+        }
+        _ => serde_json::from_slice(raw).ok(),
+    }
+}
+
+/// Input tokens, estimated as one token per four bytes of body.
+///
+/// The body's JSON syntax and field names inflate the count, and non-English
+/// text deflates it: for typical English prompts the estimate is within
+/// about 30% of the API's count. Reconciliation with the response's `usage`
+/// corrects the limiter either way.
+pub fn estimate_input_tokens(body: &[u8]) -> u32 {
+    u32::try_from(body.len().div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// The API endpoint a path names; a query, if any, is ignored.
+pub fn endpoint(path: &str) -> Endpoint {
+    let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
+    match path {
+        "/v1/messages" => Endpoint::Messages,
+        "/v1/messages/count_tokens" => Endpoint::CountTokens,
+        p if p == "/v1/models" || p.starts_with("/v1/models/") => Endpoint::Models,
+        p if p.starts_with("/v1/messages/batches") => Endpoint::Batches,
+        _ => Endpoint::Other,
+    }
+}
+
+/// The endpoint's label for logs and metrics (bounded: never a raw path).
+pub fn endpoint_label(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::Messages => "messages",
+        Endpoint::CountTokens => "count_tokens",
+        Endpoint::Models => "models",
+        Endpoint::Batches => "batches",
+        Endpoint::Other => "other",
+    }
+}
+
+/// The method, as the contract names it.
+pub fn method(name: &str) -> Method {
+    match name {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        "OPTIONS" => Method::Options,
+        _ => Method::Other,
+    }
+}
+
+/// `x-stainless-timeout`
+pub const CLIENT_TIMEOUT: &str = "x-stainless-timeout";
+/// `x-stainless-retry-count`
+pub const CLIENT_RETRY_COUNT: &str = "x-stainless-retry-count";
+
+/// The client's own timeout from `x-stainless-timeout` (seconds, possibly
+/// fractional), in milliseconds, when it is a sane positive number.
+pub fn client_timeout_ms(value: &str) -> Option<u64> {
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs > 0.0 && secs <= 86_400.0).then(|| (secs * 1000.0).ceil() as u64)
+}
+
+/// `x-stainless-retry-count`, when it is a number.
+pub fn client_retry_count(value: &str) -> Option<u32> {
+    value.trim().parse().ok()
+}
+
+/// The facts of an upstream's answer, from its status, its headers
+/// (`header` looks one up by its lower-case name), the prefix of its body
+/// read so far (only error bodies are read) and the time to its head. The
+/// header and body parsers are the decision core's.
+pub fn response_facts<'h>(
+    status: u16,
+    header: impl Fn(&str) -> Option<&'h str>,
+    body: &[u8],
+    elapsed_ms: u32,
+    now: u64,
+) -> ResponseFacts {
+    let (error, spend_cap) = if body.is_empty() {
+        (None, false)
+    } else {
+        headers::parse_error_body(body)
+    };
+    ResponseFacts {
+        status,
+        should_retry: header("x-should-retry").and_then(headers::parse_should_retry),
+        retry_after_ms: header("retry-after-ms").and_then(headers::parse_retry_after_ms),
+        retry_after: header("retry-after").and_then(|v| headers::parse_retry_after(v, now)),
+        error,
+        spend_cap,
+        elapsed_ms,
+    }
+}
+
+/// How long the answer's own headers ask to wait before a retry:
+/// `retry-after-ms` when it is positive, else `retry-after`.
+pub fn header_wait(f: &ResponseFacts) -> Option<u64> {
+    f.retry_after_ms.filter(|&v| v > 0).or(f.retry_after)
+}
+
+/// The outcome of an answer known by its status alone: a success, which
+/// is delivered without reading its body or asking the policy.
+pub fn success(status: u16, elapsed_ms: u32) -> Outcome {
+    Outcome::Response(response_facts(status, |_| None, b"", elapsed_ms, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_facts_read_the_retry_headers_and_the_error_body() {
+        let h = |name: &str| match name {
+            "x-should-retry" => Some("true"),
+            "retry-after" => Some("7"),
+            _ => None,
+        };
+        let body =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let f = response_facts(529, h, body, 40, 1_000);
+        assert_eq!(f.status, 529);
+        assert_eq!(f.should_retry, Some(true));
+        assert_eq!(f.retry_after, Some(7_000));
+        assert_eq!(f.retry_after_ms, None);
+        assert_eq!(f.error, Some(levee_policy_core::ErrorKind::Overloaded));
+        assert_eq!(f.elapsed_ms, 40);
+        assert_eq!(
+            success(200, 3),
+            Outcome::Response(ResponseFacts {
+                status: 200,
+                should_retry: None,
+                retry_after_ms: None,
+                retry_after: None,
+                error: None,
+                spend_cap: false,
+                elapsed_ms: 3,
+            })
+        );
+    }
+
+    #[test]
+    fn body_facts_read_the_three_fields_and_nothing_else() {
+        let facts = body_facts(
+            br#"{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(
+            facts,
+            BodyFacts {
+                model: Some("claude-sonnet-4-5".into()),
+                stream: true,
+                max_tokens: Some(1024)
+            }
+        );
+        assert_eq!(body_facts(b"not json"), BodyFacts::default());
+        assert_eq!(body_facts(b"[1,2]"), BodyFacts::default());
+        assert_eq!(
+            body_facts(br#"{"max_tokens": 99999999999}"#).max_tokens,
+            Some(u32::MAX)
+        );
+        assert_eq!(body_facts(br#"{"stream": "yes"}"#), BodyFacts::default());
+        assert_eq!(
+            body_facts(br#"{"model": 7, "stream": true, "max_tokens": -1}"#),
+            BodyFacts {
+                model: None,
+                stream: true,
+                max_tokens: None
+            }
+        );
+    }
+
+    proptest::proptest! {
+        /// The fast paths read what `serde_json` reads, and refuse what it
+        /// refuses.
+        #[test]
+        fn strings_and_numbers_read_as_serde_json_reads_them(
+            raw in "\"([ -~]|\\\\[\"nu]|[\u{0}-\u{1f}]|é|\\\\u00e9){0,8}\"?|-?[0-9]{0,22}(\\.[0-9])?|[0-9a-z\"]{0,4}",
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+        ) {
+            for raw in [raw.as_bytes(), &bytes] {
+                proptest::prop_assert_eq!(json_string(raw), serde_json::from_slice::<String>(raw).ok());
+                proptest::prop_assert_eq!(json_u64(raw), serde_json::from_slice::<u64>(raw).ok());
+            }
+        }
+    }
+
+    #[test]
+    fn endpoints_are_classified_without_raw_paths() {
+        assert_eq!(endpoint("/v1/messages"), Endpoint::Messages);
+        assert_eq!(endpoint("/v1/messages/"), Endpoint::Messages);
+        assert_eq!(endpoint("/v1/messages?beta=true"), Endpoint::Messages);
+        assert_eq!(endpoint("/v1/messages/count_tokens"), Endpoint::CountTokens);
+        assert_eq!(endpoint("/v1/models/claude-x"), Endpoint::Models);
+        assert_eq!(
+            endpoint("/v1/messages/batches/abc/results"),
+            Endpoint::Batches
+        );
+        assert_eq!(endpoint("/v1/complete"), Endpoint::Other);
+    }
+
+    #[test]
+    fn client_timeout_is_read_in_seconds() {
+        assert_eq!(client_timeout_ms("600"), Some(600_000));
+        assert_eq!(client_timeout_ms(" 1.5 "), Some(1_500));
+        for bad in ["-1", "0", "nan", "inf", "abc", "1e10"] {
+            assert_eq!(client_timeout_ms(bad), None, "{bad}");
+        }
+        assert_eq!(client_retry_count("2"), Some(2));
+        assert_eq!(client_retry_count("x"), None);
+    }
+
+    #[test]
+    fn token_estimate_is_a_quarter_of_the_bytes() {
+        assert_eq!(estimate_input_tokens(b""), 0);
+        assert_eq!(estimate_input_tokens(b"abcde"), 2);
+    }
+}
