@@ -13,7 +13,6 @@ pub mod admit;
 pub mod bucket;
 pub mod headers;
 pub mod memory;
-pub mod metrics;
 pub mod queue;
 pub mod redis;
 pub mod shared;

@@ -15,11 +15,11 @@
 //! The switch and the recovery are each logged once and counted.
 
 use super::memory::{MemoryLimiter, wants};
-use super::metrics::LimitMetrics;
 use super::redis::{Answer, Ask, Op, Seat, Want, Wire};
 use super::{ClientKey, Denied, Grant, LimitSpec, Limiter, Reported, Reserving, Usage};
 use crate::config::{OnFailure, RedisLimits};
 use crate::core::{Budget, Charge, LimitKind, LimitScope};
+use crate::telemetry::limits::LimitMetrics;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};

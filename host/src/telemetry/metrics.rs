@@ -125,7 +125,7 @@ pub struct Metrics {
     seen_stream_ends: Few<&'static str, sharded::Counter>,
     seen_policy_calls: Few<&'static str, Histogram>,
     /// Admission queue and token metrics.
-    pub limits: crate::limits::metrics::LimitMetrics,
+    pub limits: super::limits::LimitMetrics,
     /// `[admin] metrics`: off, the request path records nothing.
     on: AtomicBool,
 }

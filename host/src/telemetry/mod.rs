@@ -4,6 +4,7 @@
 
 pub(crate) mod access;
 pub mod few;
+pub mod limits;
 mod log;
 pub(crate) mod metrics;
 pub mod per_thread;
