@@ -10,8 +10,8 @@
 //! With the default feature `gateway`: [`cli`] is the command line,
 //! [`config`] its configuration, [`gateway`] the request path,
 //! [`upstream`] the client to the upstreams, [`limits`] the rate limits,
-//! [`telemetry`] the metrics and logs, [`admin`] the admin listener and
-//! [`clock`] the wall clock.
+//! [`telemetry`] the metrics and logs, [`admin`] the admin listener,
+//! [`clock`] the wall clock and [`worker`] the worker a thread serves.
 
 #![deny(unsafe_code)]
 
@@ -36,5 +36,7 @@ pub mod telemetry;
 pub mod trace;
 #[cfg(feature = "gateway")]
 pub mod upstream;
+#[cfg(feature = "gateway")]
+pub mod worker;
 
 pub use levee_policy_core as core;

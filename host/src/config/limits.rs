@@ -3,8 +3,8 @@
 
 use super::check::{Checker, Key};
 use super::raw::{RawLimitSpec, RawLimits, RawRedis};
+use super::types::LimitSpec;
 use super::types::Secret;
-use crate::limits::LimitSpec;
 use std::time::Duration;
 
 /// The admission queue's default length.

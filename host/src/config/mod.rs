@@ -34,8 +34,8 @@ pub use egress::{DEFAULT_PROXY_PORT, Dns, ProxyEndpoint, parse_proxy, redact_pro
 pub use health::{HealthCheck, HttpProbe, Outlier};
 pub use limits::{Limits, OnFailure, PRIORITY_HEADER, RedisLimits};
 pub use types::{
-    Admin, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls, TlsVersion,
-    Trace, Upstream,
+    Admin, LimitSpec, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls,
+    TlsVersion, Trace, Upstream,
 };
 
 use std::fmt;

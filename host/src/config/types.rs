@@ -45,7 +45,7 @@ pub struct Upstream {
     /// How often each proxy is probed (a TCP connect).
     pub proxy_check_interval: Duration,
     /// Rate and concurrency limits (`[upstreams.limits]`).
-    pub limits: crate::limits::LimitSpec,
+    pub limits: LimitSpec,
 }
 
 impl Upstream {
@@ -252,4 +252,25 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
+}
+
+/// Limits for one scope; `None` means unlimited (until an upstream's
+/// headers teach one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitSpec {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Input tokens per minute (`input_tokens + cache_creation_input_tokens`).
+    pub input_tokens_per_minute: Option<u64>,
+    /// Output tokens per minute.
+    pub output_tokens_per_minute: Option<u64>,
+    /// Requests in flight at once.
+    pub max_concurrency: Option<u32>,
+}
+
+impl LimitSpec {
+    /// Whether any limit is set.
+    pub fn is_set(&self) -> bool {
+        *self != LimitSpec::default()
+    }
 }

@@ -12,37 +12,12 @@
 use super::reply::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame};
+pub use levee_exchange::body::Termination;
 use levee_exchange::sse::{Cursor as SseCursor, error_frame};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-
-/// How a delivered body ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Termination {
-    /// Every byte arrived (and, for SSE, `message_stop` or an upstream
-    /// `error` event was seen).
-    Complete,
-    /// The client went away first.
-    ClientGone,
-    /// No bytes for the idle timeout.
-    Stall,
-    /// The upstream failed or closed early.
-    UpstreamCut,
-}
-
-impl Termination {
-    /// The label used in logs and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Termination::Complete => "complete",
-            Termination::ClientGone => "client_gone",
-            Termination::Stall => "stall",
-            Termination::UpstreamCut => "upstream_cut",
-        }
-    }
-}
 
 /// What watches a delivered body: it sees every byte that goes to the
 /// client, and hears once how the body ended and how many bytes were sent.

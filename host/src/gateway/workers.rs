@@ -17,21 +17,13 @@
 //! is far from that.
 
 use super::server::{Gateway, serve_connections};
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The index of the worker running on this thread (0 elsewhere).
-pub fn current() -> usize {
-    INDEX.with(Cell::get)
-}
+pub use crate::worker::current;
 
 /// The worker threads, and the acceptor's handles on them.
 pub struct Workers {
@@ -59,7 +51,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("levee-worker-{index}"))
                 .spawn(move || {
-                    INDEX.with(|i| i.set(index));
+                    crate::worker::set_current(index);
                     runtime.block_on(serve_connections(gw, rx, worker_load, grace));
                 })?;
             queues.push(tx);

@@ -23,26 +23,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-/// Limits for one scope; `None` means unlimited (until an upstream's
-/// headers teach one).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LimitSpec {
-    /// Requests per minute.
-    pub requests_per_minute: Option<u64>,
-    /// Input tokens per minute (`input_tokens + cache_creation_input_tokens`).
-    pub input_tokens_per_minute: Option<u64>,
-    /// Output tokens per minute.
-    pub output_tokens_per_minute: Option<u64>,
-    /// Requests in flight at once.
-    pub max_concurrency: Option<u32>,
-}
-
-impl LimitSpec {
-    /// Whether any limit is set.
-    pub fn is_set(&self) -> bool {
-        *self != LimitSpec::default()
-    }
-}
+pub use crate::config::LimitSpec;
 
 /// A client, as the limiter knows it: a hash of its API key, never the
 /// key itself.
@@ -132,28 +113,7 @@ pub enum Denied {
 /// round trip for shared ones.
 pub type Reserving<'a> = Pin<Box<dyn Future<Output = Result<Grant, Denied>> + Send + 'a>>;
 
-/// Actual usage from a response, for reconciliation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// `input_tokens + cache_creation_input_tokens`, when reported.
-    pub input: Option<u64>,
-    /// Output tokens produced, when known.
-    pub output: Option<u64>,
-}
-
-impl Usage {
-    /// What a charge of `kind` reserved at `reserved` really cost: the
-    /// reported usage, else the estimate; `None` for concurrency, which
-    /// has nothing to settle.
-    pub fn actual(&self, kind: LimitKind, reserved: u64) -> Option<u64> {
-        match kind {
-            LimitKind::Requests => Some(reserved),
-            LimitKind::InputTokens => Some(self.input.unwrap_or(reserved)),
-            LimitKind::OutputTokens => Some(self.output.unwrap_or(reserved)),
-            LimitKind::Concurrency => None,
-        }
-    }
-}
+pub use levee_exchange::body::Usage;
 
 /// One dimension of an upstream's rate-limit report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

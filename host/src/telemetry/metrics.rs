@@ -13,8 +13,8 @@
 use super::few::Few;
 use super::sharded::{self, Histogram};
 use crate::core::FailureKind;
-use crate::gateway::stream::Termination;
 use crate::policy::{PolicyEngine, PolicyHandle};
+use levee_exchange::body::Termination;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;

@@ -17,7 +17,7 @@ pub use client::{AttemptError, UpstreamBody, UpstreamClient};
 pub use connect::{ConnectError, layer_name};
 
 use crate::config::{Dns, Outlier, Scheme, Upstream};
-use crate::gateway::workers;
+use crate::worker;
 use anyhow::Context;
 use state::UpstreamState;
 use std::sync::Arc;
@@ -98,7 +98,7 @@ impl UpstreamRuntime {
 
     /// The calling worker's client: its connections live on this thread.
     pub(crate) fn client(&self) -> &UpstreamClient {
-        &self.clients[workers::current() % self.clients.len()]
+        &self.clients[worker::current() % self.clients.len()]
     }
 }
 

@@ -1,0 +1,54 @@
+//! What a delivered body tells when it is over: how it ended, and the
+//! tokens it reported. The gateway's watch, the access log, the metrics
+//! and the limiter's settlement all read these.
+
+use levee_policy_core::LimitKind;
+
+/// How a delivered body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Termination {
+    /// Every byte arrived (and, for SSE, `message_stop` or an upstream
+    /// `error` event was seen).
+    Complete,
+    /// The client went away first.
+    ClientGone,
+    /// No bytes for the idle timeout.
+    Stall,
+    /// The upstream failed or closed early.
+    UpstreamCut,
+}
+
+impl Termination {
+    /// The label used in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Termination::Complete => "complete",
+            Termination::ClientGone => "client_gone",
+            Termination::Stall => "stall",
+            Termination::UpstreamCut => "upstream_cut",
+        }
+    }
+}
+
+/// Actual usage from a response, for reconciliation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// `input_tokens + cache_creation_input_tokens`, when reported.
+    pub input: Option<u64>,
+    /// Output tokens produced, when known.
+    pub output: Option<u64>,
+}
+
+impl Usage {
+    /// What a charge of `kind` reserved at `reserved` really cost: the
+    /// reported usage, else the estimate; `None` for concurrency, which
+    /// has nothing to settle.
+    pub fn actual(&self, kind: LimitKind, reserved: u64) -> Option<u64> {
+        match kind {
+            LimitKind::Requests => Some(reserved),
+            LimitKind::InputTokens => Some(self.input.unwrap_or(reserved)),
+            LimitKind::OutputTokens => Some(self.output.unwrap_or(reserved)),
+            LimitKind::Concurrency => None,
+        }
+    }
+}
