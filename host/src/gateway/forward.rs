@@ -60,7 +60,8 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
                 false => LocalReply::body_unreadable(&e.to_string()),
             };
             let resp = local(&gw, &refused, &request_id, 0);
-            access.head(Head::local(request_id, parts.method, &parts.uri, &resp));
+            let status = resp.status().as_u16();
+            access.head(Head::local(request_id, parts.method, &parts.uri, status));
             return resp;
         }
     };

@@ -7,8 +7,8 @@
 //! when the watched body finishes). Whichever comes last writes the line;
 //! a response with no watched body is written with its head.
 
-use crate::gateway::stream::Termination;
-use crate::limits::Usage;
+use levee_exchange::body::{Termination, Usage};
+use levee_exchange::facts::{endpoint, endpoint_label};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -36,15 +36,13 @@ impl Head {
         request_id: String,
         method: http::Method,
         uri: &http::Uri,
-        resp: &http::Response<crate::gateway::reply::Body>,
+        status: u16,
     ) -> Head {
         Head {
             request_id,
             method,
-            endpoint: crate::gateway::facts::endpoint_label(crate::gateway::facts::endpoint(
-                uri.path(),
-            )),
-            status: resp.status().as_u16(),
+            endpoint: endpoint_label(endpoint(uri.path())),
+            status,
             upstream: None,
             attempts: 0,
             head_ms: 0,
