@@ -118,6 +118,32 @@ impl Rails {
     }
 }
 
+/// The rails' defaults and bounds, the same in every host: a setting left
+/// out of the gateway's TOML or the edge's variables takes the default,
+/// and one outside its bounds is refused.
+pub mod defaults {
+    /// Attempts at most, the first included.
+    pub const MAX_ATTEMPTS: u64 = 10;
+    /// The most `max_attempts` may be.
+    pub const MAX_ATTEMPTS_LIMIT: u64 = 20;
+    /// How long a request may take, ms (20 minutes).
+    pub const REQUEST_DEADLINE_MS: u64 = 20 * 60_000;
+    /// The longest deadline, ms (a day).
+    pub const REQUEST_DEADLINE_LIMIT_MS: u64 = 86_400_000;
+    /// The largest request body accepted, bytes.
+    pub const MAX_BODY_BYTES: u64 = 32 << 20;
+    /// The most `max_body_bytes` may be.
+    pub const MAX_BODY_BYTES_LIMIT: u64 = 1 << 30;
+    /// How much of an error body is read before the policy decides.
+    pub const ERROR_BODY_BYTES: u64 = 64 << 10;
+    /// The least and the most `error_body_bytes` may be.
+    pub const ERROR_BODY_BYTES_RANGE: (u64, u64) = (1024, 1 << 20);
+    /// How long a delivered body may send nothing before it is cut, ms.
+    pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+    /// The longest idle timeout, ms (an hour).
+    pub const IDLE_TIMEOUT_LIMIT_MS: u64 = 3_600_000;
+}
+
 fn spent() -> GiveUp {
     GiveUp {
         should_retry: false,

@@ -4,6 +4,7 @@
 //!
 //! Secrets (`api_key`, `access_token`) are never echoed in an error.
 
+use levee_exchange::rails::defaults;
 use std::fmt;
 
 /// One upstream, as configured.
@@ -160,11 +161,34 @@ impl Settings {
         Ok(Settings {
             upstreams,
             policy_config,
-            max_attempts: num("max_attempts", 1, 20, 10)? as u32,
-            deadline_ms: num("deadline_ms", 1, 86_400_000, 20 * 60_000)?,
-            idle_timeout_ms: num("idle_timeout_ms", 1, 3_600_000, 60_000)?,
-            max_body_bytes: num("max_body_bytes", 1, 1 << 30, 32 << 20)? as usize,
-            error_body_bytes: num("error_body_bytes", 1024, 1 << 20, 64 << 10)? as usize,
+            max_attempts: num(
+                "max_attempts",
+                1,
+                defaults::MAX_ATTEMPTS_LIMIT,
+                defaults::MAX_ATTEMPTS,
+            )? as u32,
+            deadline_ms: num(
+                "deadline_ms",
+                1,
+                defaults::REQUEST_DEADLINE_LIMIT_MS,
+                defaults::REQUEST_DEADLINE_MS,
+            )?,
+            idle_timeout_ms: num(
+                "idle_timeout_ms",
+                1,
+                defaults::IDLE_TIMEOUT_LIMIT_MS,
+                defaults::IDLE_TIMEOUT_MS,
+            )?,
+            max_body_bytes: num(
+                "max_body_bytes",
+                1,
+                defaults::MAX_BODY_BYTES_LIMIT,
+                defaults::MAX_BODY_BYTES,
+            )? as usize,
+            error_body_bytes: {
+                let (least, most) = defaults::ERROR_BODY_BYTES_RANGE;
+                num("error_body_bytes", least, most, defaults::ERROR_BODY_BYTES)? as usize
+            },
             limits,
             api_key,
             access_token,

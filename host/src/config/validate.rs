@@ -5,6 +5,7 @@ use super::check::{Checker, Key, toml_float};
 use super::raw::{RawAdmin, RawConfig, RawLog, RawRails, RawStreaming, RawTrace};
 use super::types::{Admin, Log, LogFormat, Rails, Secret, Streaming, Trace};
 use super::{Config, ConfigError, Overrides, policy_settings, upstream};
+use levee_exchange::rails::defaults;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -101,18 +102,23 @@ fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
         }
     };
     Rails {
-        max_attempts: c.int("rails.max_attempts", raw.max_attempts, 1..=20, 10),
+        max_attempts: c.int(
+            "rails.max_attempts",
+            raw.max_attempts,
+            1..=defaults::MAX_ATTEMPTS_LIMIT as i64,
+            defaults::MAX_ATTEMPTS as u32,
+        ),
         request_deadline: c.millis(
             "rails.request_deadline_ms",
             raw.request_deadline_ms,
-            1..=86_400_000,
-            Duration::from_secs(20 * 60),
+            1..=defaults::REQUEST_DEADLINE_LIMIT_MS as i64,
+            Duration::from_millis(defaults::REQUEST_DEADLINE_MS),
         ),
         max_body_bytes: c.int(
             "rails.max_body_bytes",
             raw.max_body_bytes,
-            1..=1 << 30,
-            32 << 20,
+            1..=defaults::MAX_BODY_BYTES_LIMIT as i64,
+            defaults::MAX_BODY_BYTES as usize,
         ),
         retry_budget_ratio: ratio,
         retry_budget_min_retries: c.int(
@@ -124,8 +130,11 @@ fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
         error_body_bytes: c.int(
             "rails.error_body_bytes",
             raw.error_body_bytes,
-            1024..=1 << 20,
-            64 << 10,
+            {
+                let (least, most) = defaults::ERROR_BODY_BYTES_RANGE;
+                least as i64..=most as i64
+            },
+            defaults::ERROR_BODY_BYTES as usize,
         ),
     }
 }
@@ -143,8 +152,8 @@ fn streaming(c: &mut Checker<'_>, raw: RawStreaming) -> Streaming {
         idle_timeout: c.millis(
             "streaming.idle_timeout_ms",
             raw.idle_timeout_ms,
-            1..=3_600_000,
-            Duration::from_secs(60),
+            1..=defaults::IDLE_TIMEOUT_LIMIT_MS as i64,
+            Duration::from_millis(defaults::IDLE_TIMEOUT_MS),
         ),
     }
 }
