@@ -4,9 +4,10 @@
 
 use super::Edge;
 use super::scenarios::{MESSAGE, Setup, header, post};
+use levee_exchange::{Action, Exchange, Rails};
 use levee_policy_core::{
-    Admission, Attempt, Circuit, Endpoint, Health, Method, NextStep, Outcome, Policy, Profile,
-    RequestFacts, ResponseFacts, UpstreamView, View,
+    Admission, Circuit, Endpoint, Health, Method, Outcome, Policy, Profile, RequestFacts,
+    ResponseFacts, UpstreamView, View,
 };
 use levee_tests::edge::components;
 use levee_tests::mock::{MockUpstream, Reply, RetryAfter, Script, Step};
@@ -24,9 +25,9 @@ struct Seen {
 /// One scripted answer: a status and its `retry-after-ms`.
 type Answer = (u16, Option<u64>);
 
-/// Runs the native core of `profile` over the script, as a host would:
-/// one upstream, the 429's wait marked in the view, time moving by the
-/// delays the policy asks for.
+/// Runs the native core of `profile` over the script, driving the exchange
+/// core as the edge does: one upstream, the 429's wait marked in the view,
+/// time moving by the delays the policy asks for.
 fn predict(profile: Profile, config: &serde_json::Value, script: &[Answer]) -> Seen {
     let mut policy = Policy::new(profile);
     policy
@@ -66,62 +67,69 @@ fn predict(profile: Profile, config: &serde_json::Value, script: &[Answer]) -> S
         }],
         retry_budget: true,
     };
-    let Admission::Admit(plan) = policy.on_request(&req, &view(now, None)) else {
-        panic!("a fresh request is admitted");
+    // The same exchange core the edge drives, with the edge's rails
+    // (ten attempts at most, one upstream) and no budget to wait for.
+    let rails = Rails {
+        max_attempts: 10,
+        upstreams: 1,
     };
-    let (mut number, mut prev, mut delays) = (0u32, 0u64, vec![]);
+    let mut x = Exchange::new(req, rails);
+    let mut delays = vec![];
+    let mut status = 0;
+    let mut next = x.start();
     loop {
-        let (status, wait) = script[(number as usize).min(script.len() - 1)];
-        if status < 400 {
-            return Seen {
-                status,
-                attempts: number + 1,
-                should_retry: None,
-                delays_ms: delays,
-            };
-        }
-        if status == 429 {
-            limited_until = Some(now + wait.unwrap_or(0));
-        }
-        let facts = ResponseFacts {
-            status,
-            should_retry: None,
-            retry_after_ms: wait,
-            retry_after: None,
-            error: None,
-            spend_cap: false,
-            elapsed_ms: 1,
-        };
-        let attempt = Attempt {
-            number,
-            upstream: 0,
-            prev_delay_ms: prev,
-            outcome: Outcome::Response(facts),
-        };
-        match policy.on_outcome(&req, &plan.upstreams, &attempt, &view(now, limited_until)) {
-            NextStep::Retry(r) => {
-                delays.push(r.delay_ms);
-                now += r.delay_ms;
-                prev = r.delay_ms;
-                number += 1;
+        next = match next {
+            Action::AskAdmission => {
+                let admission = policy.on_request(x.request(), &view(now, limited_until));
+                assert!(matches!(admission, Admission::Admit(_)), "admitted");
+                x.admission(admission, now)
             }
-            NextStep::Deliver => {
+            Action::Reserve => x.reserved(0, now),
+            Action::Send { number, .. } => {
+                let wait;
+                (status, wait) = script[(number as usize).min(script.len() - 1)];
+                if status == 429 {
+                    limited_until = Some(now + wait.unwrap_or(0));
+                }
+                x.answered(Outcome::Response(ResponseFacts {
+                    status,
+                    should_retry: None,
+                    retry_after_ms: wait,
+                    retry_after: None,
+                    error: None,
+                    spend_cap: false,
+                    elapsed_ms: 1,
+                }))
+            }
+            Action::AskOutcome(attempt) => {
+                let view = view(now, limited_until);
+                let step = policy.on_outcome(x.request(), x.order(), &attempt, &view);
+                x.decided(step, now)
+            }
+            Action::TakeSlot { .. } => x.slot(true),
+            Action::Wait { delay_ms, .. } => {
+                delays.push(delay_ms);
+                now += delay_ms;
+                x.waited(now)
+            }
+            Action::Deliver(attempt) => {
                 return Seen {
                     status,
-                    attempts: number + 1,
+                    attempts: attempt.number + 1,
                     should_retry: None,
                     delays_ms: delays,
                 };
             }
-            NextStep::Fail(g) => {
+            Action::GiveUp(at) => {
                 return Seen {
                     status,
-                    attempts: number + 1,
-                    should_retry: Some(g.should_retry.to_string()),
+                    attempts: at.attempts,
+                    should_retry: at.verdict.map(|g| g.should_retry.to_string()),
                     delays_ms: delays,
                 };
             }
-        }
+            other => panic!("the edge's script never leads to {other:?}"),
+        };
     }
 }
 
