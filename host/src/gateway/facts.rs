@@ -5,9 +5,15 @@
 //! budgets an upstream reports.
 
 use crate::limits::headers::{Family, Found};
-use http::HeaderMap;
-use levee_exchange::facts::{CLIENT_RETRY_COUNT, CLIENT_TIMEOUT};
+use http::{HeaderMap, HeaderName};
 pub use levee_exchange::facts::{body_facts, endpoint, endpoint_label, estimate_input_tokens};
+
+/// `x-stainless-timeout`, parsed once: a lookup by `&str` parses the name
+/// on every request.
+const CLIENT_TIMEOUT: HeaderName = HeaderName::from_static(levee_exchange::facts::CLIENT_TIMEOUT);
+/// `x-stainless-retry-count`.
+const CLIENT_RETRY_COUNT: HeaderName =
+    HeaderName::from_static(levee_exchange::facts::CLIENT_RETRY_COUNT);
 
 /// The method as a metrics label; methods outside the standard set are
 /// `OTHER`, so the label set stays bounded.
