@@ -196,10 +196,17 @@ async fn a_place_taken_early_keeps_its_turn() {
     let a = admitter(rpm(60), 2);
     drain(&a, 60).await;
     let early = a.line_up(0).expect("room");
-    let late = a.admit(ask(&[0], 60_000), None);
-    let first = a.admit(ask(&[0], 60_000), Some(early));
-    let (late, first) = tokio::join!(late, first);
+    // The late one is polled first: without its place kept, the early one
+    // would be admitted second.
+    // Each keeps its reservation (dropping one unsent gives its token back).
+    let late = async { (a.admit(ask(&[0], 60_000), None).await, clock()) };
+    let first = async { (a.admit(ask(&[0], 60_000), Some(early)).await, clock()) };
+    let ((late, late_at), (first, first_at)) = tokio::join!(late, first);
     assert!(late.is_ok() && first.is_ok());
-    assert_eq!(clock(), 2_000, "one after the other, a second apart");
+    assert_eq!(
+        first_at, 1_000,
+        "the early place is admitted at the first refill"
+    );
+    assert_eq!(late_at, 2_000, "the late one a second after it");
     assert!(a.line_up(0).is_some() && a.queued() == 0);
 }
