@@ -158,6 +158,7 @@ impl Access {
             status = head.status,
             upstream = head.upstream.as_deref().map_or("-", String::as_str),
             attempts = head.attempts,
+            worker = crate::worker::current(),
             head_ms = head.head_ms,
             total_ms = line.total_ms,
             bytes = line.bytes,
@@ -227,6 +228,7 @@ impl Line<'_> {
         for (lead, value) in [
             (lead!("status"), Some(u64::from(h.status))),
             (lead!("attempts"), Some(u64::from(h.attempts))),
+            (lead!("worker"), Some(crate::worker::current() as u64)),
             (lead!("head_ms"), Some(h.head_ms)),
             (lead!("total_ms"), Some(self.total_ms)),
             (lead!("bytes"), self.bytes),
@@ -335,6 +337,7 @@ mod tests {
 
     #[test]
     fn the_line_is_what_tracing_would_print() {
+        crate::worker::set_current(3);
         let head = Head {
             request_id: "levee_01".into(),
             method: http::Method::POST,
@@ -367,11 +370,12 @@ mod tests {
         assert_eq!(f["end"], "complete");
         assert_eq!(f["status"], 200);
         assert_eq!(f["attempts"], 1);
+        assert_eq!(f["worker"], 3);
         let mut buf = Vec::new();
         line.format(&mut buf, false);
         let text = String::from_utf8(buf).unwrap();
         assert!(
-            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" end=\"complete\" status=200 attempts=1 head_ms=3 total_ms=9 bytes=120 input_tokens=17\n"),
+            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" end=\"complete\" status=200 attempts=1 worker=3 head_ms=3 total_ms=9 bytes=120 input_tokens=17\n"),
             "{text}"
         );
         let unix = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_939_742_281_007);
