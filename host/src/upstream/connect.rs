@@ -74,16 +74,14 @@ impl Connector {
         let addrs = self.dns.resolve(&self.host, self.port).await?;
         let mut last = None;
         for addr in &addrs {
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => return Ok(stream),
-                Ok(Err(e)) => last = Some(format!("{addr}: {e}")),
-                Err(_) => {
-                    last = Some(format!(
-                        "{addr}: no answer within {:?}",
-                        self.connect_timeout
-                    ))
-                }
-            }
+            let failed =
+                match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => return Ok(stream),
+                    Ok(Err(e)) => format!("{addr}: {e}"),
+                    Err(_) => format!("{addr}: no answer within {:?}", self.connect_timeout),
+                };
+            tracing::debug!(host = %self.host, "connect failed, {failed}");
+            last = Some(failed);
         }
         Err(ConnectError {
             kind: FailureKind::Connect,
