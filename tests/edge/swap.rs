@@ -181,9 +181,11 @@ async fn each_composed_policy_decides_as_its_native_core_predicts() {
             "{profile:?}: the edge decided otherwise than the core"
         );
         assert_eq!(got.delays_ms.len(), want.delays_ms.len());
+        // Measured between the mock's arrivals: the wait, plus one
+        // request's trip through the edge (an instance per request).
         for (g, w) in got.delays_ms.iter().zip(&want.delays_ms) {
             assert!(
-                g >= w,
+                (*w..*w + 500).contains(g),
                 "{profile:?}: waited {g} ms, the policy asked {w} ms"
             );
         }

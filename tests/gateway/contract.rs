@@ -116,9 +116,11 @@ async fn the_clients_own_timeout_shortens_the_deadline() {
         .post(format!("{}/v1/messages", levee.url()))
         .header("x-stainless-timeout", "0.6")
         .body(MESSAGE)
+        // Without the header, levee's own try timeout is a minute or more.
+        .timeout(Duration::from_secs(10))
         .send()
         .await
-        .unwrap();
+        .expect("levee answers within the client's timeout");
     let took = started.elapsed();
     assert_eq!(resp.status(), 504);
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -133,6 +135,11 @@ async fn the_clients_own_timeout_shortens_the_deadline() {
         took >= Duration::from_millis(600),
         "gave up after {took:?}, before the client's timeout"
     );
+    assert!(
+        took < Duration::from_millis(1_500),
+        "gave up after {took:?}, long after the client's 0.6 s"
+    );
+    assert_eq!(upstream.requests().len(), 1, "no time was left to retry");
 }
 
 #[tokio::test(flavor = "multi_thread")]

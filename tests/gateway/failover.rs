@@ -164,6 +164,10 @@ async fn a_rate_limited_only_upstream_is_waited_for_as_retry_after_says() {
         gap >= Duration::from_millis(900),
         "retried after {gap:?}, before the 1 s retry-after"
     );
+    assert!(
+        gap < Duration::from_millis(1_600),
+        "retried after {gap:?}, well after the 1 s retry-after"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,9 +59,11 @@ pub async fn a_rate_limited_primary_hands_over_without_waiting<G: Gateway>() {
     let resp = post(&gw, MESSAGE).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+    // The primary asked for 30 s; the policy's own backoff is at most
+    // 100 ms. A second covers that and a slow machine's connect.
     let gap = backup.requests()[0].at - primary.requests()[0].at;
     assert!(
-        gap < Duration::from_secs(10),
+        gap < Duration::from_secs(1),
         "waited {gap:?} for a limit another upstream did not have"
     );
 }

@@ -139,11 +139,17 @@ pub async fn a_hung_upstream_costs_one_per_try_timeout_then_a_retry<G: Gateway>(
         ..Setup::default()
     };
     let gw: G = gateway_for(&upstream, &setup);
-    let resp = post(&gw, MESSAGE).await;
+    // Ignored, the setting would leave the standard's minute per try.
+    let resp = tokio::time::timeout(Duration::from_secs(10), post(&gw, MESSAGE))
+        .await
+        .expect("answered long before the default try timeout");
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
     let seen = upstream.requests();
-    assert!(seen[1].at - seen[0].at >= Duration::from_millis(300));
+    let gap = seen[1].at - seen[0].at;
+    // 300 ms for the try, then a backoff of at most 20 ms.
+    assert!(gap >= Duration::from_millis(300), "retried after {gap:?}");
+    assert!(gap < Duration::from_millis(1_000), "retried after {gap:?}");
 }
 
 /// The host's attempt ceiling is lower than the policy's: it wins.
