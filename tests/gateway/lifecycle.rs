@@ -5,9 +5,9 @@ use levee_tests::fixtures::Fixture;
 use levee_tests::levee::{ADMIN_TOKEN, Levee};
 use levee_tests::mock::{MockUpstream, Reply, Script, SseScript, Step};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections() {
@@ -114,56 +114,97 @@ async fn active_policy(levee: &Levee) -> String {
     v["name"].as_str().unwrap().to_owned()
 }
 
+/// Every request is answered 529 once, then 200: each needs the policy's
+/// `on-outcome` and a second attempt, so the swaps land between a
+/// request's attempts, while it waits out its backoff.
 #[tokio::test(flavor = "multi_thread")]
 async fn swapping_the_policy_under_load_fails_no_request() {
-    let upstream = MockUpstream::start(Script::new()).await;
+    const REQUEST: &str = "x-test-request";
+    let upstream = MockUpstream::start(
+        Script::always(Step::Reply(Reply::message()))
+            .first_sight(REQUEST, Step::Reply(Reply::overloaded())),
+    )
+    .await;
     let levee = Arc::new(levee_for(&upstream, ""));
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
+    // (sent, answered) of every request.
+    let spans = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (levee, stop, done) = (levee.clone(), stop.clone(), done.clone());
+    for worker in 0..8 {
+        let (levee, stop, done, spans) = (levee.clone(), stop.clone(), done.clone(), spans.clone());
         workers.push(tokio::spawn(async move {
             let client = client();
+            let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let sent = Instant::now();
                 let resp = client
                     .post(format!("{}/v1/messages", levee.url()))
+                    .header(REQUEST, format!("{worker}-{n}"))
                     .body(MESSAGE)
                     .send()
                     .await
                     .unwrap();
                 assert_eq!(resp.status(), 200, "a request failed during a swap");
+                assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
                 resp.bytes().await.unwrap();
+                spans.lock().unwrap().push((sent, Instant::now()));
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
+    let mut swaps = Vec::new();
     for i in 0..10 {
         let name = if i % 2 == 0 {
             "interactive"
         } else {
             "standard"
         };
+        let asked = Instant::now();
         let (status, body) = swap(
             &levee,
             serde_json::json!({"source": format!("builtin:{name}")}),
         )
         .await;
+        swaps.push((asked, Instant::now()));
         assert_eq!(status, 200, "{body}");
         assert!(
             body["swapped"]["to"].as_str().unwrap().starts_with(name),
             "{body}"
         );
         let before = done.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while done.load(Ordering::Relaxed) < before + 20 {
-            tokio::task::yield_now().await;
+            assert!(Instant::now() < deadline, "requests stopped finishing");
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.expect("no worker saw a failure");
     }
-    assert!(done.load(Ordering::Relaxed) >= 200);
+    let spans = spans.lock().unwrap();
+    assert!(spans.len() >= 200);
+    assert_eq!(
+        upstream.requests().len(),
+        2 * spans.len(),
+        "two attempts each"
+    );
+    // The swaps really landed inside requests: sent before the swap was
+    // asked for, answered after it was done.
+    let straddled = spans
+        .iter()
+        .filter(|(sent, answered)| {
+            swaps
+                .iter()
+                .any(|(asked, swapped)| sent < asked && answered > swapped)
+        })
+        .count();
+    assert!(
+        straddled >= 10,
+        "only {straddled} requests were in flight across a swap"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

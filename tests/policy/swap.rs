@@ -1,5 +1,7 @@
-//! Hot swap under concurrent calls: no call fails, and every request is
-//! answered wholly by one policy, never a mix.
+//! Hot swap under concurrent calls: no call fails, and a request that holds
+//! the policy it started with is answered wholly by it, never a mix, even
+//! when a swap lands between its two calls (as the gateway's driver holds
+//! one policy per request).
 
 use levee::core::{
     Admission, Attempt, Circuit, Endpoint, Health, Method, NextStep, Outcome, RequestFacts,
@@ -93,15 +95,28 @@ fn swapping_under_load_never_fails_or_mixes_a_request() {
         engine.load(&PolicySource::Builtin("standard"), "").unwrap(),
     ));
     let stop = Arc::new(AtomicBool::new(false));
+    // Swaps done so far: each request's calls straddle one.
+    let swaps = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    let workers: Vec<_> = (0..4)
+    const WORKERS: usize = 4;
+    let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let (handle, stop, answered) = (handle.clone(), stop.clone(), answered.clone());
+            let (handle, stop, swaps, answered) = (
+                handle.clone(),
+                stop.clone(),
+                swaps.clone(),
+                answered.clone(),
+            );
             std::thread::spawn(move || {
                 let (req, view, attempt) = probe();
                 while !stop.load(Ordering::Relaxed) {
+                    let before = swaps.load(Ordering::SeqCst);
                     let policy = handle.current();
                     let admission = policy.try_on_request(&req, &view).expect("call succeeds");
+                    // The next swap lands between this request's calls.
+                    while swaps.load(Ordering::SeqCst) == before && !stop.load(Ordering::Relaxed) {
+                        std::thread::yield_now();
+                    }
                     let step = policy
                         .try_on_outcome(&req, &[0], &attempt, &view)
                         .expect("call succeeds");
@@ -115,12 +130,14 @@ fn swapping_under_load_never_fails_or_mixes_a_request() {
         })
         .collect();
 
+    let total = || answered[0].load(Ordering::Relaxed) + answered[1].load(Ordering::Relaxed);
     for i in 0..20 {
         let name = if i % 2 == 0 {
             "interactive"
         } else {
             "standard"
         };
+        let before = total();
         let record = handle
             .swap(&engine, &PolicySource::Builtin(name), "")
             .expect("swap succeeds");
@@ -133,11 +150,15 @@ fn swapping_under_load_never_fails_or_mixes_a_request() {
         );
         assert_eq!(refused.unwrap_err().stage, Stage::Configure);
         assert_eq!(handle.current().info().name, name);
-        // Let the workers make calls on this policy before the next swap.
-        let before = answered[0].load(Ordering::Relaxed) + answered[1].load(Ordering::Relaxed);
-        while answered[0].load(Ordering::Relaxed) + answered[1].load(Ordering::Relaxed)
-            < before + 50
-        {
+        swaps.fetch_add(1, Ordering::SeqCst);
+        // Every worker finishes the request the swap landed in, and starts
+        // the next on this policy.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while total() < before + WORKERS {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "workers stopped answering"
+            );
             std::thread::yield_now();
         }
     }
@@ -145,7 +166,10 @@ fn swapping_under_load_never_fails_or_mixes_a_request() {
     for w in workers {
         w.join().expect("no worker panicked");
     }
+    // Requests began under each policy, and each was answered by it alone
+    // though a swap to the other came between its calls.
     assert!(answered[0].load(Ordering::Relaxed) > 0 && answered[1].load(Ordering::Relaxed) > 0);
+    assert!(total() >= 20 * WORKERS);
     assert_eq!(engine.stats().fallbacks.load(Ordering::Relaxed), 0);
     let history = handle.history();
     assert_eq!(
