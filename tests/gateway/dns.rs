@@ -10,11 +10,16 @@ use std::time::{Duration, Instant};
 
 const NAME: &str = "api.levee.test";
 
+/// A levee for `http://host:port` with `[dns]` settings `dns`, logging
+/// each address a connect skips (`connect failed, ADDR: …`).
 fn levee_dns(host: &str, port: u16, dns: &str) -> Levee {
-    Levee::start(&format!(
-        "{FAST_POLICY}\n[rails]\nmax_attempts = 1\n\n[[upstreams]]\nname = \"primary\"\n\
-         url = \"http://{host}:{port}\"\n\n[dns]\n{dns}\n"
-    ))
+    Levee::start_env(
+        &format!(
+            "{FAST_POLICY}\n[rails]\nmax_attempts = 1\n\n[[upstreams]]\nname = \"primary\"\n\
+             url = \"http://{host}:{port}\"\n\n[dns]\n{dns}\n"
+        ),
+        &[("RUST_LOG", "info,levee::upstream::connect=debug".into())],
+    )
 }
 
 async fn status_and_message(levee: &Levee) -> (u16, String) {
@@ -31,17 +36,25 @@ async fn a_configured_resolver_is_used_and_a_dead_address_is_skipped() {
     // 127.0.0.2 has nothing on the port: whichever order the answer has,
     // the live address serves.
     let dns = Dnsmasq::start(&[(NAME, "127.0.0.2"), (NAME, "127.0.0.1")], 60);
-    let levee = levee_dns(
-        NAME,
-        upstream.addr().port(),
-        &format!("resolvers = [\"{}\"]", dns.addr()),
-    );
+    let port = upstream.addr().port();
+    let levee = levee_dns(NAME, port, &format!("resolvers = [\"{}\"]", dns.addr()));
+    // Each answer closes its connection: every request dials again.
+    upstream.set_script(Script::always(
+        Reply::message().header("connection", "close"),
+    ));
     for _ in 0..3 {
         let (status, message) = status_and_message(&levee).await;
         assert_eq!(status, 200, "{message}\n{}", levee.log());
     }
     let seen = upstream.requests();
     assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen.iter().map(|r| r.connection).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    // The dead address was in the answer, and was tried and skipped.
+    let skipped = format!("connect failed, 127.0.0.2:{port}: ");
+    assert!(levee.log().contains(&skipped), "{}", levee.log());
     assert_eq!(
         seen[0].header("host"),
         Some(format!("{NAME}:{}", upstream.addr().port()).as_str())
@@ -59,6 +72,8 @@ async fn overrides_are_tried_in_order_with_failover() {
     let (status, message) = status_and_message(&levee).await;
     assert_eq!(status, 200, "{message}");
     assert_eq!(upstream.requests().len(), 1);
+    let first = format!("connect failed, 127.0.0.2:{}: ", upstream.addr().port());
+    assert!(levee.log().contains(&first), "{}", levee.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 use super::{FAST_POLICY, MESSAGE, client, post};
 use levee_tests::egress::{Tinyproxy, free_port};
 use levee_tests::levee::{ADMIN_TOKEN, Levee};
-use levee_tests::mock::{MockUpstream, Script};
+use levee_tests::mock::{Chain, MockUpstream, Script, TestPki};
 use std::time::{Duration, Instant};
 
 const USER: &str = "levee-user";
@@ -143,7 +143,7 @@ async fn wrong_credentials_are_refused_by_the_proxy_and_said_so() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn https_proxy_from_the_environment_is_honoured_and_no_proxy_exempts() {
+async fn http_proxy_from_the_environment_is_honoured_and_no_proxy_exempts() {
     let upstream = MockUpstream::start(Script::new()).await;
     let proxy = Tinyproxy::start(upstream.addr().port(), None);
     let config = format!(
@@ -175,4 +175,35 @@ async fn https_proxy_from_the_environment_is_honoured_and_no_proxy_exempts() {
         502,
         "a dead env proxy is used, not bypassed"
     );
+}
+
+/// `HTTPS_PROXY` carries an https upstream (its TLS inside the CONNECT
+/// tunnel), and `HTTP_PROXY` does not: each scheme has its own variable.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_proxy_from_the_environment_carries_https_upstreams_only() {
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start_tls(Script::new(), pki.server_config(Chain::Full)).await;
+    let proxy = Tinyproxy::start(upstream.addr().port(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{FAST_POLICY}\n[[upstreams]]\nname = \"secure\"\nurl = \"https://localhost:{}\"\n\
+         [upstreams.tls]\nca_file = \"{}\"\n",
+        upstream.addr().port(),
+        pki.write_ca(dir.path()).display()
+    );
+    let levee = Levee::start_env(
+        &config,
+        &[("HTTPS_PROXY", proxy.url()), ("NO_PROXY", String::new())],
+    );
+    ok(&levee).await;
+    assert_eq!(proxy.connects(), 1, "through HTTPS_PROXY");
+    assert_eq!(upstream.requests().len(), 1);
+
+    let levee = Levee::start_env(
+        &config,
+        &[("HTTP_PROXY", proxy.url()), ("NO_PROXY", String::new())],
+    );
+    ok(&levee).await;
+    assert_eq!(proxy.connects(), 1, "HTTP_PROXY is not for https upstreams");
+    assert_eq!(upstream.requests().len(), 2);
 }

@@ -1,6 +1,7 @@
 //! The upstream connection pool: reuse, the `max_connections` cap across
 //! workers, and connections that must not be reused.
 
+use super::trace::access_lines;
 use super::{FAST_POLICY, MESSAGE, STREAM_MESSAGE, client, header, metric, post_on};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{Chain, MockUpstream, Reply, Script, SseScript, Step, TestPki};
@@ -52,7 +53,11 @@ async fn at_the_cap_requests_on_every_worker_share_the_one_connection() {
         Reply::message().delay(Duration::from_millis(50)),
     ))
     .await;
-    let levee = levee(&upstream, "workers = 2", "max_connections = 1");
+    let levee = levee(
+        &upstream,
+        "workers = 2\n[log]\nformat = \"json\"",
+        "max_connections = 1",
+    );
     // A client each: their connections land on both workers.
     let requests = (0..6).map(|_| {
         let levee = &levee;
@@ -69,6 +74,14 @@ async fn at_the_cap_requests_on_every_worker_share_the_one_connection() {
     }
     assert_eq!(upstream.requests().len(), 6);
     assert_eq!(upstream.peak_connections(), 1, "never more than the cap");
+    // Both workers served some of them: the cap held across workers.
+    let lines = access_lines(&levee, 6).await;
+    let workers: std::collections::BTreeSet<u64> = lines
+        .iter()
+        .map(|l| l["fields"]["worker"].as_u64().expect("a worker"))
+        .collect();
+    assert_eq!(lines.len(), 6, "{}", levee.log());
+    assert_eq!(workers.into_iter().collect::<Vec<_>>(), [0, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
