@@ -92,13 +92,33 @@ pub fn parse_proxy(given: &str) -> Result<ProxyEndpoint, &'static str> {
     })
 }
 
-/// `given` with any `user:pass@` replaced by `[redacted]@`.
+/// `given` with any `user:pass@` replaced by `[redacted]@`. Without an
+/// `@`, what follows the scheme is shown only if it reads as `host[:port]`:
+/// a mistyped `user:secret` (the `@host` forgotten) is redacted whole.
 pub fn redact_proxy(given: &str) -> String {
     let start = given.find("://").map_or(0, |i| i + 3);
-    match given[start..].rfind('@') {
-        Some(at) => format!("{}[redacted]{}", &given[..start], &given[start + at..]),
-        None => given.to_string(),
+    let rest = &given[start..];
+    if let Some(at) = rest.rfind('@') {
+        return format!("{}[redacted]{}", &given[..start], &rest[at..]);
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').is_some_and(|(_, after)| {
+            after.is_empty() || after.strip_prefix(':').is_some_and(is_port)
+        }),
+        None => authority
+            .split_once(':')
+            .is_none_or(|(_, port)| is_port(port)),
+    };
+    if host_port {
+        given.to_string()
+    } else {
+        format!("{}[redacted]{}", &given[..start], &rest[authority.len()..])
+    }
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -250,9 +270,16 @@ mod tests {
     }
 
     #[test]
-    fn redaction_hides_the_userinfo_only() {
+    fn redaction_hides_the_userinfo_and_anything_that_is_not_a_host() {
         assert_eq!(redact_proxy("http://u:secret@h:1"), "http://[redacted]@h:1");
         assert_eq!(redact_proxy("u:secret@h:1"), "[redacted]@h:1");
         assert_eq!(redact_proxy("http://h:1"), "http://h:1");
+        assert_eq!(redact_proxy("h"), "h");
+        assert_eq!(redact_proxy("http://[::1]:3128/"), "http://[::1]:3128/");
+        // No `@`: what is not a host and port may be credentials.
+        assert_eq!(redact_proxy("http://u:secret"), "http://[redacted]");
+        assert_eq!(redact_proxy("u:secret/x"), "[redacted]/x");
+        assert_eq!(redact_proxy("http://u:12ab"), "http://[redacted]");
+        assert_eq!(redact_proxy("[::1]:pw"), "[redacted]");
     }
 }
