@@ -25,9 +25,24 @@ struct State {
 }
 
 impl TraceWriter {
-    /// Opens (creates or appends to) the trace file.
+    /// Opens (creates or appends to) the trace file. A new file is made
+    /// readable by its owner only (it records requests' facts); an existing
+    /// one that others may read gets a warning.
     pub fn open(path: &Path, max_bytes: u64) -> std::io::Result<TraceWriter> {
-        let file = File::options().create(true).append(true).open(path)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{:o}", mode & 0o777),
+                "the trace file can be read by others than its owner; chmod 600 it"
+            );
+        }
         let written = file.metadata()?.len();
         Ok(TraceWriter {
             path: path.to_path_buf(),
@@ -94,6 +109,16 @@ mod tests {
             admission: None,
             attempts: vec![],
         }
+    }
+
+    #[test]
+    fn a_new_trace_file_is_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.jsonl");
+        TraceWriter::open(&path, 1_000).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
