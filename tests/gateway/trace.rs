@@ -323,3 +323,26 @@ async fn the_access_log_can_be_turned_off() {
     assert_eq!(access_before_reload(&off).await, 0, "{}", off.log());
     assert_eq!(upstream.requests().len(), 4);
 }
+
+/// A request that ends in the shutdown's grace period still gets its line:
+/// the process writes its pending lines out as it exits, though nothing
+/// else is logged after that request.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_access_line_is_written_before_levee_exits() {
+    let script =
+        SseScript::message("the last answer, word by word").chunk_delay(Duration::from_millis(40));
+    let upstream = MockUpstream::start(Script::always(Step::Sse(script))).await;
+    let mut levee = levee_for(
+        &upstream,
+        &format!("{FAST_POLICY}\n[log]\nformat = \"json\"\n"),
+    );
+    let mut resp = post(&levee, STREAM_MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    resp.chunk().await.unwrap().expect("first bytes");
+    levee.signal("TERM");
+    while resp.chunk().await.unwrap().is_some() {}
+    assert_eq!(levee.wait_exit(Duration::from_secs(10)), Some(0));
+    let lines = access_lines(&levee, 1).await;
+    assert_eq!(lines.len(), 1, "{}", levee.log());
+    assert_eq!(lines[0]["fields"]["end"], "complete");
+}

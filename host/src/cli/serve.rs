@@ -45,7 +45,7 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let gw = Gateway::new(&config, overrides)?;
         let listener = bind(config.listen).await?;
         let workers = Workers::start(&gw, config.worker_count(), config.shutdown_grace)?;
@@ -76,6 +76,9 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
             }
         };
         serve(listener, workers, shutdown).await
-    })?;
+    });
+    crate::telemetry::flush_access_lines();
+    served?;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,8 @@
 //! worker (each keeps its timestamp). Any other line first writes out what
 //! is pending, then itself: start-up, warnings and the shutdown messages
 //! are never held back or reordered before earlier access lines. A process
-//! killed outright loses at most the last 20 ms of access lines.
+//! killed outright loses at most the last 20 ms of access lines; one that
+//! exits writes them all out first.
 //!
 //! The access line itself is formatted in `access.rs`, straight into the
 //! buffer, in the shape the `tracing` formatter gives every other line:
@@ -98,6 +99,14 @@ pub(crate) fn access_line(format: impl FnOnce(&mut Vec<u8>, bool)) -> bool {
     };
     pending.append(|buf| format(buf, *json));
     true
+}
+
+/// Writes out every pending access line: called as the process exits,
+/// after the last request ended.
+pub fn flush_access_lines() {
+    if let Some((pending, _)) = ACCESS_SINK.get() {
+        pending.write_all_out();
+    }
 }
 
 impl Stderr {

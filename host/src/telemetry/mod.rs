@@ -10,5 +10,5 @@ pub(crate) mod metrics;
 pub mod per_thread;
 pub(crate) mod sharded;
 
-pub use log::Stderr as LogWriter;
+pub use log::{Stderr as LogWriter, flush_access_lines};
 pub use metrics::Metrics;
