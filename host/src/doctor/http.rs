@@ -7,12 +7,21 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// Sends the probe over `io`.
-pub async fn check<T>(io: T, target: &Target, options: &Options) -> Layer
+/// Sends the probe over `io`, with the key only when `key_safe` (TLS, or
+/// plain HTTP to a loopback address): a key sent in the clear across a
+/// network is a key given away.
+pub async fn check<T>(io: T, target: &Target, options: &Options, key_safe: bool) -> Layer
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut layer = Layer::new("http");
+    let withheld = options.api_key.is_some() && !key_safe;
+    if withheld {
+        layer
+            .evidence
+            .push("the key was not sent: plain HTTP to another machine would expose it".to_owned());
+    }
+    let key = options.api_key.as_ref().filter(|_| key_safe);
     let h2 = alpn_is_h2(&io);
     let path = format!("{}/v1/models", target.base_path);
     let mut req = http::Request::get(&path)
@@ -22,7 +31,7 @@ where
             http::header::USER_AGENT,
             concat!("levee-doctor/", env!("CARGO_PKG_VERSION")),
         );
-    if let Some(key) = &options.api_key {
+    if let Some(key) = key {
         req = req.header("x-api-key", key);
     }
     let Ok(req) = req.body(Empty::<Bytes>::new()) else {
@@ -62,7 +71,7 @@ where
     for budget in budgets(&head.headers) {
         layer.evidence.push(budget);
     }
-    let keyed = options.api_key.is_some();
+    let keyed = key.is_some();
     match status {
         200..=299 if keyed => layer.evidence.push("the key works".to_owned()),
         200..=299 => {}
@@ -70,6 +79,13 @@ where
             layer.worsen(Verdict::Fail);
             layer.fix = Some(
                 "the key was refused: check that it is current and belongs to this API".to_owned(),
+            );
+        }
+        401 if withheld => {
+            layer.worsen(Verdict::Warn);
+            layer.fix = Some(
+                "the API answers (401 without a key, as expected); use https:// to check the key too"
+                    .to_owned(),
             );
         }
         401 => {
@@ -182,4 +198,60 @@ fn budgets(h: &http::HeaderMap) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Probes a server on the other end of a pipe that answers 401; the
+    /// request head it read, and the layer.
+    async fn probe(key_safe: bool) -> (String, Layer) {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let served = tokio::spawn(async move {
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                server.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let body = r#"{"type":"error","error":{"type":"authentication_error","message":"x"}}"#;
+            let reply = format!(
+                "HTTP/1.1 401 Unauthorized\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            server.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let target = Target {
+            https: false,
+            host: "api.example".into(),
+            port: 80,
+            base_path: String::new(),
+            tls: Default::default(),
+            proxies: vec![],
+            proxy_from_env: false,
+        };
+        let options = Options {
+            resolvers: vec![],
+            api_key: Some("sk-ant-unit-secret".into()),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let layer = check(client, &target, &options, key_safe).await;
+        (served.await.unwrap(), layer)
+    }
+
+    #[tokio::test]
+    async fn the_key_crosses_plain_http_only_to_this_machine() {
+        let (head, layer) = probe(false).await;
+        assert!(head.starts_with("GET /v1/models HTTP/1.1\r\n"), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("x-api-key"), "{head}");
+        assert!(layer.evidence[0].starts_with("the key was not sent"));
+        assert!(layer.fix.unwrap().contains("use https://"));
+
+        let (head, layer) = probe(true).await;
+        assert!(head.contains("x-api-key: sk-ant-unit-secret\r\n"), "{head}");
+        assert_eq!(layer.verdict, Verdict::Fail, "a sent key was refused");
+    }
 }

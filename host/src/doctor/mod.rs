@@ -161,7 +161,7 @@ async fn direct(target: &Target, options: &Options) -> Vec<Layer> {
         let (tls, stream) = tls::check(target, addr, options.timeout).await;
         layers.push(tls);
         match stream {
-            Some(stream) => layers.push(http::check(stream, target, options).await),
+            Some(stream) => layers.push(http::check(stream, target, options, true).await),
             None => layers.push(Layer::skipped("http", "no TLS session")),
         }
     } else {
@@ -170,7 +170,11 @@ async fn direct(target: &Target, options: &Options) -> Vec<Layer> {
             ..Layer::skipped("tls", "")
         });
         match tokio::net::TcpStream::connect(addr).await {
-            Ok(stream) => layers.push(http::check(stream, target, options).await),
+            // In the clear, the key goes only to this machine.
+            Ok(stream) => {
+                let key_safe = addr.ip().is_loopback();
+                layers.push(http::check(stream, target, options, key_safe).await)
+            }
             Err(e) => {
                 let mut l = Layer::new("http");
                 l.worsen(Verdict::Fail);
