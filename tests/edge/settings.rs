@@ -95,3 +95,50 @@ async fn the_edge_key_replaces_the_clients_and_never_reaches_the_log() {
     );
     assert!(!log.contains("edge-token-0042"), "the token leaked:\n{log}");
 }
+
+/// With an access token and no key of its own, the edge passes the
+/// client's key through, and keeps the token: it never goes upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_token_alone_stays_at_the_edge_and_the_clients_key_passes() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let edge = WasmtimeServe::start(
+        Path::new(components::EDGE_STANDARD),
+        &[
+            ("LEVEE_UPSTREAMS", format!("primary={}", upstream.url())),
+            ("LEVEE_ACCESS_TOKEN", "edge-token-0042".into()),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/messages", edge.url);
+    for wrong in [
+        "Bearer edge-token-0041",
+        "Bearer edge-token-00420",
+        "edge-token-0042",
+    ] {
+        let denied = client
+            .post(&url)
+            .header("authorization", wrong)
+            .body(MESSAGE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), 401, "{wrong}");
+    }
+    let resp = client
+        .post(&url)
+        .header("authorization", "Bearer edge-token-0042")
+        .header("x-api-key", "sk-ant-client-key")
+        .body(MESSAGE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "only the right token got through");
+    assert_eq!(seen[0].header("x-api-key"), Some("sk-ant-client-key"));
+    assert_eq!(
+        seen[0].header("authorization"),
+        None,
+        "the token stays at the edge"
+    );
+}

@@ -16,6 +16,7 @@ use crate::upstream::{self, Failure, Upstreaming};
 use levee_exchange::{Action, LocalReply, Rails, Reason, facts};
 use levee_policy_core::{Outcome, RequestFacts, View};
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use subtle::ConstantTimeEq;
 
 /// The last thing an attempt produced, kept in case levee gives up.
 pub enum Last {
@@ -229,11 +230,16 @@ pub async fn accept<'a>(
         .collect();
     if let Some(token) = &settings.access_token {
         let sent = get(&headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
-        if sent != Some(token.0.as_str()) {
+        // Compared in constant time: how long a wrong token took to refuse
+        // tells nothing about the right one.
+        let matches = sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(token.0.as_bytes())));
+        if !matches {
             let message =
                 "levee edge: missing or wrong access token (send `authorization: Bearer <token>`)";
             return Err(LocalReply::new(Reason::Unauthorized, message, None));
         }
+        // The token is for the edge alone, never for the upstream.
+        headers.retain(|(k, _)| k != "authorization");
     }
     let body = read_body(req, settings.max_body_bytes).await?;
     let client_timeout = get(&headers, facts::CLIENT_TIMEOUT).and_then(facts::client_timeout_ms);
