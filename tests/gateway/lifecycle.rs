@@ -276,6 +276,93 @@ async fn the_admin_api_requires_its_token_except_for_liveness() {
     assert_eq!(health.status(), 200);
 }
 
+/// A browser that logged in to `/status` (Basic) may read, but a page on
+/// another site cannot make it change anything: changes need a Bearer
+/// token, JSON, and no cross-site origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_web_page_cannot_make_a_logged_in_browser_swap_the_policy() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    let url = format!("{}/policy", levee.admin_url());
+    let interactive = serde_json::json!({"source": "builtin:interactive"});
+    // The Basic login reads.
+    let read = client()
+        .get(&url)
+        .basic_auth("admin", Some(ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let forged = [
+        client()
+            .post(&url)
+            .basic_auth("admin", Some(ADMIN_TOKEN))
+            .json(&interactive),
+        client()
+            .post(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .header("sec-fetch-site", "cross-site")
+            .json(&interactive),
+        // What an HTML form can send without a CORS preflight.
+        client()
+            .post(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "text/plain")
+            .body(interactive.to_string()),
+        client()
+            .post(format!("{}/reload", levee.admin_url()))
+            .basic_auth("admin", Some(ADMIN_TOKEN)),
+    ];
+    let mut statuses = Vec::new();
+    for request in forged {
+        statuses.push(request.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [401, 403, 415, 401]);
+    assert_eq!(active_policy(&levee).await, "standard", "nothing changed");
+    // The tool's way still works.
+    let (status, body) = swap(&levee, interactive).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(active_policy(&levee).await, "interactive");
+}
+
+/// A policy path that never ends, or is not a file, is refused at once and
+/// the old policy keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_source_that_is_not_a_bounded_file_is_refused() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    for (source, why) in [
+        ("/dev/zero", "not a regular file"),
+        ("/tmp", "not a regular file"),
+    ] {
+        let (status, body) = tokio::time::timeout(
+            Duration::from_secs(10),
+            swap(&levee, serde_json::json!({"source": source})),
+        )
+        .await
+        .expect("refused at once");
+        assert_eq!(status, 422, "{body}");
+        let message = body["refused"]["message"].as_str().unwrap();
+        assert!(message.contains(source) && message.contains(why), "{body}");
+    }
+    let big = levee.dir().join("big.wasm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let (status, body) = swap(&levee, serde_json::json!({"source": big})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["refused"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 64 MiB"),
+        "{body}"
+    );
+    assert_eq!(active_policy(&levee).await, "standard");
+    assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_the_policy_from_the_config_file() {
     let upstream = MockUpstream::start(Script::new()).await;

@@ -30,9 +30,22 @@ use tokio::net::TcpListener;
 /// Serves the admin API on `listener` forever.
 pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, token: Option<Secret>) {
     let token: Option<Arc<Secret>> = token.map(Arc::new);
+    let mut failing = false;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                failing = false;
+                stream
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of
+                // spinning, and say so once until accepts work again.
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "admin: accept failed; retrying every 50 ms");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let (gw, token) = (gw.clone(), token.clone());
         tokio::spawn(async move {
@@ -56,6 +69,11 @@ async fn route(
         return reply(StatusCode::OK, json!({"status": "ok"}));
     }
     if let Some(refusal) = refuse_unauthorized(token, req.headers()) {
+        return refusal;
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD)
+        && let Some(refusal) = refuse_forged_change(req.headers())
+    {
         return refusal;
     }
     match (req.method().clone(), req.uri().path()) {
@@ -130,6 +148,33 @@ fn refuse_unauthorized(
     }
 }
 
+/// The refusal for a change a web page could have made a browser send, if
+/// this is one. A browser that opened `/status` keeps its Basic login and
+/// attaches it to any page's request to this origin; it never attaches a
+/// Bearer token on its own, and says in `Sec-Fetch-Site` where a request
+/// came from.
+fn refuse_forged_change(headers: &http::HeaderMap) -> Option<Response<Body>> {
+    let basic = headers
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"Basic "));
+    if basic {
+        return Some(reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "a change needs `authorization: Bearer TOKEN`; a browser's Basic login only reads"}),
+        ));
+    }
+    let site = headers
+        .get("sec-fetch-site")
+        .map(http::HeaderValue::as_bytes);
+    if site.is_some_and(|s| s != b"same-origin" && s != b"none") {
+        return Some(reply(
+            StatusCode::FORBIDDEN,
+            json!({"error": "a change sent from another site's page is refused (sec-fetch-site)"}),
+        ));
+    }
+    None
+}
+
 /// The token in an `Authorization` value: `Bearer TOKEN`, or `Basic` with
 /// the token as the password (what a browser sends).
 fn presented_token(value: &str) -> Option<Vec<u8>> {
@@ -167,6 +212,18 @@ pub(super) fn policy_status(gw: &Gateway) -> serde_json::Value {
 }
 
 async fn swap(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let json_body = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json_body {
+        return reply(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({"error": "the body must be sent as `content-type: application/json`"}),
+        );
+    }
     let body: Bytes = match Limited::new(req.into_body(), 1 << 20).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {

@@ -134,12 +134,35 @@ impl PolicySource {
             PolicySource::Builtin(n) => super::builtin::lookup(n)
                 .map(|(_, b)| Arc::from(b))
                 .ok_or_else(|| format!("no built-in policy named `{n}`")),
-            PolicySource::File(p) => std::fs::read(p)
+            PolicySource::File(p) => read_component(p)
                 .map(Arc::from)
                 .map_err(|e| format!("cannot read {}: {e}", p.display())),
             PolicySource::Bytes { bytes, .. } => Ok(bytes.clone()),
         }
     }
+}
+
+/// The largest component file levee reads: policies are kilobytes to a few
+/// megabytes, and a path like `/dev/zero` must not exhaust memory.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// A component file's bytes: a regular file of at most
+/// [`MAX_COMPONENT_BYTES`].
+fn read_component(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_COMPONENT_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_COMPONENT_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// One wasmtime engine, its epoch ticker, and the cache.
