@@ -108,13 +108,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
+    let mut failing = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => workers.dispatch(stream),
+                Ok((stream, _)) => {
+                    failing = false;
+                    workers.dispatch(stream);
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off, keep
+                    // serving, and say so once until accepts work again.
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %e, "accept failed; retrying every 50 ms");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
