@@ -13,14 +13,27 @@
 # the summary shows the median throughput of each, the ratio off/on and
 # the cost 1 - on/off, and levee's own CPU time per request in each mode
 # (from /proc/PID/stat: less sensitive than throughput to other load on a
-# shared machine). The target is a cost of at most 5 %. Only loopback
-# addresses are used; every process started here is stopped by its PID.
+# shared machine). The target is a cost of at most 5 % (TARGET_COST=0.05)
+# in throughput. Only loopback addresses are used; every process started
+# here is stopped by its PID.
 #
 # env (defaults): ROUNDS=5 DURATION=10 WARMUP=2 THREADS=2 CONNECTIONS=64
-#   LOG_FORMAT=json SKIP_BUILD=0; ON_METRICS=true ON_ACCESS=true (what the
-#   "on" levee turns on: set one to false to measure the other alone, both
-#   to false for an A/A run that shows the machine's noise floor)
-set -euo pipefail
+#   LOG_FORMAT=json SKIP_BUILD=0 TARGET_COST=0.05; ON_METRICS=true
+#   ON_ACCESS=true (what the "on" levee turns on: set one to false to
+#   measure the other alone, both to false for an A/A run that shows the
+#   machine's noise floor)
+#
+# Exit status (for failed requests and a missed target, after the report):
+#   0    every run happened, every request succeeded, the target was met;
+#   1    something failed: a missing tool or binary (the message says what
+#        to install or build), a levee that did not start or died, a wrk
+#        run with socket errors or non-2xx answers (named, with its counts)
+#        or with no request completed, or an "on" levee with the access log
+#        on that wrote no access line (or an "off" one that wrote some);
+#   3    every run succeeded but the cost was above TARGET_COST (by how
+#        much is printed);
+#   130  interrupted.
+set -Eeuo pipefail
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
@@ -31,26 +44,47 @@ LOG_FORMAT=${LOG_FORMAT:-json}
 SKIP_BUILD=${SKIP_BUILD:-0}
 ON_METRICS=${ON_METRICS:-true}
 ON_ACCESS=${ON_ACCESS:-true}
+TARGET_COST=${TARGET_COST:-0.05}
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
 say() { printf '[overhead.sh] %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# Runs that failed, each named with its counts.
+FAILURES=()
+fail() {
+    say "FAILED: $*"
+    FAILURES+=("$*")
+}
+die() {
+    say "error: $*"
+    [ "${#FAILURES[@]}" = 0 ] || say "and before that, ${#FAILURES[@]} runs failed (the FAILED lines above)"
+    exit 1
+}
+# A command that fails outside a test stops the run, loudly, with status 1.
+trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
 
+[[ $TARGET_COST =~ ^-?[0-9]+([.][0-9]+)?$ ]] || die "TARGET_COST=$TARGET_COST: expected a number"
 if ! command -v wrk >/dev/null; then
     say "installing wrk (apt)"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
+command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
+for tool in curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install $tool)"
+done
 if [ "$SKIP_BUILD" != 1 ]; then
     say "building levee and mock-upstream (release)"
     (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
         && cargo build --release -q -p levee-tests --bin mock-upstream)
 fi
 for b in levee mock-upstream; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b is missing"
+    pkg=levee-tests
+    [ "$b" != levee ] || pkg=levee
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing: build it with \
+\`cargo build --release --locked -p $pkg --bin $b\` (or run without SKIP_BUILD=1)"
 done
 
 WORK=$(mktemp -d /tmp/levee-overhead-bench.XXXXXX)
@@ -118,15 +152,31 @@ done
 say "mock $MOCK; levee on ${ADDR[on]}, off ${ADDR[off]}"
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
-run() { # MODE SECONDS: one wrk run, its WRK line
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" -s "$BENCH/messages.lua" "http://${ADDR[$1]}" | grep '^WRK '
+# run LABEL MODE SECONDS: one wrk run; sets WRK_OUT to its WRK line
+# (bench/messages.lua), and records a failure for LABEL when a request
+# failed or none completed.
+run() {
+    local label=$1 errors non2xx requests
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${3}s" -s "$BENCH/messages.lua" "http://${ADDR[$2]}" \
+        >"$WORK/wrk.out" 2>&1 || { cat "$WORK/wrk.out" >&2; die "$label: wrk failed"; }
+    WRK_OUT=$(grep '^WRK ' "$WORK/wrk.out") \
+        || { cat "$WORK/wrk.out" >&2; die "$label: wrk printed no result line"; }
+    errors=$(field errors "$WRK_OUT") non2xx=$(field non2xx "$WRK_OUT")
+    requests=$(field requests "$WRK_OUT")
+    if [ "$errors" != 0 ] || [ "$non2xx" != 0 ]; then
+        fail "$label: wrk: $errors socket errors and $non2xx non-2xx answers in $requests requests"
+    elif [ "$requests" = 0 ]; then
+        fail "$label: wrk: no request completed"
+    fi
 }
 for mode in on off; do
     say "$mode: wrk warm-up ${WARMUP}s"
-    run "$mode" "$WARMUP" >/dev/null
+    run "warm-up $mode" "$mode" "$WARMUP"
 done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { # PID
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || die "levee (pid $1) is gone"
+}
 CLK_TCK=$(getconf CLK_TCK)
 declare -A RPS CPU ERRORS=([on]=0 [off]=0)
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -134,7 +184,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     if ((round % 2)); then modes="on off"; else modes="off on"; fi
     for mode in $modes; do
         before=$(cpu_ticks "${LPID[$mode]}")
-        out=$(run "$mode" "$DURATION")
+        run "round $round/$ROUNDS $mode" "$mode" "$DURATION"
+        out=$WRK_OUT
         after=$(cpu_ticks "${LPID[$mode]}")
         n=$(field requests "$out")
         cpu_us=$(((after - before) * 1000000 / CLK_TCK / (n > 0 ? n : 1)))
@@ -147,16 +198,27 @@ done
 LINES=$(grep -c '"levee::access"' "$WORK/levee-on.out.err" || true)
 [ "$LOG_FORMAT" = json ] || LINES=$(grep -c 'levee::access' "$WORK/levee-on.out.err" || true)
 OFF_LINES=$(grep -c 'levee::access' "$WORK/levee-off.out.err" || true)
+# The "on" levee must have written what it was meant to cost, the "off" one
+# nothing: else the run did not measure the access log.
+if [ "$ON_ACCESS" = true ] && [ "$LINES" = 0 ]; then
+    fail "the \"on\" levee has the access log on but wrote no access line"
+fi
+[ "$OFF_LINES" = 0 ] || fail "the \"off\" levee wrote $OFF_LINES access lines"
 
-B_ON=${RPS[on]} B_OFF=${RPS[off]} B_CPU_ON=${CPU[on]} B_CPU_OFF=${CPU[off]} B_ROUNDS=$ROUNDS B_LINES=$LINES B_OFF_LINES=$OFF_LINES \
+summary=0
+B_TARGET_COST=$TARGET_COST B_ON=${RPS[on]} B_OFF=${RPS[off]} B_CPU_ON=${CPU[on]} B_CPU_OFF=${CPU[off]} B_ROUNDS=$ROUNDS B_LINES=$LINES B_OFF_LINES=$OFF_LINES \
     B_ERRORS="${ERRORS[on]} ${ERRORS[off]}" B_DESC="wrk ${THREADS}t/${CONNECTIONS}c ${DURATION}s, log $LOG_FORMAT; on = metrics $ON_METRICS, access $ON_ACCESS" \
-    python3 - <<'EOF'
+    python3 - <<'EOF' || summary=$?
 import os
+import sys
 from statistics import median
 E = os.environ
 on = [float(x) for x in E["B_ON"].split()]
 off = [float(x) for x in E["B_OFF"].split()]
 m_on, m_off = median(on), median(off)
+if not (m_on > 0 and m_off > 0):
+    print(f"no throughput measured (on {m_on:.0f} req/s, off {m_off:.0f}): no report")
+    sys.exit(1)
 ratio = m_off / m_on
 cost = 1 - m_on / m_off
 print()
@@ -164,7 +226,8 @@ print(f"levee observability overhead: medians of {E['B_ROUNDS']} interleaved rou
 print(f"metrics + access log ON    {m_on:9.0f} req/s   rounds: {' '.join(f'{x:.0f}' for x in on)}")
 print(f"metrics + access log OFF   {m_off:9.0f} req/s   rounds: {' '.join(f'{x:.0f}' for x in off)}")
 rounds = " ".join(f"{1 - a / b:+.3f}" for a, b in zip(on, off))
-print(f"off/on {ratio:.3f}; cost {cost * 100:+.1f} %   target <= 5 %  {'ok' if cost <= 0.05 else 'MISSED'}"
+want = float(E["B_TARGET_COST"])
+print(f"off/on {ratio:.3f}; cost {cost * 100:+.1f} %   target <= {want * 100:g} %  {'ok' if cost <= want else 'MISSED'}"
       f"   per round: {rounds}")
 c_on = [float(x) for x in E["B_CPU_ON"].split()]
 c_off = [float(x) for x in E["B_CPU_OFF"].split()]
@@ -172,4 +235,19 @@ cm_on, cm_off = median(c_on), median(c_off)
 print(f"levee CPU per request: on {cm_on:.0f} us, off {cm_off:.0f} us; cost {(cm_on / cm_off - 1) * 100:+.1f} %"
       f"   per round: {' '.join(f'{a / b - 1:+.3f}' for a, b in zip(c_on, c_off))}")
 print(f"access lines written: on {E['B_LINES']}, off {E['B_OFF_LINES']}; errors (on off): {E['B_ERRORS']}")
+if cost > want:
+    print(f"MISSED observability cost {cost * 100:+.1f} % > {want * 100:g} %: over by "
+          f"{(cost - want) * 100:.1f} points ({m_on:.0f} req/s on against {m_off:.0f} off)")
+    sys.exit(3)
 EOF
+
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+    say "${#FAILURES[@]} runs failed (target not judged):"
+    for f in "${FAILURES[@]}"; do say "  $f"; done
+    exit 1
+fi
+case $summary in
+    0) say "every request succeeded; target met" ;;
+    3) say "every request succeeded; the target was missed (the MISSED line above)"; exit 3 ;;
+    *) die "the summary failed (exit $summary)" ;;
+esac
