@@ -13,7 +13,16 @@
 #   bash bench/redis.sh
 #
 # env (defaults): ROUNDS=3 DURATION=8 CONNECTIONS=48 SKIP_BUILD=0
-set -euo pipefail
+#
+# There is no target: the figures are reported. Exit status:
+#   0    every run happened and every request succeeded;
+#   1    something failed: a missing tool or binary (the message says what
+#        to install or build), a process that did not start or died, a wrk
+#        run with socket errors or non-2xx answers, or none completed (each
+#        named, with its counts, after the report), or no Redis script call
+#        seen (the limits did not go through Redis);
+#   130  interrupted.
+set -Eeuo pipefail
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
@@ -25,14 +34,36 @@ ROOT=$(dirname "$BENCH")
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
 say() { printf '[redis.sh] %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+# Runs that failed, each named with its counts.
+FAILURES=()
+fail() {
+    say "FAILED: $*"
+    FAILURES+=("$*")
+}
+die() {
+    say "error: $*"
+    [ "${#FAILURES[@]}" = 0 ] || say "and before that, ${#FAILURES[@]} runs failed (the FAILED lines above)"
+    exit 1
+}
+# A command that fails outside a test stops the run, loudly, with status 1.
+trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
 
 command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
 [ -x /usr/bin/redis-server ] || die "redis-server is missing (make setup installs it)"
+command -v redis-cli >/dev/null || die "redis-cli is missing (apt-get install redis-tools)"
+for tool in bc curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install $tool)"
+done
 if [ "$SKIP_BUILD" != 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
         && cargo build --release -q -p levee-tests --bin mock-upstream)
 fi
+for b in levee mock-upstream; do
+    pkg=levee-tests
+    [ "$b" != levee ] || pkg=levee
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing: build it with \
+\`cargo build --release --locked -p $pkg --bin $b\` (or run without SKIP_BUILD=1)"
+done
 
 WORK=$(mktemp -d /tmp/levee-redis-bench.XXXXXX)
 PIDS=()
@@ -71,10 +102,13 @@ MOCK=$(wait_line "$WORK/mock.out" '^listening on ' "$LAST_PID" | awk '{print $3}
 REDIS_PORT=$(free_port)
 start redis /usr/bin/redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
     --appendonly no --dir "$WORK"
+REDIS_PID=$LAST_PID
 for ((i = 0; i < 200; i++)); do
     [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+    kill -0 "$REDIS_PID" 2>/dev/null || { cat "$WORK/redis.out" "$WORK/redis.err" >&2; die "redis-server exited early"; }
     sleep 0.05
 done
+[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] || die "redis-server does not answer PING on $REDIS_PORT"
 
 levee() { # NAME [SHARED]: starts a levee; sets ADDR to its address (not in a
     # subshell, so that its PID reaches the cleanup)
@@ -109,22 +143,42 @@ done
 BODY='{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
 for addr in "$MEMORY" "${SHARED[@]}"; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
-        -d "$BODY" "http://$addr/v1/messages")
+        -d "$BODY" "http://$addr/v1/messages" || true)
     [ "$code" = 200 ] || die "http://$addr answers $code"
 done
 
-# wrk ADDR CONNECTIONS: "RPS REQUESTS"
+# wrk_to FILE ADDR CONNECTIONS: one wrk run, its output in FILE.
+wrk_to() {
+    wrk -t1 -c"$3" -d"${DURATION}s" -s "$BENCH/post.lua" "http://$2/v1/messages" >"$1" 2>&1
+}
+# wrk_read LABEL FILE: sets RPS and REQS from a wrk run's output; records a
+# failure for LABEL when a request failed or none completed.
+wrk_read() {
+    local label=$1 file=$2 non2xx errors
+    RPS=$(awk '/^Requests\/sec:/ {print $2}' "$file")
+    REQS=$(awk '/ requests in / {print $1}' "$file")
+    [ -n "$RPS" ] && [ -n "$REQS" ] || { cat "$file" >&2; die "$label: wrk printed no result"; }
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$file")
+    errors=$(sed -n 's/.*Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1+\2+\3+\4/p' "$file")
+    errors=$((${errors:-0}))
+    if [ "$errors" != 0 ] || [ "${non2xx:-0}" != 0 ]; then
+        fail "$label: wrk: $errors socket errors and ${non2xx:-0} non-2xx answers in $REQS requests"
+    elif [ "$REQS" = 0 ]; then
+        fail "$label: wrk: no request completed"
+    fi
+}
+# run_wrk LABEL ADDR CONNECTIONS: one wrk run in the foreground; sets RPS, REQS.
 run_wrk() {
-    local out
-    out=$(wrk -t1 -c"$2" -d"${DURATION}s" -s "$BENCH/post.lua" "http://$1/v1/messages")
-    grep -q 'Non-2xx' <<<"$out" && die "non-2xx answers from $1: $out"
-    printf '%s %s\n' "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" \
-        "$(awk '/ requests in / {print $1}' <<<"$out")"
+    wrk_to "$WORK/wrk.out" "$2" "$3" || { cat "$WORK/wrk.out" >&2; die "$1: wrk failed"; }
+    wrk_read "$1" "$WORK/wrk.out"
 }
 
 calls() {
-    redis-cli -p "$REDIS_PORT" info commandstats \
-        | sed -n 's/^cmdstat_\(evalsha\|eval\):calls=\([0-9]*\),.*/\2/p' | paste -sd+ | bc
+    local c
+    c=$(redis-cli -p "$REDIS_PORT" info commandstats \
+        | sed -n 's/^cmdstat_\(evalsha\|eval\):calls=\([0-9]*\),.*/\2/p' | paste -sd+ | bc)
+    [ -n "$c" ] || die "Redis saw no script call: levee's limits did not go through it"
+    echo "$c"
 }
 
 MEM_RPS=()
@@ -133,33 +187,35 @@ RED_RPS=()
 PER=()
 USEC=()
 for ((round = 1; round <= ROUNDS; round++)); do
-    read -r rps _ < <(run_wrk "$MEMORY" "$CONNECTIONS")
-    MEM_RPS+=("$rps")
-    say "round $round: one in-memory replica: $rps req/s"
-    read -r rps _ < <(run_wrk "${SHARED[0]}" "$CONNECTIONS")
-    ONE_RPS+=("$rps")
-    say "round $round: one Redis replica: $rps req/s"
+    run_wrk "round $round: one in-memory replica" "$MEMORY" "$CONNECTIONS"
+    MEM_RPS+=("$RPS")
+    say "round $round: one in-memory replica: $RPS req/s"
+    run_wrk "round $round: one Redis replica" "${SHARED[0]}" "$CONNECTIONS"
+    ONE_RPS+=("$RPS")
+    say "round $round: one Redis replica: $RPS req/s"
     redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
     per=$((CONNECTIONS / 3))
     loads=()
     for n in 0 1 2; do
-        run_wrk "${SHARED[$n]}" "$per" >"$WORK/wrk$n" &
+        wrk_to "$WORK/wrk$n" "${SHARED[$n]}" "$per" &
         loads+=("$!")
+        PIDS+=("$!")
     done
-    wait "${loads[@]}"
     total_rps=0
     total_req=0
     for n in 0 1 2; do
-        read -r rps req <"$WORK/wrk$n"
-        total_rps=$(echo "$total_rps + $rps" | bc)
-        total_req=$((total_req + req))
+        label="round $round: Redis replica $((n + 1)) of three"
+        wait "${loads[$n]}" || { cat "$WORK/wrk$n" >&2; die "$label: wrk failed"; }
+        wrk_read "$label" "$WORK/wrk$n"
+        total_rps=$(echo "$total_rps + $RPS" | bc)
+        total_req=$((total_req + REQS))
     done
     c=$(calls)
     usec=$(redis-cli -p "$REDIS_PORT" info commandstats \
         | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')
     USEC+=("$usec")
     RED_RPS+=("$total_rps")
-    PER+=("$(echo "scale=3; $c / $total_req" | bc)")
+    [ "$total_req" = 0 ] || PER+=("$(echo "scale=3; $c / $total_req" | bc)")
     say "round $round: three Redis replicas: $total_rps req/s; $c script calls for $total_req requests"
 done
 
@@ -175,3 +231,10 @@ echo "ratio one-redis / one-memory:    $(echo "scale=3; $o / $m" | bc)"
 echo "ratio three-redis / one-memory:  $(echo "scale=3; $r / $m" | bc)"
 echo "Redis script calls per request:  $p (admission plus idle flushes)"
 echo "Redis time per script call:      $(median "${USEC[@]}") us (INFO commandstats)"
+
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+    say "${#FAILURES[@]} runs failed:"
+    for f in "${FAILURES[@]}"; do say "  $f"; done
+    exit 1
+fi
+say "every request succeeded"
