@@ -51,14 +51,20 @@ fn json_string(raw: &[u8]) -> Option<String> {
     }
 }
 
-/// A raw JSON number as a `u64`, as `serde_json` reads it. Plain digits
-/// without a leading zero are parsed without the decoder.
+/// A raw JSON number as a `u64`: an integer as `serde_json` reads it, or a
+/// number with no fraction (`64000.0`, `6.4e4`), which the API accepts as
+/// the integer it equals. Plain digits without a leading zero are parsed
+/// without the decoder.
 fn json_u64(raw: &[u8]) -> Option<u64> {
     match raw {
         [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => {
             std::str::from_utf8(raw).ok()?.parse().ok()
         }
-        _ => serde_json::from_slice(raw).ok(),
+        _ => serde_json::from_slice(raw).ok().or_else(|| {
+            let n: f64 = serde_json::from_slice(raw).ok()?;
+            // 2^64 is the first float past u64::MAX.
+            (n >= 0.0 && n.fract() == 0.0 && n < 18_446_744_073_709_551_616.0).then_some(n as u64)
+        }),
     }
 }
 
@@ -219,6 +225,15 @@ mod tests {
             Some(u32::MAX)
         );
         assert_eq!(body_facts(br#"{"stream": "yes"}"#), BodyFacts::default());
+        // Written as the API still reads it: an escaped key, a whole float.
+        for doc in [
+            &br#"{"max_\u0074okens": 64000}"#[..],
+            br#"{"max_tokens": 64000.0}"#,
+            br#"{"max_tokens": 6.4e4}"#,
+        ] {
+            assert_eq!(body_facts(doc).max_tokens, Some(64_000), "{doc:?}");
+        }
+        assert_eq!(body_facts(br#"{"max_tokens": 64000.5}"#).max_tokens, None);
         assert_eq!(
             body_facts(br#"{"model": 7, "stream": true, "max_tokens": -1}"#),
             BodyFacts {
@@ -239,7 +254,15 @@ mod tests {
         ) {
             for raw in [raw.as_bytes(), &bytes] {
                 proptest::prop_assert_eq!(json_string(raw), serde_json::from_slice::<String>(raw).ok());
-                proptest::prop_assert_eq!(json_u64(raw), serde_json::from_slice::<u64>(raw).ok());
+                // serde_json's integer, or its number when that is whole.
+                let whole = serde_json::from_slice::<u64>(raw).ok().or_else(|| {
+                    serde_json::from_slice::<serde_json::Number>(raw)
+                        .ok()
+                        .and_then(|n| n.as_f64())
+                        .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 18_446_744_073_709_551_616.0)
+                        .map(|f| f as u64)
+                });
+                proptest::prop_assert_eq!(json_u64(raw), whole);
             }
         }
     }

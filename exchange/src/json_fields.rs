@@ -16,19 +16,34 @@
 
 /// The raw values of the top-level members named `names` in the object
 /// `doc`; `None` when `doc` is not an object. For a name given twice the
-/// last wins, as in the API's own parser. A key written with escapes
-/// matches no name.
+/// last wins, as in the API's own parser. A key is matched by the text it
+/// decodes to (`"max_\u0074okens"` is `max_tokens`), as the API reads it.
 pub fn fields<'a, const N: usize>(
     doc: &'a [u8],
     names: [&str; N],
 ) -> Option<[Option<&'a [u8]>; N]> {
     let mut found = [None; N];
     for_each(doc, |key, value| {
-        if let Some(i) = names.iter().position(|n| n.as_bytes() == key) {
+        let at = if key.contains(&b'\\') {
+            let decoded = decode_key(key);
+            names.iter().position(|n| Some(*n) == decoded.as_deref())
+        } else {
+            names.iter().position(|n| n.as_bytes() == key)
+        };
+        if let Some(i) = at {
             found[i] = Some(value);
         }
     })?;
     Some(found)
+}
+
+/// The text of a key written with escapes (given without its quotes).
+fn decode_key(key: &[u8]) -> Option<String> {
+    let mut quoted = Vec::with_capacity(key.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(key);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
 }
 
 /// Finds the last top-level member of an object when it has one name,

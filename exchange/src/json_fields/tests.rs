@@ -92,12 +92,24 @@ fn anything_but_a_closed_object_yields_nothing() {
 }
 
 #[test]
-fn the_last_duplicate_wins_and_escaped_keys_match_nothing() {
-    let doc = br#"{"stream":false,"mod\u0065l":"x","stream":true}"#;
+fn the_last_duplicate_wins_and_escaped_keys_match_what_they_decode_to() {
+    let doc = br#"{"stream":false,"mod\u0065l":"x","stream":true,"max_\u0074okens":1,"a\"b":2}"#;
     assert_eq!(
-        fields(doc, ["stream", "model"]),
-        Some([Some(&b"true"[..]), None])
+        fields(
+            doc,
+            ["stream", "model", "max_tokens", "a\"b", "mod\\u0065l"]
+        ),
+        Some([
+            Some(&b"true"[..]),
+            Some(&b"\"x\""[..]),
+            Some(&b"1"[..]),
+            Some(&b"2"[..]),
+            None
+        ])
     );
+    // The last one wins whichever way each was written.
+    let doc = br#"{"model":"a","m\u006fdel":"b"}"#;
+    assert_eq!(fields(doc, ["model"]), Some([Some(&b"\"b\""[..])]));
 }
 
 /// Whatever serde_json accepts as an object, `for_each` splits into the
