@@ -1,7 +1,9 @@
 //! The mock's own rate limit, modelled on the API's: continuously
 //! refilling per-minute buckets for requests, input tokens and output
 //! tokens. Every answer carries `anthropic-ratelimit-*` headers read from
-//! the buckets, and a request that does not fit gets the API's 429.
+//! the buckets (with the API's combined `anthropic-ratelimit-tokens-*`
+//! beside the token buckets' own), and a request that does not fit gets
+//! the API's 429.
 //!
 //! The mock knows what a step will report before it plays it, so it
 //! charges the whole usage when the request arrives: one request, the
@@ -145,6 +147,11 @@ impl Bucket {
         Some(Duration::from_secs_f64((missing / self.per_sec()).max(0.0)))
     }
 
+    /// The whole tokens (or requests) left.
+    fn remaining(&self) -> u64 {
+        self.level.max(0.0).floor() as u64
+    }
+
     /// How long until the bucket is full.
     fn full_in(&self) -> Duration {
         let missing = self.capacity as f64 - self.level;
@@ -169,7 +176,10 @@ pub struct Admission {
     pub retry_after: Duration,
     /// `anthropic-ratelimit-{family}-{limit,remaining,reset}` after the
     /// verdict: remaining is the whole tokens left, reset (RFC 3339, whole
-    /// seconds rounded up) is when the bucket is full again.
+    /// seconds rounded up) is when the bucket is full again. With a token
+    /// limit, `anthropic-ratelimit-tokens-*` too: the API's "most
+    /// restrictive token limit in effect", which the mock reads as the
+    /// token bucket with the fewest whole tokens left (input on a tie).
     pub headers: Vec<(String, String)>,
 }
 
@@ -219,19 +229,24 @@ impl Buckets {
                 b.level -= amount(family) as f64;
             }
         }
+        let tightest = self
+            .buckets
+            .iter()
+            .filter(|(family, _)| family.ends_with("tokens"))
+            .min_by_key(|(_, b)| b.remaining())
+            .map(|(_, b)| ("tokens", b));
         let headers = self
             .buckets
             .iter()
+            .map(|(family, b)| (*family, b))
+            .chain(tightest)
             .flat_map(|(family, b)| {
                 let reset = wall + b.full_in();
                 let reset = reset + Duration::from_nanos(999_999_999);
                 let prefix = format!("anthropic-ratelimit-{family}");
                 [
                     (format!("{prefix}-limit"), b.capacity.to_string()),
-                    (
-                        format!("{prefix}-remaining"),
-                        (b.level.max(0.0).floor() as u64).to_string(),
-                    ),
+                    (format!("{prefix}-remaining"), b.remaining().to_string()),
                     (format!("{prefix}-reset"), rfc3339(reset)),
                 ]
             })

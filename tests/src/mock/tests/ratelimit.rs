@@ -236,3 +236,72 @@ async fn a_stream_is_charged_its_output_and_carries_the_headers() {
     assert_eq!(second.headers()["retry-after"], "12");
     assert_eq!(mock.rate_limited(), 1);
 }
+
+#[test]
+fn the_combined_tokens_headers_follow_the_tightest_token_bucket() {
+    let t0 = Instant::now();
+    let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let limits = RateLimits::requests(10)
+        .input_tokens(1_000)
+        .output_tokens(100);
+    let mut b = Buckets::new(limits, t0);
+    let first = b.admit(
+        Cost {
+            input: 100,
+            output: 10,
+        },
+        t0,
+        wall,
+    );
+    // Input 900 of 1000 left, output 90 of 100: output is tighter.
+    assert_eq!(
+        header(&first.headers, "anthropic-ratelimit-tokens-limit"),
+        "100"
+    );
+    assert_eq!(
+        header(&first.headers, "anthropic-ratelimit-tokens-remaining"),
+        "90"
+    );
+    assert_eq!(
+        header(&first.headers, "anthropic-ratelimit-tokens-reset"),
+        header(&first.headers, "anthropic-ratelimit-output-tokens-reset"),
+    );
+    // The per-kind headers are still there, beside the combined ones.
+    assert_eq!(
+        header(&first.headers, "anthropic-ratelimit-input-tokens-remaining"),
+        "900"
+    );
+    // Spend input down to 50 (output 85): now input is the tighter one.
+    let second = b.admit(
+        Cost {
+            input: 850,
+            output: 5,
+        },
+        t0,
+        wall,
+    );
+    assert!(second.admitted);
+    assert_eq!(
+        header(&second.headers, "anthropic-ratelimit-tokens-limit"),
+        "1000"
+    );
+    assert_eq!(
+        header(&second.headers, "anthropic-ratelimit-tokens-remaining"),
+        "50"
+    );
+    assert_eq!(
+        header(&second.headers, "anthropic-ratelimit-tokens-reset"),
+        header(&second.headers, "anthropic-ratelimit-input-tokens-reset"),
+    );
+    let names = |a: &crate::mock::Admission| {
+        a.headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("anthropic-ratelimit-tokens-"))
+            .count()
+    };
+    assert_eq!(names(&second), 3, "one each of limit, remaining, reset");
+
+    // Without a token limit there is nothing to combine.
+    let requests_only = Buckets::new(RateLimits::requests(10), t0).admit(Cost::default(), t0, wall);
+    assert_eq!(names(&requests_only), 0);
+}
