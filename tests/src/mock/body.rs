@@ -1,6 +1,7 @@
-//! Response bodies: a whole buffer, or an SSE script played chunk by chunk.
+//! Response bodies: a whole buffer, or chunks played one by one (an SSE
+//! script, or a reply sent in pieces), ending as scripted.
 
-use super::conn::ConnCtl;
+use super::conn::{ConnCtl, Kill};
 use super::sse::{SseEnd, SseScript};
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -33,9 +34,21 @@ impl MockBody {
         stream_id: Option<u32>,
         stop: watch::Receiver<bool>,
     ) -> Self {
+        Self::played(script.chunks, script.end, ctl, stream_id, stop)
+    }
+
+    /// Plays `chunks` (`(delay before, bytes)`, each its own write), then
+    /// ends as `end` says. Arguments as for [`MockBody::sse`].
+    pub fn played(
+        chunks: Vec<(std::time::Duration, Bytes)>,
+        end: SseEnd,
+        ctl: Arc<ConnCtl>,
+        stream_id: Option<u32>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         let state = SseState {
-            chunks: script.chunks.into(),
-            end: Some(script.end),
+            chunks: chunks.into(),
+            end: Some(end),
             sent: 0,
             ctl,
             stream_id,
@@ -77,13 +90,26 @@ impl SseState {
                     // hyper flushes what it has buffered right after this
                     // poll; the connection task then drops the socket.
                     None => {
-                        self.ctl.cut_at_next_flush();
+                        self.ctl.cut_at_next_flush(Kill::Reset);
                         self.stopped().await;
                     }
                     Some(id) => self.ctl.h2_flushed(id, self.sent).await,
                 }
                 // On HTTP/2 hyper answers a body error with RST_STREAM.
                 Some((Err(io::Error::other("scripted cut")), self))
+            }
+            SseEnd::Close => {
+                match self.stream_id {
+                    None => self.ctl.cut_at_next_flush(Kill::Close),
+                    Some(id) => {
+                        self.ctl.h2_flushed(id, self.sent).await;
+                        self.ctl.kill(Kill::Close);
+                    }
+                }
+                // The connection task drops the connection (and this body)
+                // before the mock stops.
+                self.stopped().await;
+                Some((Err(io::Error::other("mock stopped")), self))
             }
         }
     }

@@ -1,12 +1,13 @@
 //! One accepted connection: the control block that steps use to reset,
-//! close or cut it, and the I/O wrapper that knows what reached the socket.
+//! close, cut or shut it down, and the I/O wrapper that knows what reached
+//! the socket.
 //!
 //! A cut must land *after* the bytes before it have been written to the
 //! socket, or the peer would see less than scripted. The wrapper observes
 //! flushes: on HTTP/1.1 the cut fires at the first flush after the body
 //! asked for it (hyper polls the body and flushes in the same task); on
 //! HTTP/2 it parses the outgoing frames and counts each stream's flushed
-//! `DATA` bytes.
+//! `DATA` bytes (and the `GOAWAY`s, for a graceful shutdown).
 
 use std::collections::HashMap;
 use std::io;
@@ -32,8 +33,10 @@ pub(crate) struct ConnCtl {
     /// The connection's id, as recorded in [`super::Recorded::connection`].
     pub id: u64,
     killed: Notify,
+    /// Asks the connection's task for a graceful shutdown.
+    going_away: Notify,
     reset_on_drop: AtomicBool,
-    /// HTTP/1.1: kill (with RST) at the next completed flush.
+    /// HTTP/1.1: kill (as `reset_on_drop` says) at the next completed flush.
     cut_on_flush: AtomicBool,
     /// HTTP/2 only: flushed frames per stream, and who waits on them.
     h2: Option<Mutex<H2Frames>>,
@@ -46,6 +49,7 @@ impl ConnCtl {
         Arc::new(ConnCtl {
             id,
             killed: Notify::new(),
+            going_away: Notify::new(),
             reset_on_drop: AtomicBool::new(false),
             cut_on_flush: AtomicBool::new(false),
             h2: h2.then(|| Mutex::new(H2Frames::default())),
@@ -78,10 +82,41 @@ impl ConnCtl {
         self.killed.notified().await;
     }
 
-    /// HTTP/1.1 cut: reset the connection as soon as what is buffered now
-    /// has been flushed to the socket.
-    pub fn cut_at_next_flush(&self) {
-        self.reset_on_drop.store(true, Ordering::SeqCst);
+    /// Asks the connection's task to shut the connection down gracefully:
+    /// on HTTP/2 a GOAWAY (streams in flight finish), on HTTP/1.1 a close
+    /// once the response in flight is sent.
+    pub fn go_away(&self) {
+        self.going_away.notify_one();
+    }
+
+    /// Resolves once [`ConnCtl::go_away`] has been called.
+    pub async fn asked_to_go_away(&self) {
+        self.going_away.notified().await;
+    }
+
+    /// HTTP/2: waits until the peer has read the GOAWAY. A graceful
+    /// shutdown sends a GOAWAY and a PING, and only once the peer's PING
+    /// ack is in, a second GOAWAY with the last stream processed: with that
+    /// one flushed, the peer has read the first.
+    pub async fn h2_gone_away(&self) {
+        let Some(h2) = &self.h2 else { return };
+        loop {
+            let notified = self.h2_flushed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if h2.lock().expect("h2 frames").flushed_goaways >= 2 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// HTTP/1.1 cut: end the connection (`how`) as soon as what is buffered
+    /// now has been flushed to the socket.
+    pub fn cut_at_next_flush(&self, how: Kill) {
+        if how == Kill::Reset {
+            self.reset_on_drop.store(true, Ordering::SeqCst);
+        }
         self.cut_on_flush.store(true, Ordering::SeqCst);
     }
 
@@ -138,6 +173,9 @@ struct H2Frames {
     data_stream: Option<u32>,
     written: HashMap<u32, StreamOut>,
     flushed: HashMap<u32, StreamOut>,
+    /// GOAWAY frames written, and flushed.
+    written_goaways: u32,
+    flushed_goaways: u32,
 }
 
 impl H2Frames {
@@ -166,6 +204,7 @@ impl H2Frames {
                 match h[3] {
                     0 => self.data_stream = Some(id),
                     1 => self.written.entry(id).or_default().headers = true,
+                    7 => self.written_goaways += 1,
                     _ => {}
                 }
             }
@@ -174,6 +213,7 @@ impl H2Frames {
 
     fn flush(&mut self) {
         self.flushed.clone_from(&self.written);
+        self.flushed_goaways = self.written_goaways;
     }
 }
 

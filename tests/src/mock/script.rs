@@ -1,7 +1,7 @@
 //! What the mock answers: a queue of [`Step`]s, one per request, and the
 //! [`Reply`] builders that speak the API's error and success shapes.
 
-use super::sse::SseScript;
+use super::sse::{SseEnd, SseScript};
 use bytes::Bytes;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,12 @@ pub enum Step {
     Hang,
     /// Answer `200 text/event-stream` and play an SSE script.
     Sse(SseScript),
+    /// HTTP/2: read the request, then reset its stream with
+    /// `REFUSED_STREAM`, the server's word that it did not process the
+    /// request (RFC 9113 §8.7), so a client may safely send it again. The
+    /// connection goes on serving. HTTP/1.1 has no such signal: there the
+    /// mock answers a 500 "mock script error".
+    RefuseStream,
 }
 
 impl From<Reply> for Step {
@@ -181,12 +187,22 @@ impl RetryAfter {
 pub struct Reply {
     /// Status code.
     pub status: u16,
-    /// Headers in order. `content-length` is added when absent.
+    /// Headers in order. `content-length` (of the whole body, even when
+    /// the body is cut short) is added when absent.
     pub headers: Vec<(String, String)>,
     /// The whole body.
     pub body: Bytes,
     /// How long to wait, after reading the request, before sending the head.
     pub head_delay: Duration,
+    /// Send the body in pieces of this many bytes, waiting this long before
+    /// each piece after the first (which goes with the head). `None`: in
+    /// one write.
+    pub trickle: Option<(usize, Duration)>,
+    /// Stop after this many body bytes and end as this says
+    /// ([`SseEnd::Cut`] or [`SseEnd::Close`]). `None`: the whole body.
+    pub cut: Option<(usize, SseEnd)>,
+    /// Shut the connection down gracefully before the head.
+    pub go_away: bool,
 }
 
 impl Reply {
@@ -197,6 +213,9 @@ impl Reply {
             headers: Vec::new(),
             body: Bytes::new(),
             head_delay: Duration::ZERO,
+            trickle: None,
+            cut: None,
+            go_away: false,
         }
     }
 
@@ -259,6 +278,27 @@ impl Reply {
         Self::json_with_id(status, body.into(), request_id)
     }
 
+    /// What a load balancer or CDN in front of the API sends when it, or
+    /// the API behind it, fails: `status` with `content-type: text/html`,
+    /// an HTML error page naming the status, and no `request-id` (the API
+    /// never saw the request). E.g. `Reply::html(502)`, "502 Bad Gateway".
+    pub fn html(status: u16) -> Self {
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        let body = format!(
+            "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n\
+             <center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n\
+             </body>\r\n</html>\r\n"
+        );
+        Reply {
+            body: body.into(),
+            ..Reply::new(status)
+        }
+        .header("content-type", "text/html")
+    }
+
     /// `529 overloaded_error`.
     pub fn overloaded() -> Self {
         Self::error(529, "overloaded_error", "Overloaded")
@@ -296,6 +336,63 @@ impl Reply {
     pub fn delay(mut self, delay: Duration) -> Self {
         self.head_delay = delay;
         self
+    }
+
+    /// Sends the body `size` bytes at a time, waiting `gap` before each
+    /// piece after the first: a slow link, or a slow server. Each piece is
+    /// its own write, flushed at once.
+    pub fn trickle(mut self, size: usize, gap: Duration) -> Self {
+        self.trickle = Some((size.max(1), gap));
+        self
+    }
+
+    /// Sends the head (its `content-length` for the whole body) and the
+    /// first `n` body bytes, then aborts: on HTTP/1.1 a TCP RST, on
+    /// HTTP/2 an `RST_STREAM`. Every byte before the cut reaches the peer.
+    pub fn cut_after(mut self, n: usize) -> Self {
+        self.cut = Some((n, SseEnd::Cut));
+        self
+    }
+
+    /// As [`Reply::cut_after`], but the connection then closes cleanly (a
+    /// FIN): the body just stops short of its `content-length`.
+    pub fn close_after(mut self, n: usize) -> Self {
+        self.cut = Some((n, SseEnd::Close));
+        self
+    }
+
+    /// Shuts the connection down gracefully, as a server going away does,
+    /// then answers. On HTTP/2: a `GOAWAY`, and the head only once the peer
+    /// has read it (it acked the shutdown `PING`), so that the peer knows
+    /// before the answer that no new stream may go on this connection;
+    /// streams in flight, this one too, play on, and the connection closes
+    /// when they are done. On HTTP/1.1: the connection closes once this
+    /// response is sent.
+    pub fn go_away(mut self) -> Self {
+        self.go_away = true;
+        self
+    }
+
+    /// The body's writes as scripted: `(delay before, bytes)` for each
+    /// piece of [`Reply::trickle`], cut at [`Reply::cut`], and how it ends.
+    /// `None` for a body sent whole in one write.
+    pub(crate) fn pieces(&self) -> Option<(Vec<(Duration, Bytes)>, SseEnd)> {
+        if self.trickle.is_none() && self.cut.is_none() {
+            return None;
+        }
+        let (sent, end) = match self.cut {
+            Some((n, end)) => (self.body.slice(..n.min(self.body.len())), end),
+            None => (self.body.clone(), SseEnd::Complete),
+        };
+        let (size, gap) = self.trickle.unwrap_or((sent.len().max(1), Duration::ZERO));
+        let pieces = (0..sent.len())
+            .step_by(size)
+            .map(|at| {
+                let delay = if at == 0 { Duration::ZERO } else { gap };
+                (delay, sent.slice(at..(at + size).min(sent.len())))
+            })
+            .collect();
+        Some((pieces, end))
     }
 
     /// Sets `x-should-retry: true` or `false`.

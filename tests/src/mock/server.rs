@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulConnection;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -293,20 +294,36 @@ where
     };
     if h2 {
         let conn = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
-        tokio::select! {
-            _ = conn => {}
-            _ = ctl.killed() => {}
-        }
+        drive(conn, &ctl).await;
     } else {
         let conn = http1::Builder::new()
             .header_read_timeout(None)
             .serve_connection(io, service);
+        drive(conn, &ctl).await;
+    }
+}
+
+/// Runs a connection until it ends or is killed; shuts it down gracefully
+/// when asked to (and runs it on until it ends).
+async fn drive(conn: impl GracefulConnection, ctl: &ConnCtl) {
+    tokio::pin!(conn);
+    let mut going_away = false;
+    loop {
         tokio::select! {
-            _ = conn => {}
-            _ = ctl.killed() => {}
+            _ = conn.as_mut() => return,
+            () = ctl.killed() => return,
+            () = ctl.asked_to_go_away(), if !going_away => {
+                going_away = true;
+                conn.as_mut().graceful_shutdown();
+            }
         }
     }
 }
+
+/// What a request's handler fails with: hyper resets an HTTP/2 stream
+/// with the `h2::Reason` found in it (else `INTERNAL_ERROR`), and drops an
+/// HTTP/1.1 connection.
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Called by hyper in request order on each connection (the synchronous
 /// part runs at once, so arrival order and HTTP/2 stream ids line up).
@@ -314,7 +331,7 @@ fn handle(
     shared: Arc<Shared>,
     ctl: Arc<ConnCtl>,
     req: Request<Incoming>,
-) -> impl Future<Output = Result<Response<MockBody>, io::Error>> {
+) -> impl Future<Output = Result<Response<MockBody>, HandlerError>> {
     let stream_id = ctl.is_h2().then(|| ctl.next_stream_id());
     let (seq, at, step) = {
         let mut script = shared.script.lock().expect("script");
@@ -362,13 +379,23 @@ fn handle(
         let mut stop = shared.stop.subscribe();
         match step {
             Step::Reply(reply) => {
+                if reply.go_away {
+                    go_away(&ctl).await;
+                }
                 tokio::time::sleep(reply.head_delay).await;
-                Ok(reply_response(reply))
+                Ok(reply_response(reply, ctl, stream_id, stop))
             }
             Step::Sse(script) => {
+                if script.go_away {
+                    go_away(&ctl).await;
+                }
                 tokio::time::sleep(script.head_delay).await;
                 Ok(sse_response(script, ctl, stream_id, stop))
             }
+            Step::RefuseStream if ctl.is_h2() => {
+                Err(h2::Error::from(h2::Reason::REFUSED_STREAM).into())
+            }
+            Step::RefuseStream => Ok(script_error("RefuseStream needs HTTP/2")),
             step => {
                 match step {
                     Step::Reset => ctl.kill(Kill::Reset),
@@ -378,10 +405,17 @@ fn handle(
                 // Never answer: on stop, fail the exchange (hyper then drops
                 // the HTTP/1.1 connection, or resets the HTTP/2 stream).
                 stopped(&mut stop).await;
-                Err(io::Error::other("mock stopped"))
+                Err(io::Error::other("mock stopped").into())
             }
         }
     }
+}
+
+/// Starts a graceful shutdown of the connection; on HTTP/2, returns once
+/// the peer has read the `GOAWAY`.
+async fn go_away(ctl: &ConnCtl) {
+    ctl.go_away();
+    ctl.h2_gone_away().await;
 }
 
 /// Resolves once the mock is stopping.
@@ -400,11 +434,20 @@ async fn read_all(mut body: Incoming) -> Bytes {
     all.freeze()
 }
 
-fn reply_response(reply: Reply) -> Response<MockBody> {
+fn reply_response(
+    reply: Reply,
+    ctl: Arc<ConnCtl>,
+    stream_id: Option<u32>,
+    stop: watch::Receiver<bool>,
+) -> Response<MockBody> {
     let has_length = header_value(&reply.headers, "content-length").is_some();
     let length = (!has_length).then(|| ("content-length".to_owned(), reply.body.len().to_string()));
     let headers = reply.headers.iter().cloned().chain(length);
-    build(reply.status, headers, MockBody::full(reply.body))
+    let body = match reply.pieces() {
+        Some((pieces, end)) => MockBody::played(pieces, end, ctl, stream_id, stop),
+        None => MockBody::full(reply.body),
+    };
+    build(reply.status, headers, body)
 }
 
 fn sse_response(
@@ -436,10 +479,13 @@ fn build(
     })();
     match result {
         Ok(()) => response,
-        Err(e) => {
-            let mut bad = Response::new(MockBody::full(format!("mock script error: {e}").into()));
-            *bad.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            bad
-        }
+        Err(e) => script_error(&e),
     }
+}
+
+/// A 500 that says what was wrong with the script.
+fn script_error(what: &str) -> Response<MockBody> {
+    let mut bad = Response::new(MockBody::full(format!("mock script error: {what}").into()));
+    *bad.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    bad
 }

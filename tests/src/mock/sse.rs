@@ -5,7 +5,8 @@ use super::script::{next_id, set_header};
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 
-/// How a scripted stream ends after its last chunk.
+/// How a scripted body (a stream, or a [`super::Reply`] sent in pieces)
+/// ends after its last chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SseEnd {
     /// A normal end of body.
@@ -15,6 +16,10 @@ pub enum SseEnd {
     /// Abort: on HTTP/1.1 a TCP RST of the connection, on HTTP/2 an
     /// `RST_STREAM`. Every chunk before it reaches the peer first.
     Cut,
+    /// Close the connection cleanly (a FIN, no TLS `close_notify`), on
+    /// HTTP/2 too (no `GOAWAY`): the body just stops. Every chunk before
+    /// it reaches the peer first.
+    Close,
 }
 
 /// A `200 text/event-stream` response played chunk by chunk.
@@ -32,6 +37,9 @@ pub struct SseScript {
     pub chunks: Vec<(Duration, Bytes)>,
     /// What happens after the last chunk.
     pub end: SseEnd,
+    /// Shut the connection down gracefully before the head: see
+    /// [`super::Reply::go_away`].
+    pub go_away: bool,
 }
 
 impl SseScript {
@@ -50,6 +58,7 @@ impl SseScript {
                 .map(|c| (Duration::ZERO, c.into()))
                 .collect(),
             end: SseEnd::Complete,
+            go_away: false,
         }
     }
 
@@ -160,6 +169,13 @@ impl SseScript {
     /// Waits `delay` before sending the head.
     pub fn head_delay(mut self, delay: Duration) -> Self {
         self.head_delay = delay;
+        self
+    }
+
+    /// Sends a `GOAWAY` before the head: see [`super::Reply::go_away`].
+    /// The stream itself plays on.
+    pub fn go_away(mut self) -> Self {
+        self.go_away = true;
         self
     }
 

@@ -258,3 +258,191 @@ async fn invalid_scripted_headers_become_a_500() {
     assert!(text.starts_with("HTTP/1.1 500"), "{text}");
     assert!(text.contains("mock script error"), "{text}");
 }
+
+/// The head and body of a raw HTTP/1.1 response with a `content-length`.
+fn split_head(raw: &[u8]) -> (String, &[u8]) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8(raw[..end].to_vec()).expect("ascii head");
+    (head.to_ascii_lowercase(), &raw[end + 4..])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn html_is_a_load_balancers_error_page() {
+    let page = Reply::html(502);
+    assert_eq!(page.status, 502);
+    assert!(page.request_id().is_none(), "the API never saw it");
+    let text = String::from_utf8(page.body.to_vec()).unwrap();
+    assert!(
+        text.starts_with("<html>") && text.contains("<h1>502 Bad Gateway</h1>"),
+        "{text}"
+    );
+    assert!(serde_json::from_slice::<serde_json::Value>(&page.body).is_err());
+    let mock = MockUpstream::start(Script::always(Reply::html(503))).await;
+    let (received, error) = raw_exchange(mock.addr()).await;
+    assert!(error.is_none());
+    let (head, body) = split_head(&received);
+    assert!(
+        head.starts_with("http/1.1 503 service unavailable"),
+        "{head}"
+    );
+    assert!(head.contains("content-type: text/html\r\n"), "{head}");
+    assert!(head.contains(&format!("content-length: {}", body.len())));
+    assert!(String::from_utf8_lossy(body).contains("503 Service Unavailable"));
+}
+
+#[test]
+fn pieces_trickle_and_cut_the_body() {
+    let gap = Duration::from_millis(5);
+    let reply = Reply::new(200);
+    assert!(reply.pieces().is_none(), "a plain reply goes in one write");
+    let reply = Reply {
+        body: Bytes::from_static(b"0123456789abcdefghijklmnopqrstuvwxyz"),
+        ..reply
+    };
+    let (pieces, end) = reply.clone().trickle(10, gap).pieces().unwrap();
+    let sizes: Vec<usize> = pieces.iter().map(|(_, b)| b.len()).collect();
+    assert_eq!(sizes, [10, 10, 10, 6]);
+    let delays: Vec<Duration> = pieces.iter().map(|(d, _)| *d).collect();
+    assert_eq!(
+        delays,
+        [Duration::ZERO, gap, gap, gap],
+        "the first goes with the head"
+    );
+    assert_eq!(pieces.concat(), reply.body);
+    assert_eq!(end, crate::mock::SseEnd::Complete);
+
+    let (pieces, end) = reply
+        .clone()
+        .trickle(10, gap)
+        .cut_after(25)
+        .pieces()
+        .unwrap();
+    let sizes: Vec<usize> = pieces.iter().map(|(_, b)| b.len()).collect();
+    assert_eq!((sizes, end), (vec![10, 10, 5], crate::mock::SseEnd::Cut));
+    let (pieces, end) = reply.clone().close_after(7).pieces().unwrap();
+    assert_eq!(pieces, [(Duration::ZERO, reply.body.slice(..7))]);
+    assert_eq!(end, crate::mock::SseEnd::Close);
+    let (pieces, _) = reply.cut_after(0).pieces().unwrap();
+    assert!(pieces.is_empty(), "the head alone");
+}
+
+/// The `(delay, bytes)` pieces, concatenated.
+trait Concat {
+    fn concat(&self) -> Bytes;
+}
+
+impl Concat for Vec<(Duration, Bytes)> {
+    fn concat(&self) -> Bytes {
+        self.iter()
+            .flat_map(|(_, b)| b.to_vec())
+            .collect::<Vec<u8>>()
+            .into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cut_after_sends_the_whole_length_and_part_of_the_body_then_a_rst() {
+    let reply = Reply::message();
+    let whole = reply.body.clone();
+    let mock = MockUpstream::start(Script::always(reply.cut_after(20))).await;
+    let (received, error) = raw_exchange(mock.addr()).await;
+    let (head, body) = split_head(&received);
+    assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+    assert!(head.contains(&format!("content-length: {}\r\n", whole.len())));
+    assert_eq!(body, &whole[..20], "every byte before the cut arrived");
+    let error = error.expect("a reset, not EOF");
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+
+    // A hyper client sees the body end in an error, after those bytes.
+    let mut client = h1(mock.addr()).await;
+    let uri = format!("{}/v1/messages", mock.url());
+    let response = send(&mut client, post(&uri, BODY)).await.expect("head");
+    let (bytes, error) = drain(response.into_body()).await;
+    assert_eq!(bytes, whole.slice(..20));
+    assert!(error.is_some(), "a cut body must not end cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn close_after_stops_the_body_short_with_a_clean_fin() {
+    let reply = Reply::message();
+    let whole = reply.body.clone();
+    let mock = MockUpstream::start(Script::always(reply.close_after(20))).await;
+    let (received, error) = raw_exchange(mock.addr()).await;
+    assert!(error.is_none(), "a clean EOF, got {error:?}");
+    let (head, body) = split_head(&received);
+    assert!(head.contains(&format!("content-length: {}\r\n", whole.len())));
+    assert_eq!(body, &whole[..20]);
+
+    let mut client = h1(mock.addr()).await;
+    let uri = format!("{}/v1/messages", mock.url());
+    let response = send(&mut client, post(&uri, BODY)).await.expect("head");
+    let (bytes, error) = drain(response.into_body()).await;
+    assert_eq!(bytes, whole.slice(..20));
+    let error = error.expect("short of its content-length");
+    let eof = std::error::Error::source(&error)
+        .and_then(|e| e.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    assert_eq!(eof, Some(io::ErrorKind::UnexpectedEof), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trickle_sends_the_body_in_timed_pieces() {
+    let gap = Duration::from_millis(60);
+    let reply = Reply::message();
+    let whole = reply.body.clone();
+    let pieces = whole.len().div_ceil(64);
+    assert!(pieces >= 4, "a body of {} bytes", whole.len());
+    let mock = MockUpstream::start(Script::always(reply.trickle(64, gap))).await;
+    let mut client = h1(mock.addr()).await;
+    let uri = format!("{}/v1/messages", mock.url());
+    let response = send(&mut client, post(&uri, BODY)).await.expect("head");
+    let mut body = response.into_body();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let data = frame.expect("no error").into_data().expect("data");
+        frames.push((Instant::now(), data));
+    }
+    let at = mock.requests()[0].at;
+    let received: Vec<u8> = frames.iter().flat_map(|(_, d)| d.to_vec()).collect();
+    assert_eq!(received, whole, "byte for byte");
+    assert_eq!(frames.len(), pieces, "one read per piece");
+    assert!(frames.iter().all(|(_, d)| d.len() <= 64));
+    let took = frames.last().unwrap().0 - at;
+    let least = gap * (pieces as u32 - 1);
+    assert!(took >= least, "{took:?} < {least:?}");
+    assert!(took < least + Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn go_away_over_http1_closes_the_connection_after_the_response() {
+    let mock =
+        MockUpstream::start(Script::of([Reply::message().go_away()]).otherwise(Reply::new(204)))
+            .await;
+    let mut client = h1(mock.addr()).await;
+    let uri = format!("{}/v1/messages", mock.url());
+    let response = send(&mut client, post(&uri, BODY)).await.expect("head");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["connection"], "close");
+    let (_, error) = drain(response.into_body()).await;
+    assert!(error.is_none(), "the answer itself is whole");
+    let error = send(&mut client, post(&uri, BODY))
+        .await
+        .expect_err("the connection is gone");
+    assert!(!error.is_user(), "{error}");
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuse_stream_over_http1_is_a_script_error() {
+    let mock = MockUpstream::start(Script::always(Step::RefuseStream)).await;
+    let (received, _) = raw_exchange(mock.addr()).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 500"), "{text}");
+    assert!(
+        text.contains("mock script error: RefuseStream needs HTTP/2"),
+        "{text}"
+    );
+}

@@ -206,3 +206,126 @@ async fn h2_stall_keeps_the_stream_open_until_stop() {
         "an incomplete body: {after:?}"
     );
 }
+
+/// The HTTP/2 reason a stream or connection was reset with, if any.
+fn h2_reason(error: &hyper::Error) -> Option<h2::Reason> {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason();
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// An HTTP/2 client of `mock`, and the URI to POST to.
+async fn h2_client(
+    mock: &MockUpstream,
+    pki: &TestPki,
+) -> (http2::SendRequest<Full<Bytes>>, String) {
+    let stream = tls(mock.addr(), pki.client_config(&["h2"]))
+        .await
+        .expect("tls");
+    let uri = format!("https://localhost:{}/v1/messages", mock.addr().port());
+    (h2(stream).await, uri)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_refuse_stream_resets_only_the_stream_with_refused_stream() {
+    let pki = TestPki::new();
+    let mock = MockUpstream::start_tls(
+        Script::of([Step::RefuseStream]),
+        pki.server_config(Chain::Full),
+    )
+    .await;
+    let (mut client, uri) = h2_client(&mock, &pki).await;
+    let error = client
+        .send_request(post(&uri, BODY))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        h2_reason(&error),
+        Some(h2::Reason::REFUSED_STREAM),
+        "{error:?}"
+    );
+    // Only the stream: the connection serves the next request.
+    let response = client.send_request(post(&uri, BODY)).await.expect("head");
+    assert_eq!(response.status(), 200);
+    let requests = mock.wait_requests(2).await;
+    assert_eq!(requests[0].body, BODY.as_bytes(), "read before refused");
+    let connections: Vec<u64> = requests.iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_go_away_reaches_the_peer_before_the_head_and_the_stream_plays_on() {
+    let pki = TestPki::new();
+    let script = SseScript::message("one two three four")
+        .chunk_delay(Duration::from_millis(20))
+        .go_away();
+    let mock =
+        MockUpstream::start_tls(Script::of([script.clone()]), pki.server_config(Chain::Full)).await;
+    let (mut client, uri) = h2_client(&mock, &pki).await;
+    let response = client.send_request(post(&uri, BODY)).await.expect("head");
+    assert_eq!(response.status(), 200);
+    // The peer read the GOAWAY before this head: no new stream may start.
+    let refused = client
+        .send_request(post(&uri, BODY))
+        .await
+        .expect_err("no new stream after GOAWAY");
+    assert!(!refused.is_user(), "{refused:?}");
+    let (bytes, error) = drain(response.into_body()).await;
+    assert!(error.is_none(), "the stream in flight plays on: {error:?}");
+    assert_eq!(bytes, script.bytes());
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the second never reached the mock"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_cut_after_resets_the_stream_after_the_bytes() {
+    let pki = TestPki::new();
+    let reply = Reply::message();
+    let whole = reply.body.clone();
+    let mock = MockUpstream::start_tls(
+        Script::of([reply.cut_after(30)]),
+        pki.server_config(Chain::Full),
+    )
+    .await;
+    let (mut client, uri) = h2_client(&mock, &pki).await;
+    let response = client.send_request(post(&uri, BODY)).await.expect("head");
+    assert_eq!(
+        response.headers()["content-length"],
+        whole.len().to_string().as_str()
+    );
+    let (bytes, error) = drain(response.into_body()).await;
+    assert_eq!(bytes, whole.slice(..30));
+    assert!(error.is_some(), "the stream must be reset, not ended");
+    let response = client.send_request(post(&uri, BODY)).await.expect("head");
+    assert_eq!(response.status(), 200, "only the stream was reset");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_close_after_drops_the_connection_after_the_bytes() {
+    let pki = TestPki::new();
+    let reply = Reply::message();
+    let whole = reply.body.clone();
+    let mock = MockUpstream::start_tls(
+        Script::of([reply.close_after(30)]),
+        pki.server_config(Chain::Full),
+    )
+    .await;
+    let (mut client, uri) = h2_client(&mock, &pki).await;
+    let response = client.send_request(post(&uri, BODY)).await.expect("head");
+    let (bytes, error) = drain(response.into_body()).await;
+    assert_eq!(bytes, whole.slice(..30));
+    assert!(error.is_some(), "short of its content-length");
+    let error = client
+        .send_request(post(&uri, BODY))
+        .await
+        .expect_err("the connection is gone");
+    assert!(!error.is_user(), "{error:?}");
+}
