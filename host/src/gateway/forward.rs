@@ -160,13 +160,23 @@ struct Driver<'a> {
     served_by: AtomicU32,
 }
 
+/// What follows the prefix of an error body that levee read.
+enum Rest {
+    /// Nothing: the body ended with the prefix.
+    Ended,
+    /// The body broke off after the prefix, for this reason.
+    Broken(String),
+    /// The rest of the body, still to read.
+    More(UpstreamBody),
+}
+
 /// The last thing an attempt produced, kept for delivery if levee gives up.
 enum Last {
     Response {
         upstream: u32,
         head: http::response::Parts,
         prefix: Bytes,
-        rest: Option<UpstreamBody>,
+        rest: Rest,
     },
     Failure {
         upstream: u32,
@@ -437,10 +447,20 @@ impl Driver<'_> {
                     set_verdict(&mut head.headers, g, false);
                 }
                 let body = match rest {
-                    Some(rest) => self.guard(upstream, rest, prefix, false, true),
-                    None => {
-                        self.settle(upstream, &prefix);
+                    Rest::More(rest) => self.guard(upstream, rest, prefix, false, true),
+                    Rest::Ended => {
+                        self.settle(upstream, &prefix, Termination::Complete);
                         reply::full(prefix)
+                    }
+                    // The head keeps the upstream's content-length: the
+                    // client must see the body fail, not end short of it
+                    // (or, with the prefix's length, end as if whole).
+                    Rest::Broken(e) => {
+                        let why = format!("upstream failed mid-stream: {e}");
+                        tracing::warn!(termination = Termination::UpstreamCut.label(), reason = %why, "response body broke off");
+                        self.gw.metrics.stream_end(Termination::UpstreamCut);
+                        self.settle(upstream, &prefix, Termination::UpstreamCut);
+                        reply::broken_off(prefix, why)
                     }
                 };
                 Response::from_parts(head, body)
@@ -476,13 +496,13 @@ impl Driver<'_> {
         self.reservation.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Settles the reservation on an error body read whole.
-    fn settle(&self, upstream: u32, body: &[u8]) {
+    /// Settles the reservation on an error body read to its end, `how` it
+    /// ended.
+    fn settle(&self, upstream: u32, body: &[u8], how: Termination) {
         let mut settle = Settle::new(false, self.reservation().take(), true);
         settle.feed(body);
         let usage = settle.finish(&self.gw.metrics, &self.rt.upstreams[upstream as usize]);
-        self.access
-            .body_ended(usage, Termination::Complete, false, body.len() as u64);
+        self.access.body_ended(usage, how, false, body.len() as u64);
     }
 
     fn guard(
@@ -553,12 +573,9 @@ fn millis(d: Duration) -> u32 {
 }
 
 /// Reads up to `limit` bytes of an error body (within `timeout`); returns
-/// them and, when more remains, the rest of the body.
-async fn read_prefix(
-    mut body: UpstreamBody,
-    limit: usize,
-    timeout: Duration,
-) -> (Bytes, Option<UpstreamBody>) {
+/// them and what follows: the end, the error the body broke off with, or
+/// the rest of the body.
+async fn read_prefix(mut body: UpstreamBody, limit: usize, timeout: Duration) -> (Bytes, Rest) {
     let mut buf = BytesMut::new();
     let read = async {
         while buf.len() < limit {
@@ -568,14 +585,16 @@ async fn read_prefix(
                         buf.extend_from_slice(&data);
                     }
                 }
-                Some(Err(_)) | None => return true,
+                Some(Err(e)) => return Some(Err(e)),
+                None => return Some(Ok(())),
             }
         }
-        false
+        None
     };
     match tokio::time::timeout(timeout, read).await {
-        Ok(true) => (buf.freeze(), None),
-        Ok(false) | Err(_) => (buf.freeze(), Some(body)),
+        Ok(Some(Ok(()))) => (buf.freeze(), Rest::Ended),
+        Ok(Some(Err(e))) => (buf.freeze(), Rest::Broken(e.to_string())),
+        Ok(None) | Err(_) => (buf.freeze(), Rest::More(body)),
     }
 }
 

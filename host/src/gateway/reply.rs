@@ -25,6 +25,40 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// `bytes`, then an error: a body that broke off after them. Its length is
+/// not known, so hyper frames it by the head's `content-length` (or chunks
+/// it) and aborts the response at the error: the client sees an incomplete
+/// body, never a short one that looks whole.
+pub fn broken_off(bytes: Bytes, why: String) -> Body {
+    BrokenOff {
+        bytes: (!bytes.is_empty()).then_some(bytes),
+        why: Some(why),
+    }
+    .boxed()
+}
+
+/// The body of [`broken_off`].
+struct BrokenOff {
+    bytes: Option<Bytes>,
+    why: Option<String>,
+}
+
+impl http_body::Body for BrokenOff {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let next = match self.bytes.take() {
+            Some(bytes) => Some(Ok(http_body::Frame::data(bytes))),
+            None => self.why.take().map(|why| Err(why.into())),
+        };
+        std::task::Poll::Ready(next)
+    }
+}
+
 /// A response levee makes itself, as the exchange core's table has it,
 /// with the request id and the attempt count.
 pub fn local(reply: &LocalReply, request_id: &str, attempts: u32) -> Response<Body> {
@@ -108,6 +142,22 @@ mod tests {
         for name in ["x-api-key", "content-type", "tee", "connections", "host"] {
             assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_broken_off_body_sends_its_bytes_then_fails_and_claims_no_length() {
+        use http_body_util::BodyExt;
+        let why = "upstream failed mid-stream: cut".to_owned();
+        let mut body = broken_off(Bytes::from_static(b"{\"type\":"), why);
+        assert_eq!(
+            http_body::Body::size_hint(&body).exact(),
+            None,
+            "hyper frames it by the head, not by the bytes"
+        );
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), &b"{\"type\":"[..]);
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "upstream failed mid-stream: cut");
     }
 
     #[test]
