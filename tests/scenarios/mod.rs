@@ -5,6 +5,8 @@
 //! A suite implements [`Gateway`] and calls [`all_scenarios!`], which makes
 //! one `#[tokio::test]` per scenario.
 
+pub mod bodies;
+pub mod errors;
 pub mod failover;
 pub mod retries;
 pub mod streaming;
@@ -88,6 +90,17 @@ macro_rules! all_scenarios {
             retries::a_hung_upstream_costs_one_per_try_timeout_then_a_retry,
             retries::the_hosts_attempt_ceiling_overrules_the_policy,
             retries::a_mild_overload_is_saved_by_one_retry_per_request,
+            errors::an_api_error_500_is_retried_and_the_next_answer_delivered,
+            errors::always_503_gives_up_after_the_policy_attempts_with_the_last_answer,
+            errors::a_408_and_a_409_are_retried,
+            errors::x_should_retry_false_makes_a_500_final,
+            errors::an_html_502_from_a_load_balancer_is_retried,
+            errors::an_html_503_is_passed_on_as_it_came_after_the_policy_attempts,
+            bodies::a_cut_json_body_fails_at_the_client,
+            bodies::a_json_body_closed_short_fails_at_the_client,
+            bodies::a_cut_error_body_fails_at_the_client,
+            bodies::a_trickled_body_arrives_whole_though_it_outlasts_the_idle_timeout,
+            bodies::a_json_body_that_stalls_past_the_idle_timeout_fails_the_clients_read,
             failover::an_overloaded_primary_fails_over_to_the_backup,
             failover::a_refused_primary_fails_over_to_the_backup,
             failover::a_rate_limited_primary_hands_over_without_waiting,
