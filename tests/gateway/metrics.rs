@@ -258,3 +258,29 @@ async fn the_dashboard_queries_only_metrics_levee_exports() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_combined_token_budget_is_reported_beside_the_per_kind_ones() {
+    let upstream = MockUpstream::start(Script::always(Reply::message_with("hi", 12, 8))).await;
+    upstream.set_limits(Some(
+        levee_tests::mock::RateLimits::default()
+            .input_tokens(1_000)
+            .output_tokens(100),
+    ));
+    let levee = levee_for(&upstream, "");
+    assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+    let (_, v) = scrape(&levee).await;
+    let left = |dimension: &str| {
+        value(
+            &v,
+            &format!(r#"rate_limit_remaining{{upstream="primary",dimension="{dimension}"}}"#),
+        )
+    };
+    assert_eq!(left("input_tokens"), 988.0);
+    assert_eq!(left("output_tokens"), 92.0);
+    assert_eq!(
+        left("tokens"),
+        92.0,
+        "the tightest token budget, from the combined headers"
+    );
+}

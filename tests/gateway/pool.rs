@@ -316,3 +316,85 @@ async fn at_the_cap_a_request_on_another_worker_rides_the_connection_once_it_ope
     }
     assert_eq!(upstream.connections(), 1);
 }
+
+/// An HTTP/2 upstream (TLS, ALPN) playing `script`, and levee on one
+/// worker in front of it. The directory holds the CA file levee trusts.
+async fn h2_levee_for(script: Script) -> (MockUpstream, Levee, tempfile::TempDir) {
+    let pki = TestPki::new();
+    let upstream = MockUpstream::start_tls(script, pki.server_config(Chain::Full)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let levee = Levee::start(&format!(
+        "workers = 1\n{FAST_POLICY}\n[[upstreams]]\nname = \"h2\"\nurl = \"https://localhost:{}\"\n[upstreams.tls]\nca_file = \"{}\"\n",
+        upstream.addr().port(),
+        pki.write_ca(dir.path()).display()
+    ));
+    (upstream, levee, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_http2_stream_is_retried_on_the_same_connection() {
+    let (upstream, levee, _dir) =
+        h2_levee_for(Script::of([Step::RefuseStream]).then(Reply::message())).await;
+    let resp = post_on(&client(), &levee, MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(&resp, "x-levee-attempts"),
+        Some("2"),
+        "the upstream did not process it: send it again"
+    );
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.version == http::Version::HTTP_2));
+    assert_eq!(seen[0].body, seen[1].body, "the same request, again");
+    let connections: Vec<u64> = seen.iter().map(|r| r.connection).collect();
+    assert_eq!(
+        connections,
+        [1, 1],
+        "a refused stream leaves its connection serving"
+    );
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_goaway_new_requests_open_a_new_connection_and_the_stream_in_flight_plays_on() {
+    // The GOAWAY reaches levee before this stream's head; the stream's
+    // events then come 100 ms apart.
+    let gap = Duration::from_millis(100);
+    let stream = SseScript::message("one two three four five six seven")
+        .chunk_delay(gap)
+        .go_away();
+    let expected = stream.bytes();
+    let last_event_after = gap * stream.chunks.len() as u32;
+    let (upstream, levee, _dir) =
+        h2_levee_for(Script::of([Step::Sse(stream)]).then(Reply::message())).await;
+    let mut first = post_on(&client(), &levee, STREAM_MESSAGE).await;
+    assert_eq!(first.status(), 200);
+    let mut received = first
+        .chunk()
+        .await
+        .unwrap()
+        .expect("the first event")
+        .to_vec();
+
+    // Connection 1 is going away: this request must not go on it, nor fail
+    // an attempt finding that out.
+    let resp = post_on(&client(), &levee, MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+    resp.bytes().await.expect("the whole body");
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2, "no attempt on the going connection");
+    let connections: Vec<u64> = seen.iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [1, 2]);
+    assert!(
+        seen[1].at - seen[0].at < last_event_after,
+        "the second request came while the stream was in flight"
+    );
+
+    // The stream in flight plays on to its end on connection 1.
+    while let Some(chunk) = first.chunk().await.expect("no break") {
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received, expected, "byte for byte");
+    assert_eq!(upstream.connections(), 2);
+}
