@@ -67,14 +67,16 @@ impl Builder {
 
     /// A builder for the workspace at `workspace`, writing components into
     /// the calling build script's `OUT_DIR`. It tells cargo to rerun the
-    /// build script when the guests or the WIT change.
+    /// build script when the guests, the exchange core or the WIT change.
     pub fn from_build_script(workspace: &Path) -> Result<Builder> {
         let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR is not set")?);
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace.join("target"))
             .join("guest");
-        for watched in ["guest", "wit", "Cargo.lock"] {
+        // Everything a guest is built from: its crates, the exchange core
+        // the edge drives, the contract and the lock file.
+        for watched in ["guest", "exchange", "wit", "Cargo.lock"] {
             println!(
                 "cargo:rerun-if-changed={}",
                 workspace.join(watched).display()
