@@ -78,6 +78,32 @@ pub fn estimate_input_tokens(body: &[u8]) -> u32 {
     u32::try_from(body.len().div_ceil(4)).unwrap_or(u32::MAX)
 }
 
+/// Whether `path` (a query, if any, is ignored) holds a `.` or `..`
+/// segment, written plainly or percent-encoded, between `/`, `%2f` or a
+/// backslash. Forwarded under an upstream's base path, `..` would climb
+/// out of it once a server resolved it; the API has no such path.
+pub fn has_dot_segment(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if !path.contains('.') && !path.contains('%') {
+        return false;
+    }
+    let mut decoded = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(c) = rest.chars().next() {
+        let (out, len) = match rest.get(..3).map(str::to_ascii_lowercase).as_deref() {
+            Some("%2e") => ('.', 3),
+            Some("%2f" | "%5c") => ('/', 3),
+            _ if c == '\\' => ('/', 1),
+            _ => (c, c.len_utf8()),
+        };
+        decoded.push(out);
+        rest = &rest[len..];
+    }
+    decoded
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+}
+
 /// The API endpoint a path names; a query, if any, is ignored.
 pub fn endpoint(path: &str) -> Endpoint {
     let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
@@ -264,6 +290,36 @@ mod tests {
                 });
                 proptest::prop_assert_eq!(json_u64(raw), whole);
             }
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_found_however_they_are_written() {
+        for bad in [
+            "/../admin",
+            "/v1/..",
+            "/v1/./messages",
+            "/v1/%2e%2e/x",
+            "/v1/%2E%2e/x",
+            "/v1/.%2e/x",
+            "/v1/..%2fx",
+            "/v1/..%5Cx",
+            "/v1\\..\\x",
+            "/v1/%2e",
+        ] {
+            assert!(has_dot_segment(bad), "{bad}");
+        }
+        for good in [
+            "/v1/messages",
+            "/v1/models/claude-3.5",
+            "/v1/...",
+            "/v1/.well-known",
+            "/v1/x..y",
+            "/v1/messages?q=/../",
+            "/v1/%2e%2e%2e",
+            "/v1/caf%C3%A9",
+        ] {
+            assert!(!has_dot_segment(good), "{good}");
         }
     }
 

@@ -32,6 +32,8 @@ pub enum Reason {
     BodyTooLarge,
     /// The request body could not be read.
     BodyUnreadable,
+    /// The path has a `.` or `..` segment.
+    DotSegment,
     /// The policy queued the request past its deadline.
     QueueDeadline,
     /// The admission queue has no place left.
@@ -63,9 +65,10 @@ type Row = (u16, &'static str, bool, &'static str);
 
 impl Reason {
     /// Every reason, for tables and docs.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::BodyTooLarge,
         Reason::BodyUnreadable,
+        Reason::DotSegment,
         Reason::QueueDeadline,
         Reason::QueueFull,
         Reason::PolicyReject,
@@ -85,6 +88,7 @@ impl Reason {
         match self {
             Reason::BodyTooLarge => (413, "request_too_large", false, "body_too_large"),
             Reason::BodyUnreadable => (400, "invalid_request_error", false, "body_unreadable"),
+            Reason::DotSegment => (400, "invalid_request_error", false, "dot_segment"),
             Reason::QueueDeadline => (429, "rate_limit_error", true, "queue_deadline"),
             Reason::QueueFull => (429, "rate_limit_error", true, "queue_full"),
             Reason::PolicyReject => (503, "api_error", false, "policy_reject"),
@@ -149,6 +153,12 @@ impl LocalReply {
     pub fn body_too_large(limit: usize) -> Self {
         let message = format!("request body is larger than the {limit} bytes levee accepts");
         Self::new(Reason::BodyTooLarge, message, None)
+    }
+
+    /// The path has a `.` or `..` segment ([`crate::facts::has_dot_segment`]).
+    pub fn dot_segment() -> Self {
+        let message = "the path may not hold a `.` or `..` segment, plain or percent-encoded";
+        Self::new(Reason::DotSegment, message, None)
     }
 
     /// The body could not be read.

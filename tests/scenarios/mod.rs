@@ -8,6 +8,7 @@
 pub mod bodies;
 pub mod errors;
 pub mod failover;
+pub mod paths;
 pub mod retries;
 pub mod streaming;
 
@@ -109,6 +110,7 @@ macro_rules! all_scenarios {
             streaming::a_stalled_stream_ends_with_an_error_frame,
             streaming::a_stream_closed_before_message_stop_is_a_cut,
             streaming::an_upstream_error_event_passes_through_as_the_end,
+            paths::a_dot_segment_in_the_path_is_refused_before_any_attempt,
         );
     };
     (@each $gw:ty; $($module:ident :: $name:ident),* $(,)?) => {

@@ -213,6 +213,9 @@ pub async fn accept<'a>(
 ) -> Result<Exchange<'a>, LocalReply> {
     let method = req.method();
     let full = req.path_with_query().unwrap_or_else(|| "/".into());
+    if facts::has_dot_segment(&full) {
+        return Err(LocalReply::dot_segment());
+    }
     let path = match full.strip_prefix(settings.strip_prefix.as_str()) {
         Some(rest) if rest.is_empty() || rest.starts_with(['/', '?']) => {
             format!("/{}", rest.trim_start_matches('/'))

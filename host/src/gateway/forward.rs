@@ -52,6 +52,17 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     let rt = gw.runtime();
     let access = Arc::new(Access::new(rt.access_log, arrived));
     let (parts, body) = req.into_parts();
+    // A reply levee makes before the request is read, with its access line.
+    let refuse = |refused: &LocalReply, parts: http::request::Parts| {
+        let resp = local(&gw, refused, &request_id, 0);
+        let status = resp.status().as_u16();
+        let head = Head::local(request_id.clone(), parts.method, &parts.uri, status);
+        access.head(head);
+        resp
+    };
+    if levee_exchange::facts::has_dot_segment(parts.uri.path()) {
+        return refuse(&LocalReply::dot_segment(), parts);
+    }
     let body = match Limited::new(body, rt.rails.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
@@ -59,10 +70,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
                 true => LocalReply::body_too_large(rt.rails.max_body_bytes),
                 false => LocalReply::body_unreadable(&e.to_string()),
             };
-            let resp = local(&gw, &refused, &request_id, 0);
-            let status = resp.status().as_u16();
-            access.head(Head::local(request_id, parts.method, &parts.uri, status));
-            return resp;
+            return refuse(&refused, parts);
         }
     };
     let received = now_ms();
