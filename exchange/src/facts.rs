@@ -17,9 +17,13 @@ pub struct BodyFacts {
     pub max_tokens: Option<u32>,
 }
 
+/// The longest `model` the policy is shown: the API's ids are a few dozen
+/// bytes, and a policy component must not be handed megabytes.
+pub const MAX_MODEL_BYTES: usize = 256;
+
 /// Reads the fields from a JSON body; anything that is not a JSON object
-/// yields defaults, and a field of the wrong type is absent (the upstream
-/// judges the request).
+/// yields defaults, and a field of the wrong type, or a `model` longer than
+/// [`MAX_MODEL_BYTES`], is absent (the upstream judges the request).
 pub fn body_facts(body: &[u8]) -> BodyFacts {
     let Some([model, stream, max_tokens]) =
         json_fields::fields(body, ["model", "stream", "max_tokens"])
@@ -27,7 +31,10 @@ pub fn body_facts(body: &[u8]) -> BodyFacts {
         return BodyFacts::default();
     };
     BodyFacts {
-        model: model.and_then(json_string),
+        model: model
+            .filter(|raw| raw.len() <= 6 * MAX_MODEL_BYTES + 2)
+            .and_then(json_string)
+            .filter(|m| m.len() <= MAX_MODEL_BYTES),
         stream: stream == Some(b"true"),
         max_tokens: max_tokens
             .and_then(json_u64)
@@ -260,6 +267,16 @@ mod tests {
             assert_eq!(body_facts(doc).max_tokens, Some(64_000), "{doc:?}");
         }
         assert_eq!(body_facts(br#"{"max_tokens": 64000.5}"#).max_tokens, None);
+        // A model the policy could choke on is not shown to it.
+        let long = |n: usize| format!(r#"{{"model":"{}","max_tokens":8}}"#, "m".repeat(n));
+        assert_eq!(
+            body_facts(long(256).as_bytes()).model.map(|m| m.len()),
+            Some(256)
+        );
+        let facts = body_facts(long(257).as_bytes());
+        assert_eq!((facts.model, facts.max_tokens), (None, Some(8)));
+        let huge = body_facts(long(17 << 20).as_bytes());
+        assert_eq!(huge.model, None);
         assert_eq!(
             body_facts(br#"{"model": 7, "stream": true, "max_tokens": -1}"#),
             BodyFacts {
