@@ -25,65 +25,228 @@ fn millis() -> impl Strategy<Value = u64> {
     prop_oneof![4 => 0u64..400_000, 1 => any::<u64>()]
 }
 
+/// A count of requests or tokens at every scale: none, one, a few, many,
+/// and the extremes.
+fn amount() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        Just(0u32),
+        Just(1u32),
+        2u32..=100,
+        101u32..=10_000_000,
+        Just(u32::MAX),
+        any::<u32>(),
+    ]
+}
+
+/// The value `draw` picks within `low..=high`: `u64::MAX` picks `high`.
+fn within(draw: u64, low: u64, high: u64) -> u64 {
+    if draw == u64::MAX {
+        high
+    } else {
+        low + draw % (high - low + 1)
+    }
+}
+
+/// A draw for [`within`]: the low end, the high end, or anywhere.
+fn draw() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()]
+}
+
+/// Milliseconds for a setting whose valid range is `1..=max`.
+fn setting_ms(max: u64) -> impl Strategy<Value = u64> {
+    prop_oneof![Just(1u64), 1..=1_000u64, 1..=max, Just(max)]
+}
+
+/// A policy of either profile, configured over the whole valid range of
+/// every key. A key left out keeps the profile's default; a key whose
+/// bound depends on another (`backoff.base_ms <= backoff.cap_ms`,
+/// `max_wait_ms <= deadline_ms`) is drawn within that bound.
 fn policy() -> impl Strategy<Value = Policy> {
     (
         prop_oneof![Just(Profile::Standard), Just(Profile::Interactive)],
         option::of(1u32..=10),
-        prop_oneof![Just("full"), Just("equal"), Just("decorrelated")],
+        option::of(prop::sample::select(vec!["full", "equal", "decorrelated"])),
+        option::of(setting_ms(600_000)),
+        option::of(draw()),
+        option::of(setting_ms(3_600_000)),
+        option::of(setting_ms(86_400_000)),
+        option::of(draw()),
+        option::of(prop_oneof![Just(0.0f64), Just(1.0f64), 0.0..=1.0f64]),
+        option::of(any::<bool>()),
     )
-        .prop_map(|(profile, attempts, jitter)| {
-            let mut p = Policy::new(profile);
-            let attempts = attempts.map_or(String::new(), |n| format!(r#""max_attempts":{n},"#));
-            p.configure(&format!(
-                r#"{{{attempts}"backoff":{{"jitter":"{jitter}"}}}}"#
-            ))
-            .unwrap();
-            p
-        })
+        .prop_map(
+            |(profile, attempts, jitter, cap, base, try_timeout, deadline, wait, share, client)| {
+                let d = Settings::defaults(profile);
+                let mut doc = serde_json::Map::new();
+                let mut backoff = serde_json::Map::new();
+                if let Some(jitter) = jitter {
+                    backoff.insert("jitter".into(), jitter.into());
+                }
+                if let Some(cap) = cap {
+                    backoff.insert("cap_ms".into(), cap.into());
+                }
+                let cap = cap.unwrap_or(d.cap_ms);
+                // The default base must be set when it exceeds the cap.
+                let base = base.or((d.base_ms > cap).then_some(u64::MAX));
+                if let Some(base) = base {
+                    let base = within(base, 1, cap);
+                    backoff.insert("base_ms".into(), base.into());
+                }
+                if !backoff.is_empty() {
+                    doc.insert("backoff".into(), backoff.into());
+                }
+                if let Some(n) = attempts {
+                    doc.insert("max_attempts".into(), n.into());
+                }
+                if let Some(ms) = try_timeout {
+                    doc.insert("try_timeout_ms".into(), ms.into());
+                }
+                if let Some(ms) = deadline {
+                    doc.insert("deadline_ms".into(), ms.into());
+                }
+                let deadline = deadline.unwrap_or(d.deadline_ms);
+                // The default wait must be set when it exceeds the deadline.
+                let wait = wait.or((d.max_wait_ms > deadline).then_some(u64::MAX));
+                if let Some(wait) = wait {
+                    doc.insert("max_wait_ms".into(), within(wait, 0, deadline).into());
+                }
+                if let Some(share) = share {
+                    doc.insert("output_reserve_share".into(), share.into());
+                }
+                if let Some(client) = client {
+                    doc.insert("charge_client".into(), client.into());
+                }
+                let json = serde_json::Value::Object(doc).to_string();
+                let mut p = Policy::new(profile);
+                if let Err(e) = p.configure(&json) {
+                    panic!("the generator's config {json} is refused: {e}");
+                }
+                p
+            },
+        )
+}
+
+fn method() -> impl Strategy<Value = Method> {
+    prop::sample::select(vec![
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+        Method::Other,
+    ])
+}
+
+fn endpoint() -> impl Strategy<Value = Endpoint> {
+    prop::sample::select(vec![
+        Endpoint::Messages,
+        Endpoint::CountTokens,
+        Endpoint::Models,
+        Endpoint::Batches,
+        Endpoint::Other,
+    ])
 }
 
 fn request() -> impl Strategy<Value = RequestFacts> {
     (
-        option::of(any::<u32>()),
-        any::<u32>(),
-        option::of("[a-z]{1,8}"),
+        (
+            any::<u64>(),
+            method(),
+            endpoint(),
+            option::of("[a-z0-9.-]{0,12}"),
+            any::<bool>(),
+        ),
+        (
+            option::of(amount()),
+            amount(),
+            option::of("[a-z]{1,8}"),
+            prop_oneof![Just(0u8), any::<u8>()],
+            option::of(prop_oneof![0u32..4, any::<u32>()]),
+        ),
         time(),
         time(),
     )
         .prop_map(
-            |(max_tokens, est, client, received_at, deadline)| RequestFacts {
-                id: 7,
-                method: Method::Post,
-                endpoint: Endpoint::Messages,
-                model: Some("m".to_owned()),
-                stream: true,
+            |(
+                (id, method, endpoint, model, stream),
+                (max_tokens, est_input_tokens, client, priority, client_retry_count),
+                received_at,
+                deadline,
+            )| RequestFacts {
+                id,
+                method,
+                endpoint,
+                model,
+                stream,
                 max_tokens,
-                est_input_tokens: est,
+                est_input_tokens,
                 client,
-                priority: 0,
-                client_retry_count: None,
+                priority,
+                client_retry_count,
                 received_at,
                 deadline,
             },
         )
 }
 
+/// How much of a budget is left, relative to its limit.
+#[derive(Clone, Copy, Debug)]
+enum Left {
+    /// Nothing: exhausted.
+    Nothing,
+    /// One unit.
+    One,
+    /// All but one unit.
+    AllButOne,
+    /// All of it: untouched.
+    All,
+    /// Anywhere in `0..=limit`, drawn by the value.
+    Part(u64),
+    /// Any value at all, even above the limit (the host's word against the
+    /// upstream's headers).
+    Any(u32),
+}
+
+/// A budget of any kind, limit and spending: partly spent as often as
+/// exhausted or untouched, with limits of every scale (0 for a capacity
+/// the host does not know), a reset known or not.
 fn budget() -> impl Strategy<Value = Budget> {
     (
+        prop::sample::select(vec![
+            LimitKind::Requests,
+            LimitKind::InputTokens,
+            LimitKind::OutputTokens,
+            LimitKind::Concurrency,
+        ]),
+        amount(),
         prop_oneof![
-            Just(LimitKind::Requests),
-            Just(LimitKind::InputTokens),
-            Just(LimitKind::OutputTokens),
-            Just(LimitKind::Concurrency),
+            3 => Just(Left::Nothing),
+            1 => Just(Left::One),
+            1 => Just(Left::AllButOne),
+            2 => Just(Left::All),
+            4 => any::<u64>().prop_map(Left::Part),
+            1 => any::<u32>().prop_map(Left::Any),
         ],
-        prop_oneof![Just(0u32), any::<u32>()],
         option::of(time()),
     )
-        .prop_map(|(kind, remaining, reset_at)| Budget {
-            kind,
-            remaining,
-            limit: remaining,
-            reset_at,
+        .prop_map(|(kind, limit, left, reset_at)| {
+            let remaining = match left {
+                Left::Nothing => 0,
+                Left::One => limit.min(1),
+                Left::AllButOne => limit.saturating_sub(1),
+                Left::All => limit,
+                // Within 0..=limit, so it fits.
+                Left::Part(draw) => within(draw, 0, u64::from(limit)) as u32,
+                Left::Any(n) => n,
+            };
+            Budget {
+                kind,
+                remaining,
+                limit,
+                reset_at,
+            }
         })
 }
 
@@ -91,7 +254,7 @@ fn upstream() -> impl Strategy<Value = UpstreamView> {
     (
         (
             0u32..6,
-            0u8..3,
+            prop_oneof![4 => 0u8..3, 1 => any::<u8>()],
             prop_oneof![Just(0u16), 1u16..5, any::<u16>()],
         ),
         prop_oneof![
@@ -104,24 +267,28 @@ fn upstream() -> impl Strategy<Value = UpstreamView> {
             Just(Circuit::Open),
             Just(Circuit::HalfOpen)
         ],
+        prop_oneof![Just(0u32), 1u32..=8, any::<u32>()],
         option::of(time()),
         option::of(time()),
-        vec(budget(), 0..3),
+        vec(budget(), 0..4),
+        option::of(prop_oneof![0u32..=10_000, any::<u32>()]),
         any::<bool>(),
     )
         .prop_map(
-            |((id, group, weight), health, circuit, rl, ov, budgets, slow)| UpstreamView {
-                id,
-                group,
-                weight,
-                health,
-                circuit,
-                in_flight: 0,
-                rate_limited_until: rl,
-                overloaded_until: ov,
-                budgets,
-                ttfb_ms: None,
-                slow,
+            |((id, group, weight), health, circuit, in_flight, rl, ov, budgets, ttfb_ms, slow)| {
+                UpstreamView {
+                    id,
+                    group,
+                    weight,
+                    health,
+                    circuit,
+                    in_flight,
+                    rate_limited_until: rl,
+                    overloaded_until: ov,
+                    budgets,
+                    ttfb_ms,
+                    slow,
+                }
             },
         )
 }
@@ -137,10 +304,27 @@ fn view() -> impl Strategy<Value = View> {
     )
 }
 
+/// Every `error.type` the contract names.
+fn error_kind() -> impl Strategy<Value = ErrorKind> {
+    prop::sample::select(vec![
+        ErrorKind::InvalidRequest,
+        ErrorKind::Authentication,
+        ErrorKind::Billing,
+        ErrorKind::Permission,
+        ErrorKind::NotFound,
+        ErrorKind::RequestTooLarge,
+        ErrorKind::RateLimit,
+        ErrorKind::ApiError,
+        ErrorKind::TimeoutError,
+        ErrorKind::Overloaded,
+        ErrorKind::Other,
+    ])
+}
+
 fn outcome() -> impl Strategy<Value = Outcome> {
     let status = prop_oneof![
         prop::sample::select(vec![
-            200u16, 400, 401, 403, 404, 408, 409, 413, 429, 500, 502, 503, 504, 529,
+            200u16, 400, 401, 402, 403, 404, 408, 409, 413, 429, 500, 502, 503, 504, 529,
         ]),
         100u16..600,
         any::<u16>(),
@@ -150,20 +334,23 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         option::of(any::<bool>()),
         option::of(millis()),
         option::of(millis()),
-        option::of(Just(ErrorKind::RateLimit)),
+        option::of(error_kind()),
         any::<bool>(),
+        prop_oneof![0u32..=600_000, any::<u32>()],
     )
-        .prop_map(|(status, should_retry, ms, secs, error, spend_cap)| {
-            Outcome::Response(ResponseFacts {
-                status,
-                should_retry,
-                retry_after_ms: ms,
-                retry_after: secs,
-                error,
-                spend_cap,
-                elapsed_ms: 1,
-            })
-        });
+        .prop_map(
+            |(status, should_retry, ms, secs, error, spend_cap, elapsed_ms)| {
+                Outcome::Response(ResponseFacts {
+                    status,
+                    should_retry,
+                    retry_after_ms: ms,
+                    retry_after: secs,
+                    error,
+                    spend_cap,
+                    elapsed_ms,
+                })
+            },
+        );
     let failure = prop::sample::select(vec![
         FailureKind::Dns,
         FailureKind::Connect,
