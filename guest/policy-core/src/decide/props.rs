@@ -1,4 +1,5 @@
-//! Property tests: the rails hold for any input.
+//! Property tests: the rails hold for any input, and the decisions are
+//! exactly the ones their documentation states.
 
 use proptest::collection::vec;
 use proptest::option;
@@ -397,6 +398,11 @@ proptest! {
         prop_assert!(attempt.number.saturating_add(1) < s.max_attempts);
         prop_assert!(view.retry_budget);
         prop_assert!(view.upstreams.iter().any(|u| u.id == r.upstream));
+        if r.upstream != attempt.upstream {
+            // A failover goes to an upstream of the plan that can take it now.
+            prop_assert!(order.contains(&r.upstream));
+            prop_assert!(reference::available(&view, r.upstream));
+        }
         match attempt.outcome {
             Outcome::Response(f) => {
                 prop_assert!(f.status >= 400 && !f.spend_cap && f.should_retry != Some(false));
@@ -421,8 +427,12 @@ proptest! {
     ) {
         let admission = p.on_request(&req, &view);
         prop_assert_eq!(&admission, &p.on_request(&req, &view));
+        let any_available = view.upstreams.iter().any(|u| reference::available(&view, u.id));
         match admission {
             Admission::Admit(plan) => {
+                if any_available {
+                    prop_assert!(reference::available(&view, plan.upstreams[0]));
+                }
                 prop_assert!(plan.deadline <= req.deadline);
                 prop_assert!(view.now < plan.deadline);
                 prop_assert!(plan.try_timeout_ms >= 1);
@@ -442,6 +452,7 @@ proptest! {
                 prop_assert!(plan.charges.iter().all(|c| c.amount > 0));
             }
             Admission::Queue(at) => {
+                prop_assert!(!any_available);
                 prop_assert!(view.now < at && at < p.deadline(&req));
                 prop_assert!(at - view.now <= p.settings().max_wait_ms);
             }
@@ -451,15 +462,293 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn on_outcome_follows_its_documented_rules(
+        p in policy(),
+        req in request(),
+        order in vec(0u32..7, 0..6),
+        attempt in attempt(),
+        view in view(),
+    ) {
+        prop_assert_eq!(
+            p.on_outcome(&req, &order, &attempt, &view),
+            reference::on_outcome(p.settings(), &req, &order, &attempt, &view)
+        );
+    }
+
+    #[test]
+    fn on_request_follows_its_documented_rules(
+        p in policy(),
+        req in request(),
+        view in view(),
+    ) {
+        let mut admission = p.on_request(&req, &view);
+        if let Admission::Reject(r) = &mut admission {
+            prop_assert!(!r.message.is_empty());
+            r.message.clear();
+        }
+        prop_assert_eq!(admission, reference::on_request(p.settings(), &req, &view));
+    }
 }
 
-/// The ranking as it was first written (a vector per tier, sorted and
-/// shuffled tier by tier): the reference that the allocation-free
-/// [`order::rank`] must match exactly.
+/// The decisions as their documentation states them, written apart from
+/// the code under test (it shares only [`backoff::delay_ms`], which has
+/// tests of its own): the reference the policy must match exactly.
+///
+/// The ranking is as it was first written (a vector per tier, sorted and
+/// shuffled tier by tier), the reference for the allocation-free
+/// [`order::rank`].
 mod reference {
-    use super::order::{Ranking, Standing, standing};
-    use crate::backoff::mix64;
-    use crate::types::{UpstreamView, View};
+    use super::order::{Ranking, Standing};
+    use crate::backoff::{self, mix64};
+    use crate::config::Settings;
+    use crate::types::{
+        Admission, Attempt, Charge, Circuit, ErrorKind, FailureKind, GiveUp, Health, LimitKind,
+        LimitScope, NextStep, Outcome, Plan, Rejection, RequestFacts, Retry, TimestampMs,
+        UpstreamView, View,
+    };
+
+    /// Where `u` stands at `now`, as the contract describes it. An open
+    /// circuit rules it out, then failing health checks. Otherwise it is
+    /// rate-limited while a 429's `retry-after` holds or while a requests
+    /// budget with nothing left waits for a known reset, overloaded while a
+    /// 529 holds, and free when each of these has lapsed. Nothing else
+    /// takes it out: not requests in flight, its TTFB, a budget of another
+    /// kind, a budget partly spent, or a half-open circuit.
+    pub(super) fn standing(u: &UpstreamView, now: TimestampMs) -> Standing {
+        if u.circuit == Circuit::Open {
+            return Standing::Open;
+        }
+        if u.health == Health::Unhealthy {
+            return Standing::Unhealthy;
+        }
+        let spent_until = u
+            .budgets
+            .iter()
+            .filter(|b| b.kind == LimitKind::Requests && b.remaining == 0)
+            .filter_map(|b| b.reset_at);
+        let limited = (u.rate_limited_until.into_iter().chain(spent_until))
+            .filter(|&t| t > now)
+            .max();
+        let overloaded = u.overloaded_until.filter(|&t| t > now);
+        match (limited, overloaded) {
+            (None, None) => Standing::Available,
+            (None, Some(until)) => Standing::Overloaded { until },
+            (Some(limited), overloaded) => Standing::RateLimited {
+                until: overloaded.map_or(limited, |o| o.max(limited)),
+            },
+        }
+    }
+
+    /// The view's upstreams, each id once (the first, should it repeat).
+    fn distinct(view: &View) -> Vec<&UpstreamView> {
+        let mut seen: Vec<&UpstreamView> = Vec::new();
+        for u in &view.upstreams {
+            if seen.iter().all(|s| s.id != u.id) {
+                seen.push(u);
+            }
+        }
+        seen
+    }
+
+    /// Whether the view's upstream `id` can take a request now.
+    pub(super) fn available(view: &View, id: u32) -> bool {
+        distinct(view)
+            .into_iter()
+            .any(|u| u.id == id && standing(u, view.now) == Standing::Available)
+    }
+
+    /// The request's deadline: the host's, or `deadline_ms` after receipt,
+    /// whichever is earlier.
+    fn deadline(s: &Settings, req: &RequestFacts) -> TimestampMs {
+        req.deadline
+            .min(req.received_at.saturating_add(s.deadline_ms))
+    }
+
+    /// The next upstream after `failed` in `order` (from the start when it
+    /// is not there), wrapping around, that is not `failed` and is
+    /// available now.
+    fn next_available(order: &[u32], failed: u32, view: &View) -> Option<u32> {
+        let after = order
+            .iter()
+            .position(|&id| id == failed)
+            .map_or(0, |i| i + 1);
+        (order[after..].iter().chain(&order[..after]))
+            .copied()
+            .find(|&id| id != failed && available(view, id))
+    }
+
+    /// What follows `attempt`, by the rules on `Policy::on_outcome`.
+    pub(super) fn on_outcome(
+        s: &Settings,
+        req: &RequestFacts,
+        order: &[u32],
+        attempt: &Attempt,
+        view: &View,
+    ) -> NextStep {
+        let fail = |should_retry, retry_after_ms| {
+            NextStep::Fail(GiveUp {
+                should_retry,
+                retry_after_ms,
+            })
+        };
+        // Stopping early: a header's wait tells the client when to retry.
+        let give_up = |header: Option<u64>| fail(header.is_some(), header);
+        let retry = |upstream, delay_ms| NextStep::Retry(Retry { upstream, delay_ms });
+        let (header, at_once) = match attempt.outcome {
+            Outcome::Response(r) => {
+                if r.status < 400 {
+                    return NextStep::Deliver;
+                }
+                if r.spend_cap || r.should_retry == Some(false) {
+                    return fail(false, None);
+                }
+                let retryable = r.should_retry == Some(true)
+                    || matches!(r.status, 408 | 409 | 429 | 500..=u16::MAX);
+                if !retryable {
+                    return NextStep::Deliver;
+                }
+                // `retry-after-ms`, else `retry-after`; 0 gives no wait.
+                let header = [r.retry_after_ms, r.retry_after]
+                    .into_iter()
+                    .flatten()
+                    .find(|&ms| ms > 0);
+                // A 429 or a 529, by status or by error body, fails over
+                // at once; any other error only after a backoff.
+                let at_once = matches!(r.status, 429 | 529)
+                    || matches!(r.error, Some(ErrorKind::RateLimit | ErrorKind::Overloaded));
+                (header, at_once)
+            }
+            // So does a network failure, at whatever layer.
+            Outcome::Failure(_) => (None, true),
+        };
+        // Out of attempts or retry budget: the header is passed on, but
+        // levee has spent its retries.
+        if u64::from(attempt.number) + 1 >= u64::from(s.max_attempts) || !view.retry_budget {
+            return fail(false, header);
+        }
+        let deadline = deadline(s, req);
+        let alternative = next_available(order, attempt.upstream, view);
+        if let (Some(alt), true) = (alternative, at_once) {
+            return if view.now < deadline {
+                retry(alt, 0)
+            } else {
+                give_up(header)
+            };
+        }
+        if attempt.outcome == Outcome::Failure(FailureKind::Tls) {
+            // Never the same upstream again, and there is no other.
+            return fail(false, None);
+        }
+        // Another upstream after a backoff (the failed one's header does
+        // not bind it), else the same one after its header or a backoff.
+        let (target, wait) = match alternative {
+            Some(alt) => (alt, None),
+            None if view.upstreams.iter().any(|u| u.id == attempt.upstream) => {
+                (attempt.upstream, header)
+            }
+            None => return give_up(header),
+        };
+        let delay = match wait {
+            Some(ms) if ms > s.max_wait_ms => return give_up(header),
+            Some(ms) => ms,
+            None => backoff::delay_ms(
+                s.jitter,
+                s.base_ms,
+                s.cap_ms,
+                attempt.number,
+                attempt.prev_delay_ms,
+                view.random,
+            ),
+        };
+        if view.now.saturating_add(delay) >= deadline {
+            return give_up(header);
+        }
+        retry(target, delay)
+    }
+
+    /// The answer to a new request, by the rules on `Policy::on_request`,
+    /// with a rejection's message left empty.
+    pub(super) fn on_request(s: &Settings, req: &RequestFacts, view: &View) -> Admission {
+        let reject = |status, error_type: &str, retry_after_ms: Option<u64>| {
+            Admission::Reject(Rejection {
+                status,
+                error_type: error_type.to_owned(),
+                message: String::new(),
+                retry_after_ms,
+                should_retry: retry_after_ms.is_some(),
+            })
+        };
+        let deadline = deadline(s, req);
+        if view.now >= deadline {
+            return reject(504, "timeout_error", None);
+        }
+        if view.upstreams.is_empty() {
+            return reject(503, "api_error", None);
+        }
+        let standings: Vec<Standing> = distinct(view)
+            .into_iter()
+            .map(|u| standing(u, view.now))
+            .collect();
+        let free_at = (standings.iter())
+            .filter_map(|s| match *s {
+                Standing::Overloaded { until } | Standing::RateLimited { until } => Some(until),
+                _ => None,
+            })
+            .min();
+        if let (false, Some(at)) = (standings.contains(&Standing::Available), free_at) {
+            let wait = at - view.now;
+            if at < deadline && wait <= s.max_wait_ms {
+                return Admission::Queue(at);
+            }
+            return reject(429, "rate_limit_error", Some(wait));
+        }
+        let left = deadline - view.now;
+        Admission::Admit(Plan {
+            upstreams: rank(view).order,
+            try_timeout_ms: if left < u64::from(s.try_timeout_ms) {
+                left as u32
+            } else {
+                s.try_timeout_ms
+            },
+            deadline,
+            charges: charges(s, req),
+        })
+    }
+
+    /// One request, one concurrency slot, the estimated input tokens and
+    /// `output_reserve_share` of `max_tokens` rounded up: for the upstream
+    /// and, when `charge_client` and the request names a client, for the
+    /// client too. Amounts of 0 are left out.
+    fn charges(s: &Settings, req: &RequestFacts) -> Vec<Charge> {
+        let output = match req.max_tokens {
+            Some(m) => (f64::from(m) * s.output_reserve_share).ceil() as u32,
+            None => 0,
+        };
+        let mut scopes = vec![LimitScope::Upstream];
+        if s.charge_client && req.client.is_some() {
+            scopes.push(LimitScope::Client);
+        }
+        let mut charges = Vec::new();
+        for scope in scopes {
+            for (kind, amount) in [
+                (LimitKind::Requests, 1),
+                (LimitKind::Concurrency, 1),
+                (LimitKind::InputTokens, req.est_input_tokens),
+                (LimitKind::OutputTokens, output),
+            ] {
+                if amount > 0 {
+                    charges.push(Charge {
+                        scope,
+                        kind,
+                        amount,
+                    });
+                }
+            }
+        }
+        charges
+    }
 
     /// Ranks the view's upstreams at `view.now`.
     ///
