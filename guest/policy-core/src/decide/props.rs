@@ -11,14 +11,39 @@ use crate::types::{Budget, Circuit, Endpoint, Health, Method, ResponseFacts, Ups
 
 const BASE: u64 = 1_800_000_000_000;
 
-/// A timestamp: usually near `BASE`, sometimes extreme.
+/// A timestamp: usually within two minutes of `BASE`, where `now` mostly
+/// falls, so that waits of a few seconds or minutes are common; else
+/// within a quarter hour, or extreme.
 fn time() -> impl Strategy<Value = u64> {
     prop_oneof![
-        8 => BASE - 1_000_000..BASE + 1_000_000,
+        6 => BASE - 120_000..BASE + 120_000,
+        2 => BASE - 1_000_000..BASE + 1_000_000,
         1 => Just(0u64),
         1 => Just(u64::MAX),
         1 => any::<u64>(),
     ]
+}
+
+/// The host's clock: mostly within a minute of `BASE`, now and then
+/// anywhere or extreme.
+fn now() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        16 => BASE - 60_000..BASE + 60_000,
+        2 => BASE - 1_000_000..BASE + 1_000_000,
+        1 => Just(0u64),
+        1 => Just(u64::MAX),
+        1 => any::<u64>(),
+    ]
+}
+
+/// When a request was received: mostly in the half minute before `BASE`.
+fn received_at() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => BASE - 30_000..=BASE, 1 => time()]
+}
+
+/// The host's deadline for a request: mostly minutes after `BASE`.
+fn deadline() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => BASE..BASE + 2_000_000, 1 => time()]
 }
 
 /// A delay or header value: usually plausible, sometimes huge.
@@ -55,7 +80,12 @@ fn draw() -> impl Strategy<Value = u64> {
 
 /// Milliseconds for a setting whose valid range is `1..=max`.
 fn setting_ms(max: u64) -> impl Strategy<Value = u64> {
-    prop_oneof![Just(1u64), 1..=1_000u64, 1..=max, Just(max)]
+    prop_oneof![
+        1 => Just(1u64),
+        1 => 1..=1_000u64,
+        4 => 1..=max,
+        1 => Just(max),
+    ]
 }
 
 /// A policy of either profile, configured over the whole valid range of
@@ -166,8 +196,8 @@ fn request() -> impl Strategy<Value = RequestFacts> {
             prop_oneof![Just(0u8), any::<u8>()],
             option::of(prop_oneof![0u32..4, any::<u32>()]),
         ),
-        time(),
-        time(),
+        received_at(),
+        deadline(),
     )
         .prop_map(
             |(
@@ -259,18 +289,18 @@ fn upstream() -> impl Strategy<Value = UpstreamView> {
             prop_oneof![Just(0u16), 1u16..5, any::<u16>()],
         ),
         prop_oneof![
-            Just(Health::Unknown),
-            Just(Health::Healthy),
-            Just(Health::Unhealthy)
+            1 => Just(Health::Unknown),
+            3 => Just(Health::Healthy),
+            1 => Just(Health::Unhealthy)
         ],
         prop_oneof![
-            Just(Circuit::Closed),
-            Just(Circuit::Open),
-            Just(Circuit::HalfOpen)
+            3 => Just(Circuit::Closed),
+            1 => Just(Circuit::Open),
+            1 => Just(Circuit::HalfOpen)
         ],
         prop_oneof![Just(0u32), 1u32..=8, any::<u32>()],
-        option::of(time()),
-        option::of(time()),
+        option::weighted(0.3, time()),
+        option::weighted(0.3, time()),
         vec(budget(), 0..4),
         option::of(prop_oneof![0u32..=10_000, any::<u32>()]),
         any::<bool>(),
@@ -295,14 +325,18 @@ fn upstream() -> impl Strategy<Value = UpstreamView> {
 }
 
 fn view() -> impl Strategy<Value = View> {
-    (time(), any::<u64>(), vec(upstream(), 0..5), any::<bool>()).prop_map(
-        |(now, random, upstreams, retry_budget)| View {
+    (
+        now(),
+        any::<u64>(),
+        prop_oneof![1 => Just(vec![]), 6 => vec(upstream(), 1..6)],
+        prop::bool::weighted(0.8),
+    )
+        .prop_map(|(now, random, upstreams, retry_budget)| View {
             now,
             random,
             upstreams,
             retry_budget,
-        },
-    )
+        })
 }
 
 /// Every `error.type` the contract names.
@@ -336,7 +370,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         option::of(millis()),
         option::of(millis()),
         option::of(error_kind()),
-        any::<bool>(),
+        prop::bool::weighted(0.1),
         prop_oneof![0u32..=600_000, any::<u32>()],
     )
         .prop_map(
@@ -366,7 +400,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 
 fn attempt() -> impl Strategy<Value = Attempt> {
     (
-        prop_oneof![0u32..13, any::<u32>()],
+        prop_oneof![4 => 0u32..3, 2 => 0u32..10, 1 => any::<u32>()],
         0u32..7,
         millis(),
         outcome(),
@@ -379,6 +413,30 @@ fn attempt() -> impl Strategy<Value = Attempt> {
         })
 }
 
+/// A view, the plan's order and an attempt. The order is usually the
+/// plan's (the view's ids, or some of them, shuffled), sometimes any ids;
+/// the attempt usually went to an upstream of the order.
+fn situation() -> impl Strategy<Value = (View, Vec<u32>, Attempt)> {
+    view()
+        .prop_flat_map(|view| {
+            let ids: Vec<u32> = view.upstreams.iter().map(|u| u.id).collect();
+            let n = ids.len();
+            let order = prop_oneof![
+                3 => Just(ids.clone()).prop_shuffle(),
+                1 => prop::sample::subsequence(ids, 0..=n).prop_shuffle(),
+                1 => vec(0u32..7, 0..6),
+            ];
+            let sent_to = option::weighted(0.8, any::<prop::sample::Index>());
+            (Just(view), order, attempt(), sent_to)
+        })
+        .prop_map(|(view, order, mut attempt, sent_to)| {
+            if let (Some(i), false) = (sent_to, order.is_empty()) {
+                attempt.upstream = *i.get(&order);
+            }
+            (view, order, attempt)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -386,9 +444,7 @@ proptest! {
     fn on_outcome_keeps_every_rail(
         p in policy(),
         req in request(),
-        order in vec(0u32..7, 0..6),
-        attempt in attempt(),
-        view in view(),
+        (view, order, attempt) in situation(),
     ) {
         let step = p.on_outcome(&req, &order, &attempt, &view);
         prop_assert_eq!(step, p.on_outcome(&req, &order, &attempt, &view));
@@ -467,9 +523,7 @@ proptest! {
     fn on_outcome_follows_its_documented_rules(
         p in policy(),
         req in request(),
-        order in vec(0u32..7, 0..6),
-        attempt in attempt(),
-        view in view(),
+        (view, order, attempt) in situation(),
     ) {
         prop_assert_eq!(
             p.on_outcome(&req, &order, &attempt, &view),
@@ -874,5 +928,93 @@ proptest! {
         prop_assert_eq!(&new.order, &old.order);
         prop_assert_eq!(new.any_available, old.any_available);
         prop_assert_eq!(new.soonest, old.soonest);
+    }
+}
+
+/// The properties are only as good as what their generators reach: every
+/// kind of decision, and each input dimension's unusual values, must come
+/// up in a good share of the draws.
+#[test]
+fn generators_reach_every_decision_and_dimension() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use std::collections::BTreeMap;
+
+    const DRAWS: u32 = 2_000;
+    let mut runner = TestRunner::deterministic();
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    let mut count = |what: String| *seen.entry(what).or_default() += 1;
+    for _ in 0..DRAWS {
+        let (p, req, (view, order, attempt)) = (policy(), request(), situation())
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        count(match p.on_outcome(&req, &order, &attempt, &view) {
+            NextStep::Deliver => "step: deliver".into(),
+            NextStep::Fail(g) if g.should_retry => "step: give up, retry later".into(),
+            NextStep::Fail(g) if g.retry_after_ms.is_some() => "step: fail with a header".into(),
+            NextStep::Fail(_) => "step: fail".into(),
+            NextStep::Retry(r) if r.upstream == attempt.upstream => "step: retry the same".into(),
+            NextStep::Retry(r) if r.delay_ms == 0 => "step: fail over at once".into(),
+            NextStep::Retry(_) => "step: fail over after a backoff".into(),
+        });
+        count(match p.on_request(&req, &view) {
+            Admission::Admit(_) => "admission: admit".into(),
+            Admission::Queue(_) => "admission: queue".into(),
+            Admission::Reject(r) => format!("admission: reject {}", r.status),
+        });
+        match attempt.outcome {
+            Outcome::Response(r) => count(format!("error: {:?}", r.error)),
+            Outcome::Failure(kind) => count(format!("failure: {kind:?}")),
+        }
+        for u in &view.upstreams {
+            if u.in_flight > 0 {
+                count("upstream: requests in flight".into());
+            }
+            count(format!("upstream: ttfb known {}", u.ttfb_ms.is_some()));
+            for b in &u.budgets {
+                if 0 < b.remaining && b.remaining < b.limit {
+                    count(format!("budget: {:?} partly spent", b.kind));
+                }
+            }
+        }
+    }
+    let steps = [
+        "deliver",
+        "give up, retry later",
+        "fail with a header",
+        "fail",
+        "retry the same",
+        "fail over at once",
+        "fail over after a backoff",
+    ];
+    let admissions = ["admit", "queue", "reject 429", "reject 503", "reject 504"];
+    let errors = [
+        "None",
+        "Some(InvalidRequest)",
+        "Some(Authentication)",
+        "Some(Billing)",
+        "Some(Permission)",
+        "Some(NotFound)",
+        "Some(RequestTooLarge)",
+        "Some(RateLimit)",
+        "Some(ApiError)",
+        "Some(TimeoutError)",
+        "Some(Overloaded)",
+        "Some(Other)",
+    ];
+    let failures = ["Dns", "Connect", "Tls", "Proxy", "Timeout", "Reset"];
+    let kinds = ["Requests", "InputTokens", "OutputTokens", "Concurrency"];
+    let wanted = (steps.iter().map(|s| format!("step: {s}")))
+        .chain(admissions.iter().map(|a| format!("admission: {a}")))
+        .chain(errors.iter().map(|e| format!("error: {e}")))
+        .chain(failures.iter().map(|f| format!("failure: {f}")))
+        .chain(kinds.iter().map(|k| format!("budget: {k} partly spent")))
+        .chain(["upstream: requests in flight".into()])
+        .chain(["upstream: ttfb known true".into()])
+        .chain(["upstream: ttfb known false".into()]);
+    for what in wanted {
+        let n = seen.get(&what).copied().unwrap_or(0);
+        assert!(n >= DRAWS / 100, "{what}: {n} of {DRAWS} draws; {seen:#?}");
     }
 }
