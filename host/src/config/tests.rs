@@ -26,17 +26,31 @@ fn defaults_with_no_file() {
     assert_eq!(u.max_connections, 64);
     assert_eq!(u.max_streams_per_connection, 100);
     assert_eq!(u.connect_timeout, Duration::from_secs(10));
-    assert_eq!(u.tls, Tls::default());
+    // levee.example.toml: no ca_file, min_version = "1.2".
+    assert_eq!(
+        u.tls,
+        Tls {
+            ca_file: None,
+            min_version: TlsVersion::V1_2,
+        }
+    );
     assert_eq!(u.url(), "https://api.anthropic.com");
     assert!(matches!(c.policy.source, PolicySource::Builtin("standard")));
     assert_eq!(c.policy.config_json, "");
-    let limits = crate::policy::Limits::default();
-    assert_eq!(c.policy.limits.call_timeout, limits.call_timeout);
+    // levee.example.toml: call_timeout_ms = 50, memory_mb = 16, instances
+    // "the number of CPUs, clamped to 2..=8", cache_dir
+    // "$XDG_CACHE_HOME/levee/policies, or ~/.cache/levee/policies".
+    assert_eq!(c.policy.limits.call_timeout, Duration::from_millis(50));
     assert_eq!(c.policy.limits.memory_bytes, 16 << 20);
-    assert_eq!(c.policy.limits.instances, limits.instances);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(c.policy.limits.instances, cpus.clamp(2, 8));
+    let cache_home = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")),
+    };
     assert_eq!(
         c.policy.cache.dir(),
-        crate::policy::CompileCache::default_location().dir()
+        cache_home.map(|dir| dir.join("levee/policies")).as_deref()
     );
     assert_eq!(
         c.rails,
