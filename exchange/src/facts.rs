@@ -90,10 +90,11 @@ pub fn estimate_input_tokens(body: &[u8]) -> u32 {
 /// backslash. Forwarded under an upstream's base path, `..` would climb
 /// out of it once a server resolved it; the API has no such path.
 pub fn has_dot_segment(path: &str) -> bool {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    if !path.contains('.') && !path.contains('%') {
+    // Most paths hold neither: one pass over their bytes.
+    if memchr::memchr2(b'.', b'%', path.as_bytes()).is_none() {
         return false;
     }
+    let path = path.split(['?', '#']).next().unwrap_or_default();
     let mut decoded = String::with_capacity(path.len());
     let mut rest = path;
     while let Some(c) = rest.chars().next() {

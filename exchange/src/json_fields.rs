@@ -23,8 +23,8 @@ pub fn fields<'a, const N: usize>(
     names: [&str; N],
 ) -> Option<[Option<&'a [u8]>; N]> {
     let mut found = [None; N];
-    for_each(doc, |key, value| {
-        let at = if key.contains(&b'\\') {
+    members(doc, |key, escaped, value| {
+        let at = if escaped {
             let decoded = decode_key(key);
             names.iter().position(|n| Some(*n) == decoded.as_deref())
         } else {
@@ -118,6 +118,12 @@ impl LastMember {
 /// `doc`, in order (a key as written between its quotes); `None` when
 /// `doc` is not an object, possibly after some calls.
 pub fn for_each<'a>(doc: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
+    members(doc, |key, _, value| visit(key, value))
+}
+
+/// As [`for_each`], also telling whether the key holds an escape (found
+/// while its end is looked for, so it costs nothing more).
+fn members<'a>(doc: &'a [u8], mut visit: impl FnMut(&'a [u8], bool, &'a [u8])) -> Option<()> {
     let mut at = skip_ws(doc, 0);
     if doc.get(at) != Some(&b'{') {
         return None;
@@ -130,7 +136,7 @@ pub fn for_each<'a>(doc: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) ->
         if doc.get(at) != Some(&b'"') {
             return None;
         }
-        let key_end = string_end(doc, at)?;
+        let (key_end, escaped) = string_end_escaped(doc, at)?;
         let key = &doc[at + 1..key_end - 1];
         at = skip_ws(doc, key_end);
         if doc.get(at) != Some(&b':') {
@@ -138,7 +144,7 @@ pub fn for_each<'a>(doc: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) ->
         }
         let start = skip_ws(doc, at + 1);
         let end = value_end(doc, start)?;
-        visit(key, &doc[start..end]);
+        visit(key, escaped, &doc[start..end]);
         at = skip_ws(doc, end);
         match doc.get(at) {
             Some(b',') => at = skip_ws(doc, at + 1),
@@ -166,13 +172,21 @@ fn is_ws(b: u8) -> bool {
 
 /// Just past the closing quote of the string that opens at `at`.
 fn string_end(doc: &[u8], at: usize) -> Option<usize> {
+    string_end_escaped(doc, at).map(|(end, _)| end)
+}
+
+/// Just past the closing quote of the string that opens at `at`, and
+/// whether the string holds an escape.
+fn string_end_escaped(doc: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
+    let mut escaped = false;
     loop {
         i += quote_or_backslash(doc.get(i..)?)?;
         if doc[i] == b'"' {
-            return Some(i + 1);
+            return Some((i + 1, escaped));
         }
         // An escape: whatever follows the backslash is not a closing quote.
+        escaped = true;
         i += 2;
     }
 }
