@@ -21,26 +21,15 @@
 #   3    every run succeeded but the edge is larger than the target;
 #   130  interrupted.
 set -Eeuo pipefail
-cd "$(dirname "$0")/.."
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$BENCH/.."
 secs=${1:-10}
 conns=${2:-16}
 TARGET_EDGE_BYTES=${TARGET_EDGE_BYTES:-2000000}
 bin=${CARGO_TARGET_DIR:-target}/release
 edge_wasm=target/edge/levee-edge.wasm
 
-say() { printf '[edge.sh] %s\n' "$*" >&2; }
-failures=()
-fail() {
-  say "FAILED: $*"
-  failures+=("$*")
-}
-die() {
-  say "error: $*"
-  [ "${#failures[@]}" = 0 ] || say "and before that, ${#failures[@]} runs failed (the FAILED lines above)"
-  exit 1
-}
-# A command that fails outside a test stops the run, loudly, with status 1.
-trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
+. "$BENCH/lib.sh"
 
 [[ $TARGET_EDGE_BYTES =~ ^[0-9]+$ ]] || die "TARGET_EDGE_BYTES=$TARGET_EDGE_BYTES: expected a number of bytes"
 command -v wrk >/dev/null || die "wrk is missing: apt-get install wrk"
@@ -117,9 +106,9 @@ if l_rps > 0:
     print(f"  ratio edge/levee: throughput {e_rps/l_rps:.3f}, added latency {(e_ms-m_ms)/max(l_ms-m_ms,1e-9):.1f}x")
 PY
 
-if [ "${#failures[@]}" -gt 0 ]; then
-  say "${#failures[@]} runs failed:"
-  for f in "${failures[@]}"; do say "  $f"; done
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+  say "${#FAILURES[@]} runs failed:"
+  for f in "${FAILURES[@]}"; do say "  $f"; done
   exit 1
 fi
 if [ "$size" -gt "$TARGET_EDGE_BYTES" ]; then

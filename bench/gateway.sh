@@ -91,20 +91,7 @@ ROOT=$(dirname "$BENCH")
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/$PROFILE
 
-say() { printf '[gateway.sh] %s\n' "$*" >&2; }
-# Load runs whose requests did not all succeed, each named with its counts.
-FAILURES=()
-fail() {
-    say "FAILED: $*"
-    FAILURES+=("$*")
-}
-die() {
-    say "error: $*"
-    [ "${#FAILURES[@]}" = 0 ] || say "and before that, ${#FAILURES[@]} load runs had failed requests (the FAILED lines above)"
-    exit 1
-}
-# A command that fails outside a test stops the run, loudly, with status 1.
-trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
+. "$BENCH/lib.sh"
 
 for v in TARGET_THROUGHPUT TARGET_P99 TARGET_RSS_MB TARGET_TTFB_MS; do
     [[ ${!v} =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$v=${!v}: expected a number"

@@ -59,21 +59,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 PY=$ROOT/.venv/bin/python
 
-say() { printf '[limits.sh] %s\n' "$*" >&2; }
-# Scenarios that failed, and targets missed, each named with its counts.
-FAILURES=()
-MISSED=()
-fail() {
-    say "FAILED: $*"
-    FAILURES+=("$*")
-}
-die() {
-    say "error: $*"
-    [ "${#FAILURES[@]}" = 0 ] || say "and before that, ${#FAILURES[@]} scenarios failed (the FAILED lines above)"
-    exit 1
-}
-# A command that fails outside a test stops the run, loudly, with status 1.
-trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
+. "$BENCH/lib.sh"
 
 [ -x "$PY" ] && "$PY" -c 'import anthropic' 2>/dev/null \
     || die "no .venv with the anthropic SDK: run make setup"

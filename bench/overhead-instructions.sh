@@ -38,10 +38,7 @@ ROOT=$(dirname "$BENCH")
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 OHA=$(command -v oha || echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha")
 
-say() { printf '[overhead-instructions.sh] %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-# A command that fails outside a test stops the run, loudly, with status 1.
-trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
+. "$BENCH/lib.sh"
 
 [[ $TARGET_COST =~ ^-?[0-9]+([.][0-9]+)?$ ]] || die "TARGET_COST=$TARGET_COST: expected a number"
 [[ $RUN_TIMEOUT =~ ^[0-9]+$ ]] || die "RUN_TIMEOUT=$RUN_TIMEOUT: expected a number of seconds"

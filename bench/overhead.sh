@@ -50,20 +50,7 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-say() { printf '[overhead.sh] %s\n' "$*" >&2; }
-# Runs that failed, each named with its counts.
-FAILURES=()
-fail() {
-    say "FAILED: $*"
-    FAILURES+=("$*")
-}
-die() {
-    say "error: $*"
-    [ "${#FAILURES[@]}" = 0 ] || say "and before that, ${#FAILURES[@]} runs failed (the FAILED lines above)"
-    exit 1
-}
-# A command that fails outside a test stops the run, loudly, with status 1.
-trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
+. "$BENCH/lib.sh"
 
 [[ $TARGET_COST =~ ^-?[0-9]+([.][0-9]+)?$ ]] || die "TARGET_COST=$TARGET_COST: expected a number"
 if ! command -v wrk >/dev/null; then

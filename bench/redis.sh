@@ -33,20 +33,7 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-say() { printf '[redis.sh] %s\n' "$*" >&2; }
-# Runs that failed, each named with its counts.
-FAILURES=()
-fail() {
-    say "FAILED: $*"
-    FAILURES+=("$*")
-}
-die() {
-    say "error: $*"
-    [ "${#FAILURES[@]}" = 0 ] || say "and before that, ${#FAILURES[@]} runs failed (the FAILED lines above)"
-    exit 1
-}
-# A command that fails outside a test stops the run, loudly, with status 1.
-trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
+. "$BENCH/lib.sh"
 
 command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
 [ -x /usr/bin/redis-server ] || die "redis-server is missing (make setup installs it)"

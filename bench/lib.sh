@@ -1,0 +1,20 @@
+# Shared by the bench scripts (sourced): how a script reports and fails.
+#   say MSG   a line on stderr, prefixed with the script's name;
+#   fail MSG  a load run with failed requests: said now, and kept in
+#             FAILURES for the script to list and exit 1 on at the end;
+#   die MSG   stop now with status 1 (after naming the runs already failed).
+# A command that fails outside a test stops the run, loudly, with status 1.
+
+SCRIPT=$(basename "$0")
+FAILURES=()
+say() { printf '[%s] %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    say "FAILED: $*"
+    FAILURES+=("$*")
+}
+die() {
+    say "error: $*"
+    [ "${#FAILURES[@]}" = 0 ] || say "and before that, ${#FAILURES[@]} runs failed (the FAILED lines above)"
+    exit 1
+}
+trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
