@@ -36,11 +36,7 @@ command -v wrk >/dev/null || die "wrk is missing: apt-get install wrk"
 command -v python3 >/dev/null || die "python3 is missing: apt-get install python3"
 wasmtime=$(ls .venv/lib/python3*/site-packages/wasmtime_cli/wasmtime 2>/dev/null | head -1 || true)
 [ -n "$wasmtime" ] && [ -x "$wasmtime" ] || die "the wasmtime CLI is missing from .venv: run make setup"
-for b in levee mock-upstream; do
-  pkg=levee-tests
-  [ "$b" != levee ] || pkg=levee
-  [ -x "$bin/$b" ] || die "$bin/$b is missing: build it with \`cargo build --release --locked -p $pkg --bin $b\`"
-done
+require_bins "$bin" release levee mock-upstream
 [ -f "$edge_wasm" ] || die "$edge_wasm is missing: build it with make edge"
 
 work=$(mktemp -d)

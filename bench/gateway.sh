@@ -135,12 +135,7 @@ if [ "$SKIP_BUILD" != 1 ]; then
     (cd "$ROOT" && cargo build --profile "$PROFILE" -q -p levee --bin levee \
         && cargo build --profile "$PROFILE" -q -p levee-tests --bin mock-upstream --bin sse-hold --bin hyper-proxy)
 fi
-for b in levee mock-upstream sse-hold hyper-proxy; do
-    pkg=levee-tests
-    [ "$b" != levee ] || pkg=levee
-    [ -x "$BIN/$b" ] || die "$BIN/$b is missing: build it with \
-\`cargo build --profile $PROFILE --locked -p $pkg --bin $b\` (or run without SKIP_BUILD=1)"
-done
+require_bins "$BIN" $PROFILE levee mock-upstream sse-hold hyper-proxy
 
 # ---------------------------------------------------------------- processes
 # 1000 held streams need ~3000 descriptors in levee alone.

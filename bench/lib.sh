@@ -18,3 +18,16 @@ die() {
     exit 1
 }
 trap 'say "error: exit $? from \`$BASH_COMMAND\` (line $LINENO)"; exit 1' ERR
+
+# require_bins DIR PROFILE NAME...: stop unless each binary is in DIR, naming
+# the command that builds it (levee from -p levee, the rest from the tests).
+require_bins() {
+    local dir=$1 profile=$2 b pkg
+    shift 2
+    for b in "$@"; do
+        pkg=levee-tests
+        [ "$b" != levee ] || pkg=levee
+        [ -x "$dir/$b" ] || die "$dir/$b is missing: build it with \
+\`cargo build --profile $profile --locked -p $pkg --bin $b\` (or run without SKIP_BUILD=1)"
+    done
+}

@@ -67,12 +67,7 @@ if [ "$SKIP_BUILD" != 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p levee --bin levee \
         && cargo build --release -q -p levee-tests --bin mock-upstream)
 fi
-for b in levee mock-upstream; do
-    pkg=levee-tests
-    [ "$b" != levee ] || pkg=levee
-    [ -x "$BIN/$b" ] || die "$BIN/$b is missing: build it with \
-\`cargo build --release --locked -p $pkg --bin $b\` (or run without SKIP_BUILD=1)"
-done
+require_bins "$BIN" release levee mock-upstream
 
 WORK=$(mktemp -d /tmp/levee-overhead-bench.XXXXXX)
 PIDS=()
