@@ -560,13 +560,4 @@ print(f"targets: {4 - len(missed)} of 4 met")
 sys.exit(3 if missed else 0)
 PY
 
-if [ "${#FAILURES[@]}" -gt 0 ]; then
-    say "${#FAILURES[@]} load runs had failed requests (targets not judged):"
-    for f in "${FAILURES[@]}"; do say "  $f"; done
-    exit 1
-fi
-case $summary in
-    0) say "every request succeeded; every target met" ;;
-    3) say "every request succeeded; a target was missed (the MISSED lines above)"; exit 3 ;;
-    *) die "the summary failed (exit $summary)" ;;
-esac
+finish "$summary"

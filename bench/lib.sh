@@ -31,3 +31,19 @@ require_bins() {
 \`cargo build --profile $profile --locked -p $pkg --bin $b\` (or run without SKIP_BUILD=1)"
     done
 }
+
+# finish SUMMARY: the end of a run. Exits 1 listing the failed runs if
+# any (the targets were then not judged); else 3 when the summary (exit
+# status SUMMARY) missed a target, 0 when it met them all.
+finish() {
+    if [ "${#FAILURES[@]}" -gt 0 ]; then
+        say "${#FAILURES[@]} runs failed (targets not judged):"
+        for f in "${FAILURES[@]}"; do say "  $f"; done
+        exit 1
+    fi
+    case $1 in
+        0) say "every request succeeded; every target met" ;;
+        3) say "every request succeeded; a target was missed (the MISSED lines above)"; exit 3 ;;
+        *) die "the summary failed (exit $1)" ;;
+    esac
+}

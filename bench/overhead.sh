@@ -223,13 +223,4 @@ if cost > want:
     sys.exit(3)
 EOF
 
-if [ "${#FAILURES[@]}" -gt 0 ]; then
-    say "${#FAILURES[@]} runs failed (target not judged):"
-    for f in "${FAILURES[@]}"; do say "  $f"; done
-    exit 1
-fi
-case $summary in
-    0) say "every request succeeded; target met" ;;
-    3) say "every request succeeded; the target was missed (the MISSED line above)"; exit 3 ;;
-    *) die "the summary failed (exit $summary)" ;;
-esac
+finish "$summary"
