@@ -160,3 +160,111 @@ async fn http2_clients_are_served() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
 }
+
+/// Reads from `tcp` until the peer closes it; how long that took from
+/// `since`, at most `limit`.
+async fn closed_after(
+    tcp: &mut tokio::net::TcpStream,
+    since: Instant,
+    limit: Duration,
+) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return since.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("levee closed the connection")
+}
+
+/// A client that trickles its headers, and one that keeps an idle
+/// connection after its answer, are both disconnected once
+/// `header_timeout_ms` has passed; a client that behaves is served meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_idle_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = Levee::start(&format!(
+        "header_timeout_ms = 300\n{}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n",
+        super::FAST_POLICY,
+        upstream.url()
+    ));
+    let addr = levee.url().trim_start_matches("http://").to_owned();
+    // Headers that never end: a byte every 100 ms.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    slow.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        slow
+    });
+    // An idle connection after a whole answer.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{MESSAGE}",
+        MESSAGE.len()
+    );
+    idle.write_all(request.as_bytes()).await.unwrap();
+    // The head, then its content-length of body.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let whole = |a: &[u8]| {
+        let text = String::from_utf8_lossy(a);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })?
+            .parse()
+            .ok()?;
+        (body.len() >= length).then_some(())
+    };
+    while whole(&answer).is_none() {
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before the answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let answered = Instant::now();
+    // Meanwhile a well-behaved client is served.
+    assert_eq!(super::post(&levee, MESSAGE).await.status(), 200);
+    let idle_for = closed_after(&mut idle, answered, Duration::from_secs(5)).await;
+    assert!(
+        (Duration::from_millis(300)..Duration::from_secs(2)).contains(&idle_for),
+        "the idle connection was closed after {idle_for:?}"
+    );
+    let mut slow = trickle.await.unwrap();
+    let slow_for = closed_after(&mut slow, started, Duration::from_secs(5)).await;
+    assert!(
+        (Duration::from_millis(300)..Duration::from_secs(3)).contains(&slow_for),
+        "the slow headers were cut after {slow_for:?}"
+    );
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "only the whole requests went on"
+    );
+}

@@ -48,7 +48,12 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
     let served = runtime.block_on(async move {
         let gw = Gateway::new(&config, overrides)?;
         let listener = bind(config.listen).await?;
-        let workers = Workers::start(&gw, config.worker_count(), config.shutdown_grace)?;
+        let workers = Workers::start(
+            &gw,
+            config.worker_count(),
+            config.shutdown_grace,
+            config.header_timeout,
+        )?;
         println!("levee listening on {}", listener.local_addr()?);
         if let Some(addr) = config.admin.listen {
             let admin = bind(addr).await?;

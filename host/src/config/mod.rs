@@ -51,6 +51,10 @@ pub struct Config {
     /// How long in-flight requests may take to finish after a shutdown
     /// signal.
     pub shutdown_grace: Duration,
+    /// How long an HTTP/1 client has to send a request's headers, counted
+    /// from the connection's start or the end of its last response: it
+    /// closes slow headers and idle keep-alive connections alike.
+    pub header_timeout: Duration,
     /// Worker threads serving clients; 0 for one per CPU core (see
     /// [`Config::worker_count`]).
     pub workers: usize,

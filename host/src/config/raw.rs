@@ -12,6 +12,7 @@ use std::path::PathBuf;
 pub(super) struct RawConfig {
     pub listen: Option<String>,
     pub shutdown_grace_ms: Option<i64>,
+    pub header_timeout_ms: Option<i64>,
     pub workers: Option<i64>,
     pub upstreams: Option<Vec<RawUpstream>>,
     #[serde(default)]

@@ -16,6 +16,7 @@ fn defaults_with_no_file() {
     let c = Config::load(None, &Overrides::default()).unwrap();
     assert_eq!(c.listen, "127.0.0.1:8787".parse().unwrap());
     assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.header_timeout, Duration::from_secs(60));
     assert_eq!(c.upstreams.len(), 1);
     let u = &c.upstreams[0];
     assert_eq!(

@@ -13,6 +13,8 @@ use std::time::Duration;
 const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8788";
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// nginx's `client_header_timeout`.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// Checks `raw` with `overrides` applied. What an override replaces is not
@@ -34,6 +36,12 @@ pub(super) fn build(
         0..=600_000,
         DEFAULT_SHUTDOWN_GRACE,
     );
+    let header_timeout = c.millis(
+        "header_timeout_ms",
+        raw.header_timeout_ms,
+        100..=600_000,
+        DEFAULT_HEADER_TIMEOUT,
+    );
     let workers = c.int("workers", raw.workers, 0..=256, 0);
     let upstreams = if overrides.upstreams.is_empty() {
         upstream::from_file(&mut c, raw.upstreams)
@@ -54,6 +62,7 @@ pub(super) fn build(
         // `None` only after a reported problem, so `finish` has returned.
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8787))),
         shutdown_grace,
+        header_timeout,
         workers,
         upstreams,
         policy,

@@ -8,7 +8,7 @@ use crate::policy::{EngineOptions, PolicyEngine, PolicyHandle, describe};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -136,15 +136,21 @@ pub async fn serve(
 
 /// One worker's loop: serves each connection it is handed (`load` counts
 /// them) until the acceptor hangs up, then lets them finish for up to
-/// `grace`.
+/// `grace`. An HTTP/1 client gets `header_timeout` for each request's
+/// headers, from the connection's start or its last response's end.
 pub(super) async fn serve_connections(
     gw: Arc<Gateway>,
     mut handed: mpsc::UnboundedReceiver<std::net::TcpStream>,
     load: Arc<AtomicUsize>,
     grace: Duration,
+    header_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     while let Some(stream) = handed.recv().await {
         let stream = match TcpStream::from_std(stream) {
             Ok(s) => s,

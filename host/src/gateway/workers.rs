@@ -37,7 +37,12 @@ impl Workers {
     /// Starts `n` workers. Each serves what it is handed until
     /// [`Workers::finish`], then lets its connections finish for up to
     /// `grace`.
-    pub fn start(gw: &Arc<Gateway>, n: usize, grace: Duration) -> std::io::Result<Workers> {
+    pub fn start(
+        gw: &Arc<Gateway>,
+        n: usize,
+        grace: Duration,
+        header_timeout: Duration,
+    ) -> std::io::Result<Workers> {
         let n = n.max(1);
         let load: Vec<Arc<AtomicUsize>> = (0..n).map(|_| Arc::default()).collect();
         let mut queues = Vec::with_capacity(n);
@@ -52,7 +57,13 @@ impl Workers {
                 .name(format!("levee-worker-{index}"))
                 .spawn(move || {
                     crate::worker::set_current(index);
-                    runtime.block_on(serve_connections(gw, rx, worker_load, grace));
+                    runtime.block_on(serve_connections(
+                        gw,
+                        rx,
+                        worker_load,
+                        grace,
+                        header_timeout,
+                    ));
                 })?;
             queues.push(tx);
             threads.push(thread);
