@@ -1,0 +1,157 @@
+//! `GET /status`: what levee is doing now, as JSON for programs and as a
+//! small HTML page for people (chosen by the `Accept` header).
+//!
+//! Both render one snapshot: each upstream as the policy sees it (health,
+//! circuit, in flight, rate-limited and overloaded until, budgets, time to
+//! first byte), the admission queue and each upstream's limiter budgets,
+//! the retry budget, the rails, and the active policy with its config and
+//! recent swaps.
+
+mod page;
+
+pub use page::page;
+
+use super::policy_status;
+use crate::clock::now_ms;
+use crate::core::{Circuit, Health, LimitKind, UpstreamView};
+use crate::gateway::{Gateway, Runtime};
+use serde_json::{Value, json};
+
+/// The status snapshot as JSON.
+pub fn snapshot(gw: &Gateway) -> Value {
+    let rt = gw.runtime();
+    let now = now_ms();
+    let view = rt.view(now);
+    let mut policy = policy_status(gw);
+    // The config as JSON rather than as the text the policy was given.
+    if let Some(parsed) = policy["config"]
+        .as_str()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    {
+        policy["config"] = parsed;
+    }
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "now_ms": now,
+        "upstreams": upstreams(&rt, &view.upstreams),
+        "admission": admission(&rt, &view.upstreams),
+        "retry_budget": gw.budget.status(),
+        "rails": {
+            "max_attempts": rt.rails.max_attempts,
+            "request_deadline_ms": rt.rails.request_deadline.as_millis() as u64,
+            "max_body_bytes": rt.rails.max_body_bytes,
+        },
+        "policy": policy,
+    })
+}
+
+/// The admission queue now, and what each upstream's limiter has left.
+fn admission(rt: &Runtime, views: &[UpstreamView]) -> Value {
+    let upstreams: Vec<Value> = rt
+        .upstreams
+        .iter()
+        .zip(views)
+        .map(|(u, v)| json!({ "name": u.config.name, "budgets": budgets(v) }))
+        .collect();
+    json!({
+        "queue": { "depth": rt.admitter.queued(), "capacity": rt.limits.queue_size },
+        "upstreams": upstreams,
+    })
+}
+
+fn budgets(v: &UpstreamView) -> Vec<Value> {
+    v.budgets
+        .iter()
+        .map(|b| {
+            json!({
+                "kind": kind_name(b.kind),
+                "remaining": b.remaining,
+                "limit": b.limit,
+                "reset_at_ms": b.reset_at,
+            })
+        })
+        .collect()
+}
+
+fn upstreams(rt: &Runtime, views: &[UpstreamView]) -> Vec<Value> {
+    rt.upstreams
+        .iter()
+        .zip(views)
+        .map(|(u, v)| {
+            let c = &u.config;
+            json!({
+                "id": v.id,
+                "name": c.name,
+                "url": format!("{}://{}{}", u.scheme, u.authority, c.base_path),
+                "group": v.group,
+                "weight": v.weight,
+                "health": health_name(v.health),
+                "circuit": circuit_name(v.circuit),
+                "in_flight": v.in_flight,
+                "rate_limited_until_ms": v.rate_limited_until,
+                "overloaded_until_ms": v.overloaded_until,
+                "budgets": budgets(v),
+                "ttfb_ms": v.ttfb_ms,
+                "slow": v.slow,
+            })
+        })
+        .collect()
+}
+
+fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+    }
+}
+
+fn circuit_name(c: Circuit) -> &'static str {
+    match c {
+        Circuit::Closed => "closed",
+        Circuit::Open => "open",
+        Circuit::HalfOpen => "half-open",
+    }
+}
+
+fn kind_name(k: LimitKind) -> &'static str {
+    match k {
+        LimitKind::Requests => "requests",
+        LimitKind::InputTokens => "input-tokens",
+        LimitKind::OutputTokens => "output-tokens",
+        LimitKind::Concurrency => "concurrency",
+    }
+}
+
+/// Whether the client prefers HTML (a browser) to JSON.
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            let html = accept.find("text/html");
+            let json = accept.find("application/json");
+            matches!((html, json), (Some(h), j) if j.is_none_or(|j| h < j))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browsers_get_html_and_programs_json() {
+        let accept = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::ACCEPT, http::HeaderValue::from_static(v));
+            wants_html(&h)
+        };
+        assert!(accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(!accept("application/json"));
+        assert!(!accept("application/json, text/html"));
+        assert!(!accept("*/*"));
+        assert!(!wants_html(&http::HeaderMap::new()));
+    }
+}
