@@ -2,12 +2,15 @@
 //! `OUT_DIR` for `include_bytes!`.
 
 use levee_guest_build::{Builder, Guest, Target};
-use std::path::Path;
+use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the workspace");
+    // Read when it runs, not when it was compiled: a build script cargo
+    // reuses from another checkout of the same sources must not build there.
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let workspace = manifest.parent().expect("host/ sits in the workspace");
     let builder = Builder::from_build_script(workspace)?;
     for (package, output) in [
         ("levee-policy-standard", "standard.wasm"),

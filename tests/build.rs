@@ -4,7 +4,7 @@
 
 use levee_guest_build::{Builder, Guest, Target};
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// (name, package, features, target)
 const FIXTURES: &[(&str, &str, &[&str], Target)] = &[
@@ -37,9 +37,12 @@ const FIXTURES: &[(&str, &str, &[&str], Target)] = &[
 ];
 
 fn main() -> anyhow::Result<()> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace");
+    // Read when it runs, not when it was compiled: a build script cargo
+    // reuses from another checkout of the same sources must not build there.
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let workspace = manifest.parent().expect("tests/ sits in the workspace");
     let builder = Builder::from_build_script(workspace)?;
     let mut variants = String::new();
     let mut names = String::new();
