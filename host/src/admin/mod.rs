@@ -255,8 +255,7 @@ async fn swap(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     };
     let source = PolicySource::parse(source);
     let swapped = off_thread(gw, move |gw| {
-        gw.policy
-            .swap(&gw.engine, &source, &config)
+        gw.swap_policy(&source, &config)
             .map_err(anyhow::Error::from)
     })
     .await;

@@ -23,6 +23,9 @@ use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use crate::limits::headers::Found;
 use crate::telemetry::access::{Access, Head};
+use crate::telemetry::activity::answer_message;
+use crate::telemetry::activity::events::EventKind;
+use crate::telemetry::activity::window::Kind;
 use crate::telemetry::metrics::attempt_outcome;
 use crate::upstream::{AttemptError, UpstreamBody, layer_name};
 use bytes::{Bytes, BytesMut};
@@ -337,9 +340,11 @@ impl Driver<'_> {
             Ok(resp) => resp,
             Err(error) => {
                 up.health.record(now, true);
-                self.gw
-                    .metrics
-                    .attempt(&up.label, layer_name(error.kind), None);
+                let layer = layer_name(error.kind);
+                up.track
+                    .record(started + took, Kind::Failed(error.kind), None);
+                up.track.failed(layer, &error.message);
+                self.gw.metrics.attempt(&up.label, layer, None);
                 tracing::debug!(request_id = self.request_id, upstream = %up.config.name, %error.message, "attempt failed");
                 let outcome = Outcome::Failure(error.kind);
                 return Err((
@@ -352,6 +357,8 @@ impl Driver<'_> {
             }
         };
         up.state.observe_ttfb(elapsed_ms, now);
+        let kind = Kind::of_status(resp.status().as_u16());
+        up.track.record(started + took, kind, Some(took));
         let metrics = &self.gw.metrics;
         metrics.attempt(
             &up.label,
@@ -378,12 +385,25 @@ impl Driver<'_> {
             now,
         );
         let header_wait = levee_exchange::facts::header_wait(&facts);
+        if kind.is_error() {
+            up.track.failed("http", &answer_message(&facts, &prefix));
+        }
+        let events = &self.gw.metrics.activity.events;
         match facts.status {
             429 if !facts.spend_cap => {
-                up.state.rate_limited(now, header_wait.unwrap_or(0));
+                let wait = header_wait.unwrap_or(0);
+                if up.state.rate_limited(now, wait) {
+                    let detail = format!("closed for {wait} ms (retry-after)");
+                    events.record(EventKind::RateLimited, Some(&up.config.name), detail);
+                }
                 admission::rate_limited(self.rt, id, header_wait);
             }
-            529 => up.state.overloaded(now, header_wait),
+            529 => {
+                if let Some(for_ms) = up.state.overloaded(now, header_wait) {
+                    let detail = format!("marked overloaded for {for_ms} ms");
+                    events.record(EventKind::Overloaded, Some(&up.config.name), detail);
+                }
+            }
             _ => {}
         }
         up.health

@@ -66,6 +66,7 @@ impl Runtime {
                     &config.dns,
                     &config.outlier,
                     &ejections,
+                    &metrics.activity,
                 )
                 .with_context(|| format!("upstream `{}`", u.name))
             })

@@ -4,7 +4,10 @@
 use super::workers::{self, Workers};
 use super::{RetryBudget, Runtime, forward};
 use crate::config::{Config, Overrides};
-use crate::policy::{EngineOptions, PolicyEngine, PolicyHandle, describe};
+use crate::policy::{
+    EngineOptions, LoadError, PolicyEngine, PolicyHandle, PolicySource, SwapRecord, describe,
+};
+use crate::telemetry::activity::events::EventKind;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
@@ -86,16 +89,44 @@ impl Gateway {
     /// rails. On any error nothing changes. Listen addresses, the retry
     /// budget and the engine limits need a restart.
     pub fn reload(&self) -> anyhow::Result<String> {
+        let events = &self.metrics.activity.events;
+        let reloaded = self.apply_config();
+        match &reloaded {
+            Ok(done) => events.record(EventKind::Reload, None, done.clone()),
+            Err(e) => events.record(EventKind::ReloadFailed, None, format!("{e:#}")),
+        }
+        reloaded
+    }
+
+    fn apply_config(&self) -> anyhow::Result<String> {
         let config = Config::load(self.config_path.as_deref(), &self.overrides)?;
         let runtime = Runtime::new(&config, &self.metrics)?;
-        let swap = self.policy.swap(
-            &self.engine,
-            &config.policy.source,
-            &config.policy.config_json,
-        )?;
+        let swap = self.swap_policy(&config.policy.source, &config.policy.config_json)?;
         self.runtime.store(Arc::new(runtime));
+        let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+        self.metrics.activity.retain(&names);
         self.metrics.set_enabled(config.admin.metrics);
         Ok(format!("reloaded; policy {}", swap.to))
+    }
+
+    /// Swaps in the policy from `source` with `config` (see
+    /// [`PolicyHandle::swap`]), and tells the event.
+    pub fn swap_policy(
+        &self,
+        source: &PolicySource,
+        config: &str,
+    ) -> Result<SwapRecord, LoadError> {
+        let swapped = self.policy.swap(&self.engine, source, config);
+        let events = &self.metrics.activity.events;
+        match &swapped {
+            Ok(r) => events.record(
+                EventKind::PolicySwap,
+                None,
+                format!("{} → {}", r.from, r.to),
+            ),
+            Err(e) => events.record(EventKind::PolicyRefused, None, e.to_string()),
+        }
+        swapped
     }
 }
 

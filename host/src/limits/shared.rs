@@ -235,14 +235,14 @@ impl SharedLimiter {
                     OnFailure::Closed => "refusing admission until it is back",
                 }
             );
-            self.metrics.switched(mode);
+            self.metrics.switched(mode, why);
         }
     }
 
     fn came_back(&self) {
         if !self.up.swap(true, Ordering::AcqRel) {
             tracing::info!(target: "levee::limits", "the shared limiter (Redis) is back; shared limits apply again");
-            self.metrics.switched("redis");
+            self.metrics.switched("redis", "Redis answers again");
         }
     }
 

@@ -1,6 +1,7 @@
 //! The limiter's metrics: queue depth and wait, and tokens used. Refusals
 //! are counted in `levee_local_rejections`, by reason.
 
+use crate::telemetry::activity::events::{EventKind, Events};
 use crate::telemetry::few::Few;
 use crate::telemetry::sharded::{self, Histogram};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -45,12 +46,21 @@ pub struct LimitMetrics {
     seen_tokens: Arc<Few<(Arc<String>, &'static str), sharded::Counter>>,
     backend: Family<BackendLabels, Gauge>,
     switches: Family<SwitchLabels, Counter>,
+    /// Where a switch is told as an event for `/status`.
+    events: Arc<Events>,
     /// Shared by the clones.
     on: Arc<AtomicBool>,
 }
 
 impl Default for LimitMetrics {
     fn default() -> LimitMetrics {
+        LimitMetrics::telling(Arc::default())
+    }
+}
+
+impl LimitMetrics {
+    /// Metrics that tell switches to `events`.
+    pub fn telling(events: Arc<Events>) -> LimitMetrics {
         let switches: Family<SwitchLabels, Counter> = Family::default();
         // Every switch counter exists from the start, so that the first
         // switch shows as an increase.
@@ -64,12 +74,11 @@ impl Default for LimitMetrics {
             seen_tokens: Arc::default(),
             backend: Family::default(),
             switches,
+            events,
             on: Arc::new(AtomicBool::new(true)),
         }
     }
-}
 
-impl LimitMetrics {
     /// Turns recording on or off (`[admin] metrics`).
     pub fn set_enabled(&self, on: bool) {
         self.on.store(on, Ordering::Relaxed);
@@ -114,10 +123,12 @@ impl LimitMetrics {
     }
 
     /// The shared limiter switched to `to` (`redis`, `fallback` or
-    /// `refusing`).
-    pub fn switched(&self, to: &'static str) {
+    /// `refusing`), for the reason `why`.
+    pub fn switched(&self, to: &'static str, why: &str) {
         self.switches.get_or_create(&SwitchLabels { to }).inc();
         self.backend(to);
+        self.events
+            .record(EventKind::LimiterBackend, None, format!("{to}: {why}"));
     }
 
     /// Adds these metrics to `r`.

@@ -126,12 +126,16 @@ pub struct Metrics {
     seen_policy_calls: Few<&'static str, Histogram>,
     /// Admission queue and token metrics.
     pub limits: super::limits::LimitMetrics,
+    /// What `/status` shows of recent activity; recorded whether or not
+    /// metrics are on.
+    pub activity: super::activity::Activity,
     /// `[admin] metrics`: off, the request path records nothing.
     on: AtomicBool,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let activity = super::activity::Activity::default();
         Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
@@ -149,7 +153,8 @@ impl Default for Metrics {
             seen_ttfb: Few::default(),
             seen_stream_ends: Few::default(),
             seen_policy_calls: Few::default(),
-            limits: Default::default(),
+            limits: super::limits::LimitMetrics::telling(activity.events.clone()),
+            activity,
             on: AtomicBool::new(true),
         }
     }

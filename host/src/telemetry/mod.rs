@@ -3,6 +3,7 @@
 //! off the request path's shared cache lines.
 
 pub(crate) mod access;
+pub mod activity;
 pub mod few;
 pub mod limits;
 mod log;

@@ -6,12 +6,16 @@
 
 use super::connect::ConnectError;
 use super::dns::Resolver;
+use crate::clock::now_ms;
 use crate::config::{ProxyEndpoint, Secret, Upstream, parse_proxy, redact_proxy};
 use crate::core::FailureKind;
+use crate::telemetry::activity::events::{EventKind, Events};
+use crate::telemetry::activity::window::Kind;
+use crate::telemetry::activity::{Activity, Track};
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,18 +33,52 @@ pub struct Egress {
     /// Bumped on every switch, so clients can retire pooled connections
     /// made through the proxy left behind.
     generation: AtomicU64,
+    /// Where a switch is told, for `/status`.
+    events: Arc<Events>,
 }
 
 struct Proxy {
     endpoint: ProxyEndpoint,
     label: String,
     healthy: AtomicBool,
+    /// When `healthy` last changed (or the proxy was set up), ms since
+    /// the Unix epoch.
+    since: AtomicU64,
+    /// Its tunnels and their failures, for `/status`.
+    track: Arc<Track>,
+}
+
+impl Proxy {
+    /// Counts a tunnel that failed in `kind`'s way (`connect`: the proxy
+    /// could not be reached; `proxy`: it refused), and keeps why.
+    fn failed(&self, kind: FailureKind, why: &str) {
+        self.track.record(Instant::now(), Kind::Failed(kind), None);
+        self.track.failed(super::layer_name(kind), why);
+    }
+}
+
+/// One proxy as `/status` shows it.
+pub struct ProxyStatus<'a> {
+    /// `host:port`.
+    pub label: &'a str,
+    /// Whether new connections go through it.
+    pub in_use: bool,
+    /// Whether it was reachable when last tried.
+    pub healthy: bool,
+    /// When `healthy` last changed, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Its tunnels: [`Kind::Ok`], [`Kind::Failed`] with `connect` (the
+    /// proxy could not be reached) or `proxy` (it refused the tunnel).
+    pub track: &'a Track,
 }
 
 impl Egress {
     /// The proxies for `upstream` (configured, or from the environment),
     /// with a prober thread; `None` when it connects directly.
-    pub fn for_upstream(upstream: &Upstream) -> anyhow::Result<Option<Arc<Egress>>> {
+    pub fn for_upstream(
+        upstream: &Upstream,
+        activity: &Activity,
+    ) -> anyhow::Result<Option<Arc<Egress>>> {
         let proxies = if !upstream.proxies.is_empty() {
             upstream.proxies.clone()
         } else if upstream.proxy_from_env {
@@ -59,7 +97,11 @@ impl Egress {
         if proxies.is_empty() {
             return Ok(None);
         }
-        let egress = Arc::new(Egress::new(Arc::new(upstream.name.clone()), proxies));
+        let egress = Arc::new(Egress::new(
+            Arc::new(upstream.name.clone()),
+            proxies,
+            activity,
+        ));
         tracing::info!(upstream = %upstream.name, proxy = %egress.proxies[0].label, "egress through proxy");
         spawn_prober(
             Arc::downgrade(&egress),
@@ -69,20 +111,42 @@ impl Egress {
         Ok(Some(egress))
     }
 
-    fn new(upstream: Arc<String>, proxies: Vec<ProxyEndpoint>) -> Egress {
+    fn new(upstream: Arc<String>, proxies: Vec<ProxyEndpoint>, activity: &Activity) -> Egress {
+        let now = now_ms();
         Egress {
-            upstream,
             proxies: proxies
                 .into_iter()
-                .map(|endpoint| Proxy {
-                    label: endpoint.label(),
-                    endpoint,
-                    healthy: AtomicBool::new(true),
+                .map(|endpoint| {
+                    let label = endpoint.label();
+                    Proxy {
+                        track: activity.proxy(&upstream, &label),
+                        label,
+                        endpoint,
+                        healthy: AtomicBool::new(true),
+                        since: AtomicU64::new(now),
+                    }
                 })
                 .collect(),
+            upstream,
             active: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
+            events: activity.events.clone(),
         }
+    }
+
+    /// Each proxy, in configured order.
+    pub fn status(&self) -> impl Iterator<Item = ProxyStatus<'_>> {
+        let active = self.active.load(Ordering::Relaxed);
+        self.proxies
+            .iter()
+            .enumerate()
+            .map(move |(i, p)| ProxyStatus {
+                label: &p.label,
+                in_use: i == active,
+                healthy: p.healthy.load(Ordering::Relaxed),
+                since_ms: p.since.load(Ordering::Relaxed),
+                track: &p.track,
+            })
     }
 
     /// Changes on every switch of the preferred proxy.
@@ -110,7 +174,9 @@ impl Egress {
 
     /// Records a probe or connect result and logs a switch, once.
     fn set_health(&self, i: usize, ok: bool) {
-        self.proxies[i].healthy.store(ok, Ordering::Relaxed);
+        if self.proxies[i].healthy.swap(ok, Ordering::Relaxed) != ok {
+            self.proxies[i].since.store(now_ms(), Ordering::Relaxed);
+        }
         let preferred = (0..self.proxies.len())
             .find(|&j| self.proxies[j].healthy.load(Ordering::Relaxed))
             .unwrap_or(NONE);
@@ -122,8 +188,14 @@ impl Egress {
         let name = |i: usize| self.proxies.get(i).map_or("none", |p| p.label.as_str());
         if preferred == NONE {
             tracing::warn!(upstream = %self.upstream, from = name(before), "every egress proxy is down");
+            let detail = format!("none reachable; was {}", name(before));
+            self.events
+                .record(EventKind::ProxiesDown, Some(&self.upstream), detail);
         } else {
             tracing::warn!(upstream = %self.upstream, from = name(before), to = name(preferred), "egress proxy switched");
+            let detail = format!("{} → {}", name(before), name(preferred));
+            self.events
+                .record(EventKind::ProxySwitch, Some(&self.upstream), detail);
         }
     }
 
@@ -146,6 +218,7 @@ impl Egress {
             };
             match outcome {
                 Ok(stream) => {
+                    proxy.track.record(Instant::now(), Kind::Ok, None);
                     if !proxy.healthy.load(Ordering::Relaxed) {
                         self.set_health(i, true);
                     }
@@ -153,9 +226,11 @@ impl Egress {
                 }
                 Err(Failure::Reach(why)) => {
                     self.set_health(i, false);
+                    proxy.failed(FailureKind::Connect, &why);
                     failures.push(format!("proxy {}: {why}", proxy.label));
                 }
                 Err(Failure::Refused(why, _)) => {
+                    proxy.failed(FailureKind::Proxy, &why);
                     failures.push(format!("proxy {}: {why}", proxy.label))
                 }
             }

@@ -34,7 +34,7 @@ async fn dead_port() -> u16 {
 }
 
 fn egress(proxies: Vec<ProxyEndpoint>) -> Egress {
-    Egress::new(Arc::new("up".into()), proxies)
+    Egress::new(Arc::new("up".into()), proxies, &Activity::default())
 }
 
 const T: Duration = Duration::from_secs(5);
@@ -178,4 +178,36 @@ fn the_environment_names_a_proxy_per_scheme_unless_no_proxy_exempts() {
         "HTTPS_PROXY=\"socks5://[redacted]@h:1\" is not a usable proxy (only http:// proxies \
          (HTTP CONNECT) are supported); fix it, or set proxy_from_env = false"
     );
+}
+
+#[tokio::test]
+async fn each_proxys_tunnels_failures_and_switches_show_in_its_status() {
+    let dead = parse_proxy(&format!("127.0.0.1:{}", dead_port().await)).unwrap();
+    let (backup, _seen) = fake_proxy("HTTP/1.1 403 Forbidden\r\n\r\n").await;
+    let activity = Activity::default();
+    let e = Egress::new(Arc::new("up".into()), vec![dead, backup], &activity);
+    let dns = Resolver::new(&Dns::default());
+    e.tunnel("h", 443, &dns, T).await.unwrap_err();
+    let now = Instant::now();
+    let status: Vec<_> = e.status().collect();
+    let (a, b) = (&status[0], &status[1]);
+    assert!(!a.healthy && !a.in_use && b.healthy && b.in_use);
+    let tally = |p: &ProxyStatus<'_>| p.track.windows.tally(now, 1);
+    assert_eq!(tally(a).count(Kind::Failed(FailureKind::Connect)), 1);
+    assert_eq!(tally(a).attempts(), 1);
+    assert_eq!(tally(b).count(Kind::Failed(FailureKind::Proxy)), 1);
+    assert_eq!(tally(b).attempts(), 1);
+    let refused = b.track.last_error().expect("the refusal is kept");
+    assert_eq!(refused.layer, "proxy");
+    assert_eq!(refused.message, "refused CONNECT to h:443: 403 Forbidden");
+    assert_eq!(a.track.last_error().unwrap().layer, "connect");
+    assert!(
+        Arc::ptr_eq(&activity.proxy("up", a.label), &e.proxies[0].track),
+        "the track outlives a reload"
+    );
+    let events = activity.events.recent();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, EventKind::ProxySwitch);
+    assert_eq!(events[0].upstream.as_deref(), Some("up"));
+    assert_eq!(events[0].detail, format!("{} → {}", a.label, b.label));
 }

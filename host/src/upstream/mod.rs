@@ -17,6 +17,7 @@ pub use client::{AttemptError, UpstreamBody, UpstreamClient};
 pub use connect::{ConnectError, layer_name};
 
 use crate::config::{Dns, Outlier, Scheme, Upstream};
+use crate::telemetry::activity::{Activity, Track};
 use crate::worker;
 use anyhow::Context;
 use state::UpstreamState;
@@ -33,6 +34,8 @@ pub struct UpstreamRuntime {
     pub(crate) state: UpstreamState,
     /// The circuit and the active checks' verdict.
     pub(crate) health: Arc<health::Tracker>,
+    /// Its recent attempts and last error, for `/status`.
+    pub(crate) track: Arc<Track>,
     /// The name, as a metrics label.
     pub(crate) label: Arc<String>,
     pub(crate) scheme: http::uri::Scheme,
@@ -47,6 +50,7 @@ impl UpstreamRuntime {
         dns: &Dns,
         outlier: &Outlier,
         ejections: &Arc<health::Ejections>,
+        activity: &Activity,
     ) -> anyhow::Result<UpstreamRuntime> {
         let label = Arc::new(config.name.clone());
         let host = if config.host.contains(':') {
@@ -54,7 +58,7 @@ impl UpstreamRuntime {
         } else {
             config.host.clone()
         };
-        let egress = egress::Egress::for_upstream(config)?;
+        let egress = egress::Egress::for_upstream(config, activity)?;
         Ok(UpstreamRuntime {
             clients: UpstreamClient::per_worker(config, workers, egress.as_ref(), dns)?,
             egress,
@@ -63,7 +67,9 @@ impl UpstreamRuntime {
                 label.clone(),
                 outlier.clone(),
                 ejections.clone(),
+                activity.events.clone(),
             )),
+            track: activity.upstream(&config.name),
             label,
             scheme: match config.scheme {
                 Scheme::Http => http::uri::Scheme::HTTP,
@@ -120,6 +126,7 @@ mod tests {
             &config.dns,
             &config.outlier,
             &ejections,
+            &Activity::default(),
         )
         .expect("an upstream runtime")
     }

@@ -35,16 +35,21 @@ impl UpstreamState {
         InFlight(self)
     }
 
-    /// A 429 closes the upstream until `now + wait`.
-    pub fn rate_limited(&self, now: u64, wait_ms: u64) {
-        self.rate_limited_until
-            .fetch_max(now.saturating_add(wait_ms), Ordering::Relaxed);
+    /// A 429 closes the upstream until `now + wait`; true when it was
+    /// open until now (a new closure rather than a longer one).
+    pub fn rate_limited(&self, now: u64, wait_ms: u64) -> bool {
+        let until = now.saturating_add(wait_ms);
+        let before = self.rate_limited_until.fetch_max(until, Ordering::Relaxed);
+        before <= now && until > now
     }
 
-    /// A 529 marks the upstream overloaded for `wait_ms` (or a cool-down).
-    pub fn overloaded(&self, now: u64, wait_ms: Option<u64>) {
-        let until = now.saturating_add(wait_ms.unwrap_or(OVERLOAD_COOLDOWN_MS));
-        self.overloaded_until.fetch_max(until, Ordering::Relaxed);
+    /// A 529 marks the upstream overloaded for `wait_ms` (or a cool-down);
+    /// the cool-down's length when it was not marked until now.
+    pub fn overloaded(&self, now: u64, wait_ms: Option<u64>) -> Option<u64> {
+        let for_ms = wait_ms.unwrap_or(OVERLOAD_COOLDOWN_MS);
+        let until = now.saturating_add(for_ms);
+        let before = self.overloaded_until.fetch_max(until, Ordering::Relaxed);
+        (before <= now && until > now).then_some(for_ms)
     }
 
     /// Folds a time-to-first-byte sample, taken at `now`, into the moving
@@ -100,17 +105,21 @@ mod tests {
     #[test]
     fn limits_show_in_the_view_until_they_lapse() {
         let s = UpstreamState::default();
-        s.rate_limited(1_000, 500);
-        s.overloaded(1_000, None);
+        assert!(s.rate_limited(1_000, 500), "a new closure");
+        assert!(!s.rate_limited(1_100, 900), "a longer one");
+        assert!(!s.rate_limited(1_100, 0), "none at all");
+        assert_eq!(s.overloaded(1_000, None), Some(OVERLOAD_COOLDOWN_MS));
+        assert_eq!(s.overloaded(1_200, Some(5)), None);
         let v = s.view(3, 1, 2, 1_200);
         assert_eq!((v.id, v.group, v.weight), (3, 1, 2));
-        assert_eq!(v.rate_limited_until, Some(1_500));
+        assert_eq!(v.rate_limited_until, Some(2_000));
         assert_eq!(v.overloaded_until, Some(1_000 + OVERLOAD_COOLDOWN_MS));
         let later = s.view(3, 1, 2, 10_000);
         assert_eq!(
             (later.rate_limited_until, later.overloaded_until),
             (None, None)
         );
+        assert!(s.rate_limited(10_000, 1), "closed again once it lapsed");
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! small HTML page for people (chosen by the `Accept` header).
 //!
 //! Both render one snapshot: each upstream as the policy sees it (health,
-//! circuit, in flight, rate-limited and overloaded until, budgets, time to
-//! first byte), the admission queue and each upstream's limiter budgets,
-//! the retry budget, the rails, and the active policy with its config and
-//! recent swaps.
+//! circuit and since when, in flight, rate-limited and overloaded until,
+//! budgets, time to first byte), what it has been doing over the last 1, 5
+//! and 15 minutes (with its egress proxies'), the recent events, the
+//! admission queue and each upstream's limiter budgets, the retry budget,
+//! the rails, and the active policy with its config and recent swaps.
 
+pub mod activity;
+mod chart;
 mod page;
+mod traffic;
 
 pub use page::page;
 
@@ -16,24 +20,29 @@ use crate::clock::now_ms;
 use crate::core::{Circuit, Health, LimitKind, UpstreamView};
 use crate::gateway::{Gateway, Runtime};
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// The status snapshot as JSON.
 pub fn snapshot(gw: &Gateway) -> Value {
     let rt = gw.runtime();
     let now = now_ms();
     let view = rt.view(now);
+    let tick = Instant::now();
     let mut policy = policy_status(gw);
-    // The config as JSON rather than as the text the policy was given.
-    if let Some(parsed) = policy["config"]
-        .as_str()
-        .and_then(|text| serde_json::from_str::<Value>(text).ok())
-    {
+    // The config as JSON rather than as the text the policy was given;
+    // none at all as null.
+    let config = policy["config"].as_str().map(str::trim);
+    if config == Some("") {
+        policy["config"] = Value::Null;
+    } else if let Some(parsed) = config.and_then(|text| serde_json::from_str::<Value>(text).ok()) {
         policy["config"] = parsed;
     }
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "now_ms": now,
-        "upstreams": upstreams(&rt, &view.upstreams),
+        "upstreams": upstreams(&rt, &view.upstreams, tick),
+        "events": activity::events(&gw.metrics.activity.events),
         "admission": admission(&rt, &view.upstreams),
         "retry_budget": gw.budget.status(),
         "rails": {
@@ -73,7 +82,7 @@ fn budgets(v: &UpstreamView) -> Vec<Value> {
         .collect()
 }
 
-fn upstreams(rt: &Runtime, views: &[UpstreamView]) -> Vec<Value> {
+fn upstreams(rt: &Runtime, views: &[UpstreamView], tick: Instant) -> Vec<Value> {
     rt.upstreams
         .iter()
         .zip(views)
@@ -86,13 +95,17 @@ fn upstreams(rt: &Runtime, views: &[UpstreamView]) -> Vec<Value> {
                 "group": v.group,
                 "weight": v.weight,
                 "health": health_name(v.health),
+                "health_since_ms": u.health.health_since.load(Ordering::Relaxed),
                 "circuit": circuit_name(v.circuit),
+                "circuit_since_ms": u.health.circuit_since.load(Ordering::Relaxed),
                 "in_flight": v.in_flight,
                 "rate_limited_until_ms": v.rate_limited_until,
                 "overloaded_until_ms": v.overloaded_until,
                 "budgets": budgets(v),
                 "ttfb_ms": v.ttfb_ms,
                 "slow": v.slow,
+                "activity": activity::track(&u.track, tick),
+                "proxies": activity::proxies(u, tick),
             })
         })
         .collect()

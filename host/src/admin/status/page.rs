@@ -1,6 +1,7 @@
 //! The status snapshot as a self-contained HTML page: no scripts,
 //! refreshed every five seconds.
 
+use super::traffic;
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -11,13 +12,19 @@ pub fn page(s: &Value) -> String {
     out.push_str(concat!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<meta http-equiv=\"refresh\" content=\"5\"><title>levee status</title>",
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">",
         "<style>body{font:14px system-ui,sans-serif;margin:2em}",
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
-        ".bad{color:#b00}.ok{color:#070}</style></head><body>",
+        ".bad{color:#b00}.ok{color:#070}.idle{color:#555;font-style:italic}",
+        ".scroll{overflow-x:auto;max-width:100%}.traffic{margin:1em 0 2em}",
+        ".chart{display:block;max-width:100%;height:auto;margin:.5em 0}",
+        ".chart .frame{fill:none;stroke:#999}.chart .all{fill:#c8c8c8}.chart .err{fill:#600}",
+        ".chart text{font:10px system-ui,sans-serif;fill:#333}.legend{font-size:12px;color:#555}",
+        "@media (max-width:600px){body{margin:.5em}}</style></head><body>",
     ));
-    let _ = write!(out, "<h1>levee {}</h1>", text(&s["version"]));
-    out.push_str("<h2>Upstreams</h2><table id=\"upstreams\"><tr><th>name</th><th>url</th><th>group</th><th>weight</th><th>health</th><th>circuit</th><th>in flight</th><th>rate-limited for</th><th>overloaded for</th><th>budgets</th><th>TTFB</th></tr>");
     let now = s["now_ms"].as_u64().unwrap_or(0);
+    let _ = write!(out, "<h1>levee {}</h1>", text(&s["version"]));
+    out.push_str("<h2>Upstreams</h2><div class=\"scroll\"><table id=\"upstreams\"><tr><th>name</th><th>url</th><th>group</th><th>weight</th><th>health</th><th>circuit</th><th>in flight</th><th>rate-limited for</th><th>overloaded for</th><th>budgets</th><th>TTFB</th></tr>");
     for u in s["upstreams"].as_array().into_iter().flatten() {
         let until = |key: &str| {
             u[key]
@@ -46,9 +53,9 @@ pub fn page(s: &Value) -> String {
             text(&u["group"]),
             text(&u["weight"]),
             class(u["health"] != "unhealthy"),
-            text(&u["health"]),
+            since(&u["health"], &u["health_since_ms"], now),
             class(u["circuit"] == "closed"),
-            text(&u["circuit"]),
+            since(&u["circuit"], &u["circuit_since_ms"], now),
             text(&u["in_flight"]),
             until("rate_limited_until_ms"),
             until("overloaded_until_ms"),
@@ -62,7 +69,9 @@ pub fn page(s: &Value) -> String {
                 .map_or("-".to_owned(), |t| format!("{t} ms")),
         );
     }
-    out.push_str("</table>");
+    out.push_str("</table></div>");
+    traffic::traffic(&mut out, s, now);
+    traffic::events(&mut out, &s["events"], now);
     admission_html(&mut out, &s["admission"], now);
     let b = &s["retry_budget"];
     let _ = write!(
@@ -79,7 +88,10 @@ pub fn page(s: &Value) -> String {
         "<h2>Policy</h2><p id=\"policy\">{} (sha256 {})</p><pre>{}</pre>",
         text(&p["active"]),
         text(&p["digest"]),
-        escape(&p["config"].to_string()),
+        match &p["config"] {
+            Value::Null => "(none)".to_owned(),
+            config => escape(&config.to_string()),
+        },
     );
     out.push_str("<h3>Recent swaps</h3><table id=\"swaps\"><tr><th>from</th><th>to</th><th>result</th><th>ms</th></tr>");
     for r in p["swaps"].as_array().into_iter().flatten().rev() {
@@ -102,7 +114,7 @@ fn admission_html(out: &mut String, a: &Value, now: u64) {
     let _ = write!(
         out,
         "<h2>Admission</h2><p id=\"queue\">{} of {} queued</p>\
-         <table id=\"budgets\"><tr><th>upstream</th><th>budget</th><th>remaining</th><th>limit</th><th>resets in</th></tr>",
+         <div class=\"scroll\"><table id=\"budgets\"><tr><th>upstream</th><th>budget</th><th>remaining</th><th>limit</th><th>resets in</th></tr>",
         text(&q["depth"]),
         text(&q["capacity"]),
     );
@@ -121,11 +133,39 @@ fn admission_html(out: &mut String, a: &Value, now: u64) {
             );
         }
     }
-    out.push_str("</table>");
+    out.push_str("</table></div>");
+}
+
+/// A state and how long it has held, as `closed (for 4 m 2 s)`.
+fn since(state: &Value, since_ms: &Value, now: u64) -> String {
+    match since_ms.as_u64() {
+        Some(at) => format!("{} (for {})", text(state), span(now.saturating_sub(at))),
+        None => text(state),
+    }
+}
+
+/// How long ago `at` was, from `now` (both ms since the Unix epoch).
+pub(super) fn ago(now: u64, at: Option<u64>) -> String {
+    match at {
+        None => "-".to_owned(),
+        Some(at) if now.saturating_sub(at) < 1_000 => "just now".to_owned(),
+        Some(at) => format!("{} ago", span(now.saturating_sub(at))),
+    }
+}
+
+/// A duration in ms, to the second, in its two largest units.
+fn span(ms: u64) -> String {
+    let s = ms / 1_000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3_600 => format!("{} m {} s", s / 60, s % 60),
+        3_600..86_400 => format!("{} h {} m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3_600),
+    }
 }
 
 /// A JSON value as escaped HTML text (strings without their quotes).
-fn text(v: &Value) -> String {
+pub(super) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => escape(s),
         Value::Null => "-".to_owned(),
@@ -133,7 +173,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -183,5 +223,82 @@ mod tests {
             ),
             "{html}"
         );
+    }
+
+    /// A snapshot of two upstreams, `busy` with the activity recorded in
+    /// `t` and `idle` with none, as `snapshot` builds it.
+    fn two(t: &crate::telemetry::activity::Track, now: std::time::Instant) -> Value {
+        use super::super::activity::track;
+        let idle = crate::telemetry::activity::Track::default();
+        let upstream = |name: &str, t: &crate::telemetry::activity::Track| {
+            json!({"name": name, "url": "http://h:1", "group": 0, "weight": 1,
+                "health": "unknown", "health_since_ms": 1_000, "circuit": "closed",
+                "circuit_since_ms": 1_000, "in_flight": 0, "budgets": [],
+                "activity": track(t, now), "proxies": []})
+        };
+        json!({
+            "version": "0.1.0", "now_ms": 3_000_000,
+            "upstreams": [upstream("busy", t), upstream("idle", &idle)],
+            "events": [
+                {"seq": 2, "at_ms": 2_990_000, "kind": "policy-swap", "upstream": null, "detail": "a → b"},
+                {"seq": 1, "at_ms": 2_900_000, "kind": "ejected", "upstream": "busy", "detail": "by the consecutive rule"},
+            ],
+            "admission": {"queue": {"depth": 0, "capacity": 8}, "upstreams": []},
+            "retry_budget": {"active": 0, "retrying": 0, "cap": 3, "exhausted": 0},
+            "policy": {"active": "standard", "digest": "ab", "config": null, "swaps": []},
+        })
+    }
+
+    #[test]
+    fn the_page_shows_each_upstreams_windows_chart_last_error_and_the_events() {
+        use crate::core::FailureKind;
+        use crate::telemetry::activity::window::Kind;
+        use std::time::{Duration, Instant};
+        let t = crate::telemetry::activity::Track::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            t.record(now, Kind::Ok, Some(Duration::from_millis(2)));
+        }
+        t.record(now, Kind::RateLimited, Some(Duration::from_millis(1)));
+        t.record(now, Kind::Failed(FailureKind::Connect), None);
+        t.failed("connect", "connect failed, 127.0.0.1:1: refused");
+        let mut snapshot = two(&t, now);
+        let html = page(&snapshot);
+
+        assert!(!html.contains("<script"), "no script");
+        assert_eq!(html.matches("<svg class=\"chart\"").count(), 2);
+        assert!(
+            html.contains("id=\"chart-0\" role=\"img\" aria-label=\"busy: 5 attempts and 2 errors")
+        );
+        assert!(html.contains("id=\"chart-1\" role=\"img\" aria-label=\"idle: no traffic"));
+        let busy =
+            &html[html.find("id=\"traffic-0\"").unwrap()..html.find("id=\"traffic-1\"").unwrap()];
+        assert!(
+            busy.contains("<tr><td>1m</td><td>5</td>") && busy.contains("<td>60.0 %</td>"),
+            "{busy}"
+        );
+        // ok, 4xx, 429, 529, 5xx, dns, connect: the 429 and the connect
+        // failure are marked.
+        assert!(
+            busy.contains("<td>3</td><td>0</td><td class=\"bad\">1</td><td>0</td><td>0</td><td>0</td><td class=\"bad\">1</td>"),
+            "{busy}"
+        );
+        assert!(busy.contains("<td>≤ 2.00 ms</td>"), "p50 of 2 ms: {busy}");
+        assert!(busy.contains(
+            "last error: just now, connect: <span class=\"bad\">connect failed, 127.0.0.1:1: refused</span>"
+        ), "{busy}");
+        let idle = &html[html.find("id=\"traffic-1\"").unwrap()..];
+        assert!(idle.contains("<p class=\"idle\">no traffic yet</p>"));
+        assert!(idle.contains("last error: none"));
+        let events = &html[html.find("<table id=\"events\">").unwrap()..];
+        let swap = events.find("policy-swap").unwrap();
+        let ejected = events.find("ejected").unwrap();
+        assert!(swap < ejected, "newest first");
+        assert!(events.contains("<td>10 s ago</td><td>policy-swap</td><td>-</td><td>a → b</td>"));
+        assert!(html.contains("closed (for 49 m 59 s)"), "since when");
+        assert!(html.contains("<pre>(none)</pre>"), "an empty config");
+        snapshot["upstreams"][1]["activity"]["ever"] = true.into();
+        let later = page(&snapshot);
+        assert!(later.contains("<p class=\"idle\">no traffic in the last 15 minutes</p>"));
     }
 }

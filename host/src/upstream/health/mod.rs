@@ -16,8 +16,10 @@ pub mod outlier;
 pub mod report;
 pub mod slow;
 
+use crate::clock::now_ms;
 use crate::config::Outlier;
 use crate::core::{Circuit, Health};
+use crate::telemetry::activity::events::{EventKind, Events};
 use outlier::{Breaker, Change, State};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,6 +112,14 @@ pub struct Tracker {
     ejections: Arc<Ejections>,
     inner: Mutex<Inner>,
     probes: AtomicU32,
+    /// Where each transition is told, for `/status`.
+    events: Arc<Events>,
+    /// When the circuit last changed state (or the tracker was made), ms
+    /// since the Unix epoch.
+    pub circuit_since: AtomicU64,
+    /// When the active checks' verdict last changed (or the tracker was
+    /// made).
+    pub health_since: AtomicU64,
     /// Times ejected.
     pub ejected_total: AtomicU64,
     /// Active checks passed.
@@ -131,14 +141,23 @@ impl Drop for Probe<'_> {
 
 impl Tracker {
     /// A tracker for the upstream `name`, sharing `ejections` with the
-    /// runtime's other upstreams.
-    pub fn new(name: Arc<String>, cfg: Outlier, ejections: Arc<Ejections>) -> Tracker {
+    /// runtime's other upstreams, telling its transitions to `events`.
+    pub fn new(
+        name: Arc<String>,
+        cfg: Outlier,
+        ejections: Arc<Ejections>,
+        events: Arc<Events>,
+    ) -> Tracker {
+        let now = now_ms();
         Tracker {
             name,
             cfg,
             ejections,
             inner: Mutex::default(),
             probes: AtomicU32::new(0),
+            events,
+            circuit_since: AtomicU64::new(now),
+            health_since: AtomicU64::new(now),
             ejected_total: AtomicU64::new(0),
             checks_passed: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
@@ -226,35 +245,59 @@ impl Tracker {
             .then(|| inner.breaker.recovered())
             .flatten();
         drop(inner);
+        self.health_since.store(now_ms(), Ordering::Relaxed);
         match (now, result) {
             (Health::Unhealthy, Err(why)) => {
                 tracing::warn!(upstream = %self.name, reason = %why, "health check: unhealthy");
+                self.tell(EventKind::Unhealthy, why.clone());
             }
-            _ => tracing::info!(upstream = %self.name, "health check: healthy"),
+            _ => {
+                tracing::info!(upstream = %self.name, "health check: healthy");
+                self.tell(EventKind::Healthy, "the health check passes".into());
+            }
         }
         self.log(early);
     }
 
     fn log(&self, change: Option<Change>) {
         let name = &self.name;
+        let Some(change) = change else { return };
+        if !matches!(change, Change::Spared) {
+            self.circuit_since.store(now_ms(), Ordering::Relaxed);
+        }
         match change {
-            None => {}
-            Some(Change::Opened { for_ms, why }) => {
+            Change::Opened { for_ms, why } => {
                 self.ejected_total.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(upstream = %name, rule = why, for_ms, "circuit open: upstream ejected");
+                self.tell(
+                    EventKind::Ejected,
+                    format!("by the {why} rule, for {for_ms} ms"),
+                );
             }
-            Some(Change::HalfOpened) => {
+            Change::HalfOpened => {
                 tracing::info!(upstream = %name, "circuit half-open: probing");
+                self.tell(EventKind::HalfOpen, "probing".into());
             }
-            Some(Change::Closed) => {
+            Change::Closed => {
                 self.ejections.release();
                 tracing::info!(upstream = %name, "circuit closed: upstream reinstated");
+                self.tell(EventKind::Reinstated, "circuit closed".into());
             }
-            Some(Change::Spared) => tracing::warn!(
-                upstream = %name,
-                "circuit stays closed: too many upstreams are ejected already"
-            ),
+            Change::Spared => {
+                tracing::warn!(
+                    upstream = %name,
+                    "circuit stays closed: too many upstreams are ejected already"
+                );
+                self.tell(
+                    EventKind::Spared,
+                    "would be ejected, but too many upstreams are out already".into(),
+                );
+            }
         }
+    }
+
+    fn tell(&self, kind: EventKind, detail: String) {
+        self.events.record(kind, Some(&self.name), detail);
     }
 }
 

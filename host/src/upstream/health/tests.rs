@@ -17,7 +17,54 @@ fn outlier() -> Outlier {
 }
 
 fn tracker(ejections: &Arc<Ejections>) -> Tracker {
-    Tracker::new(Arc::new("a".into()), outlier(), ejections.clone())
+    Tracker::new(
+        Arc::new("a".into()),
+        outlier(),
+        ejections.clone(),
+        Arc::default(),
+    )
+}
+
+#[test]
+fn every_transition_is_an_event_and_moves_its_since() {
+    let events = Arc::new(Events::default());
+    let t = Tracker::new(
+        Arc::new("a".into()),
+        outlier(),
+        Arc::new(Ejections::new(1, 50)),
+        events.clone(),
+    );
+    let made = t.circuit_since.swap(0, Ordering::Relaxed);
+    t.health_since.store(0, Ordering::Relaxed);
+    t.checked(&Err("connect: refused".into()), 1, 1);
+    t.record(0, true);
+    assert!(events.recent().len() == 1, "one failure ejects nothing");
+    t.record(1, true);
+    t.view(1_001);
+    t.begin(1_002);
+    t.record(1_003, false);
+    let seen: Vec<_> = events
+        .recent()
+        .iter()
+        .rev()
+        .map(|e| (e.kind, e.upstream.clone().unwrap(), e.detail.clone()))
+        .collect();
+    let a = || "a".to_owned();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Unhealthy, a(), "connect: refused".into()),
+            (
+                EventKind::Ejected,
+                a(),
+                "by the consecutive rule, for 1000 ms".into()
+            ),
+            (EventKind::HalfOpen, a(), "probing".into()),
+            (EventKind::Reinstated, a(), "circuit closed".into()),
+        ]
+    );
+    assert!(t.circuit_since.load(Ordering::Relaxed) >= made);
+    assert!(t.health_since.load(Ordering::Relaxed) >= made);
 }
 
 #[test]
