@@ -121,7 +121,8 @@ const EMPTY: Slot = Slot {
 static BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 fn epoch(at: Instant) -> u64 {
-    at.saturating_duration_since(*BASE).as_millis() as u64 / SLOT_MS
+    // Whole seconds: no 128-bit division on the request path.
+    at.saturating_duration_since(*BASE).as_secs() / (SLOT_MS / 1_000)
 }
 
 /// Counts summed over a window.
