@@ -101,6 +101,40 @@ async fn the_primary_proxy_carries_traffic_the_backup_takes_over_and_gives_it_ba
     assert!(!log.contains(PASSWORD) && !log.contains(USER), "{log}");
     let text = metrics(&levee).await;
     assert!(!text.contains(PASSWORD) && !text.contains(USER), "{text}");
+
+    // /status: each proxy's tunnels as tinyproxy logged them, which one is
+    // in use, and the two switches in order.
+    let status = super::status(&levee).await;
+    let proxies = status["upstreams"][0]["proxies"]
+        .as_array()
+        .expect("proxies");
+    let label = |p: &Tinyproxy| format!("127.0.0.1:{}", p.port);
+    assert_eq!(proxies.len(), 2, "{proxies:?}");
+    assert_eq!(proxies[0]["proxy"], label(&primary));
+    assert_eq!(
+        (&proxies[0]["in_use"], &proxies[0]["healthy"]),
+        (&true.into(), &true.into())
+    );
+    assert_eq!(proxies[1]["in_use"], false);
+    for (p, proxy) in [(&primary, &proxies[0]), (&backup, &proxies[1])] {
+        let tunnels = &super::status::window(proxy, "15m")["counts"]["ok"];
+        assert_eq!(*tunnels, p.connects(), "{proxy}");
+    }
+    let switches: Vec<&str> = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| e["kind"] == "proxy-switch")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    let (p, b) = (label(&primary), label(&backup));
+    assert_eq!(
+        switches[..2],
+        [format!("{p} → {b}"), format!("{b} → {p}")],
+        "{switches:?}"
+    );
+    assert!(!status.to_string().contains(PASSWORD), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -199,8 +199,8 @@ fn chromium() -> &'static str {
         .unwrap_or("chromium")
 }
 
-/// One upstream's window of `name` (`1m`, `5m`, `15m`).
-fn window<'a>(upstream: &'a Value, name: &str) -> &'a Value {
+/// An upstream's (or egress proxy's) window of `name` (`1m`, `5m`, `15m`).
+pub fn window<'a>(upstream: &'a Value, name: &str) -> &'a Value {
     upstream["activity"]["windows"]
         .as_array()
         .expect("windows")
@@ -335,7 +335,17 @@ async fn the_windows_count_what_each_upstream_saw_and_the_events_come_in_order()
     assert_eq!(dead["circuit"], "open");
     assert!(dead["circuit_since_ms"].as_u64().unwrap() >= started_ms);
 
-    // A swap, then a reload: each an event, after the traffic's.
+    // A refused swap, a swap, then a reload: each an event, after the
+    // traffic's.
+    let refused = client()
+        .post(format!("{}/policy", levee.admin_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"source": "builtin:no-such-policy"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
     let swapped = client()
         .post(format!("{}/policy", levee.admin_url()))
         .bearer_auth(ADMIN_TOKEN)
@@ -375,8 +385,20 @@ async fn the_windows_count_what_each_upstream_saw_and_the_events_come_in_order()
         })
         .collect();
     assert_eq!(
-        kinds[..3],
-        [("reload", "-"), ("policy-swap", "-"), ("policy-swap", "-")],
+        kinds[..4],
+        [
+            ("reload", "-"),
+            ("policy-swap", "-"),
+            ("policy-swap", "-"),
+            ("policy-refused", "-")
+        ],
+        "{events:#?}"
+    );
+    assert!(
+        events[3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("builtin:no-such-policy"),
         "{events:#?}"
     );
     let position = |kind: (&str, &str)| {
@@ -389,7 +411,7 @@ async fn the_windows_count_what_each_upstream_saw_and_the_events_come_in_order()
         position(("rate-limited", "flaky")) < position(("overloaded", "flaky")),
         "the 529 came before the 429: {kinds:?}"
     );
-    assert!(position(("ejected", "dead")) > 2);
+    assert!(position(("ejected", "dead")) > 3);
     assert_eq!(
         kinds.iter().filter(|k| k.0 == "ejected").count(),
         1,

@@ -47,7 +47,7 @@ fn window(t: &Track, now: Instant, name: &str, slots: usize) -> Value {
     json!({
         "window": name,
         "window_s": slots as u64 * SLOT_MS / 1_000,
-        "covered_s": round(covered, 1),
+        "covered_s": round(covered, 3),
         "attempts": attempts,
         "rate_per_s": (covered > 0.0).then(|| round(attempts as f64 / covered, 3)),
         "success_share": (attempts > 0).then(|| round(tally.counts[0] as f64 / attempts as f64, 4)),
