@@ -3,14 +3,35 @@
 //! The key hashes the component's bytes together with the engine's
 //! compatibility hash (wasmtime's version, target, tunables, features), so a
 //! wasmtime upgrade or an engine config change can never load a stale
-//! artifact. Even a key collision is harmless: wasmtime checks compatibility
-//! again on load, and a file that fails to load is recompiled and replaced.
+//! artifact.
+//!
+//! A compiled artifact is native code that wasmtime maps and runs without
+//! checking it, so the cache loads only what it can prove levee wrote:
+//! - the directory must be this user's and writable by no one else;
+//! - each artifact carries an HMAC-SHA256 tag over its name and contents,
+//!   under a random per-install key kept beside it (`key`, 0600, this
+//!   user's);
+//! - a file that fails any check is refused, said why, recompiled and
+//!   replaced; a directory or key that fails one turns the cache off.
+//!
+//! Files are written under a temporary name no other process can guess or
+//! share (containers all run as pid 1), then renamed into place.
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+/// The integrity tag's length: an HMAC-SHA256.
+const TAG: usize = 32;
+/// The per-install key's file name and length.
+const KEY_FILE: &str = "key";
+const KEY_BYTES: usize = 32;
+/// The largest artifact read back; a policy compiles to a few MiB.
+const MAX_ARTIFACT: u64 = 256 << 20;
 
 /// Where compiled components are kept; `None` compiles every time.
 #[derive(Clone, Debug)]
@@ -25,12 +46,13 @@ pub enum CacheOutcome {
     Hit,
     /// Compiled, and written to the cache.
     Stored,
-    /// Compiled; there is no cache, or writing to it failed.
+    /// Compiled; there is no cache, it cannot be trusted, or writing to it
+    /// failed.
     Compiled,
 }
 
 impl CompileCache {
-    /// A cache in `dir`, created (mode 0700) when first written.
+    /// A cache in `dir`, created (mode 0700) when first used.
     pub fn at(dir: impl Into<PathBuf>) -> CompileCache {
         CompileCache {
             dir: Some(dir.into()),
@@ -69,24 +91,41 @@ impl CompileCache {
         engine: &Engine,
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let compile = || Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
         let Some(path) = self.path_for(engine, bytes) else {
-            return Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
+            return compile();
         };
-        if path.exists() {
-            // SAFETY: the file was written by `store` below from wasmtime's
-            // own `precompile_component`, into a directory only this user
-            // can write (0700). wasmtime verifies the header and engine
-            // compatibility before using it; on any error we recompile.
-            #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled policy")
+        let dir = path.parent().expect("cache paths have a parent");
+        let secret = match install_key(dir) {
+            Ok(secret) => secret,
+            Err(why) => {
+                tracing::warn!(dir = %dir.display(), "not using the policy cache: {why}");
+                return compile();
+            }
+        };
+        match read_tagged(&path, &secret) {
+            Ok(Some(compiled)) => {
+                // SAFETY: the artifact carries the tag only levee can make
+                // (the key is this user's alone, in a directory only this
+                // user can write), over this name and these contents, which
+                // came from wasmtime's own `precompile_component`. wasmtime
+                // still checks the header and engine compatibility.
+                #[allow(unsafe_code)]
+                match unsafe { Component::deserialize(engine, &compiled) } {
+                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled policy")
+                    }
                 }
             }
+            Ok(None) => {}
+            Err(why) => tracing::warn!(
+                path = %path.display(),
+                "refusing a compiled policy levee cannot vouch for ({why}); recompiling"
+            ),
         }
         let compiled = engine.precompile_component(bytes)?;
-        let outcome = match store(&path, &compiled) {
+        let outcome = match store(&path, &compiled, &secret) {
             Ok(()) => CacheOutcome::Stored,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the policy cache; continuing without it");
@@ -116,13 +155,116 @@ fn key(engine: &Engine, bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Writes atomically: a reader sees the whole file or none.
-fn store(path: &Path, compiled: &[u8]) -> std::io::Result<()> {
+/// The tag over an artifact: its file name, then its contents.
+fn tag(secret: &[u8; KEY_BYTES], path: &Path, compiled: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or_default();
+    mac.update(&(name.len() as u64).to_le_bytes());
+    mac.update(name);
+    mac.update(compiled);
+    mac
+}
+
+/// The directory's key, made on first use: the directory is created
+/// private, and both must be this user's and writable by no one else.
+fn install_key(dir: &Path) -> Result<[u8; KEY_BYTES], String> {
+    create_private_dir(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    if !meta.is_dir() {
+        return Err("it is not a directory (a symlink is not followed)".into());
+    }
+    private::check(&meta, private::euid(), "the directory")?;
+    let path = dir.join(KEY_FILE);
+    let mut secret = [0u8; KEY_BYTES];
+    match private::create_new(&path) {
+        Ok(mut file) => {
+            getrandom::getrandom(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
+            file.write_all(&secret)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot write its key: {e}"))?;
+            return Ok(secret);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create its key: {e}")),
+    }
+    let mut file = private::open(&path).map_err(|e| format!("cannot open its key: {e}"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    private::check(&meta, private::euid(), "its key")?;
+    if meta.permissions_mode() & 0o077 != 0 || meta.len() != KEY_BYTES as u64 {
+        return Err("its key is readable by others or not 32 bytes".into());
+    }
+    file.read_exact(&mut secret)
+        .map_err(|e| format!("cannot read its key: {e}"))?;
+    Ok(secret)
+}
+
+/// The artifact at `path` without its tag, if there is one and its tag is
+/// right; an error says why a file there cannot be trusted.
+fn read_tagged(path: &Path, secret: &[u8; KEY_BYTES]) -> Result<Option<Vec<u8>>, String> {
+    let mut file = match private::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open it: {e}")),
+    };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    private::check(&meta, private::euid(), "the file")?;
+    if meta.len() < TAG as u64 || meta.len() > MAX_ARTIFACT {
+        return Err(format!("{} bytes", meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Read::by_ref(&mut file)
+        .take(MAX_ARTIFACT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() < TAG {
+        return Err("cut short".into());
+    }
+    let compiled = bytes.split_off(TAG);
+    tag(secret, path, &compiled)
+        .verify_slice(&bytes)
+        .map_err(|_| "no valid integrity tag".to_owned())?;
+    Ok(Some(compiled))
+}
+
+/// Writes the tag and the artifact atomically: a reader sees the whole
+/// file or none.
+fn store(path: &Path, compiled: &[u8], secret: &[u8; KEY_BYTES]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache paths have a parent");
-    create_private_dir(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, compiled)?;
-    std::fs::rename(&tmp, path)
+    let tmp = dir.join(temporary_name());
+    let written = private::create_new(&tmp).and_then(|mut file| {
+        file.write_all(&tag(secret, path, compiled).finalize().into_bytes())?;
+        file.write_all(compiled)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A name no other writer picks: random, so that processes with the same
+/// pid (one per container) never share one.
+fn temporary_name() -> String {
+    let mut nonce = [0u8; 12];
+    if getrandom::getrandom(&mut nonce).is_err() {
+        // Without randomness, the time and pid still differ between tries;
+        // `create_new` refuses a name that exists.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        nonce[..8].copy_from_slice(&(t as u64).to_le_bytes());
+    }
+    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    format!(".{}.{hex}.tmp", std::process::id())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -136,6 +278,96 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir)
+}
+
+/// Ownership and modes, on unix; elsewhere only what the platform has.
+trait PermissionsMode {
+    fn permissions_mode(&self) -> u32;
+}
+
+impl PermissionsMode for std::fs::Metadata {
+    #[cfg(unix)]
+    fn permissions_mode(&self) -> u32 {
+        std::os::unix::fs::PermissionsExt::mode(&self.permissions())
+    }
+    #[cfg(not(unix))]
+    fn permissions_mode(&self) -> u32 {
+        0o600
+    }
+}
+
+#[cfg(unix)]
+mod private {
+    use super::PermissionsMode;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::path::Path;
+
+    /// This process's effective user.
+    pub fn euid() -> u32 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::geteuid()
+        }
+    }
+
+    /// Whether `meta` is `euid`'s and writable by no one else.
+    pub fn check(meta: &std::fs::Metadata, euid: u32, what: &str) -> Result<(), String> {
+        if meta.uid() != euid {
+            return Err(format!(
+                "{what} belongs to uid {}, not to levee's uid {euid}",
+                meta.uid()
+            ));
+        }
+        if meta.permissions_mode() & 0o022 != 0 {
+            return Err(format!(
+                "{what} is writable by its group or by others (mode {:o})",
+                meta.permissions_mode() & 0o777
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new file, 0600, never an existing one or a symlink.
+    pub fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+    }
+
+    /// Opens for reading without following a symlink.
+    pub fn open(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    }
+}
+
+#[cfg(not(unix))]
+mod private {
+    use std::path::Path;
+
+    pub fn euid() -> u32 {
+        0
+    }
+
+    pub fn check(_: &std::fs::Metadata, _: u32, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    pub fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    }
+
+    pub fn open(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::File::open(path)
+    }
 }
 
 #[cfg(test)]
@@ -192,17 +424,133 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn cache_dir_is_private() {
-        use std::os::unix::fs::PermissionsExt;
+    fn cache_dir_and_key_are_private() {
         let dir = tempfile::tempdir().unwrap();
         let cache = CompileCache::at(dir.path().join("c"));
         cache
             .load(&engine(wasmtime::OptLevel::Speed), EMPTY_COMPONENT)
             .unwrap();
-        let mode = std::fs::metadata(dir.path().join("c"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(mode(&dir.path().join("c")), 0o700);
+        assert_eq!(mode(&dir.path().join("c").join(KEY_FILE)), 0o600);
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions_mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A cache that has stored `EMPTY_COMPONENT`, with its artifact's path.
+    fn stored() -> (tempfile::TempDir, CompileCache, Engine, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::at(dir.path().join("c"));
+        let engine = engine(wasmtime::OptLevel::Speed);
+        let (_, outcome) = cache.load(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(outcome, CacheOutcome::Stored);
+        let path = cache.path_for(&engine, EMPTY_COMPONENT).unwrap();
+        (dir, cache, engine, path)
+    }
+
+    #[test]
+    fn a_planted_artifact_without_levees_tag_is_refused_and_replaced() {
+        let (_dir, cache, engine, path) = stored();
+        // A real compiled component behind a tag-sized prefix that is not
+        // levee's tag: wasmtime would load it.
+        let mut planted = vec![0u8; TAG];
+        planted.extend(engine.precompile_component(EMPTY_COMPONENT).unwrap());
+        std::fs::write(&path, &planted).unwrap();
+        let (_, outcome) = cache.load(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(outcome, CacheOutcome::Stored, "refused, recompiled");
+        assert_ne!(std::fs::read(&path).unwrap(), planted, "and replaced");
+        let (_, outcome) = cache.load(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(outcome, CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn another_components_artifact_under_this_name_is_refused() {
+        let (_dir, cache, engine, path) = stored();
+        // The same component with a custom section: other bytes, other key.
+        let other: &[u8] = b"\0asm\x0d\0\x01\0\x00\x02\x01x";
+        let (_, outcome) = cache.load(&engine, other).unwrap();
+        assert_eq!(outcome, CacheOutcome::Stored);
+        let other_path = cache.path_for(&engine, other).unwrap();
+        assert_ne!(other_path, path);
+        std::fs::copy(&path, &other_path).unwrap();
+        let (_, outcome) = cache.load(&engine, other).unwrap();
+        assert_eq!(
+            outcome,
+            CacheOutcome::Stored,
+            "a tag is for one name: a renamed artifact is refused"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_others_can_write_turns_the_cache_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("c");
+        std::fs::create_dir(&shared).unwrap();
+        chmod(&shared, 0o777);
+        let cache = CompileCache::at(&shared);
+        let engine = engine(wasmtime::OptLevel::Speed);
+        let (_, outcome) = cache.load(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(outcome, CacheOutcome::Compiled);
+        assert_eq!(
+            std::fs::read_dir(&shared).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        let why = install_key(&shared).unwrap_err();
+        assert!(
+            why.contains("writable by its group or by others (mode 777)"),
+            "{why}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_or_artifact_others_could_change_is_not_trusted() {
+        let (dir, cache, engine, path) = stored();
+        chmod(&path, 0o666);
+        let (_, outcome) = cache.load(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(outcome, CacheOutcome::Stored, "refused and replaced");
+        assert_eq!(mode(&path), 0o600);
+        let key = dir.path().join("c").join(KEY_FILE);
+        chmod(&key, 0o644);
+        let (_, outcome) = cache.load(&engine, EMPTY_COMPONENT).unwrap();
+        assert_eq!(
+            outcome,
+            CacheOutcome::Compiled,
+            "a readable key is no secret"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_of_another_user_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        let me = private::euid();
+        assert_eq!(private::check(&meta, me, "the directory"), Ok(()));
+        let why = private::check(&meta, me + 1, "the directory").unwrap_err();
+        assert_eq!(
+            why,
+            format!(
+                "the directory belongs to uid {me}, not to levee's uid {}",
+                me + 1
+            )
+        );
+    }
+
+    #[test]
+    fn temporary_names_are_never_shared() {
+        let (a, b) = (temporary_name(), temporary_name());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!(".{}.", std::process::id())), "{a}");
     }
 }
