@@ -240,3 +240,71 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A client's own short deadline (`x-stainless-timeout`) cuts its attempts
+/// short, but that says nothing about the upstream: three such timeouts
+/// eject nothing, where three per-try timeouts (the control, which proves
+/// the path counts) eject it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clients_short_deadline_is_not_a_health_failure() {
+    let slow = MockUpstream::start(Script::always(Step::Reply(
+        Reply::message().delay(Duration::from_secs(3)),
+    )))
+    .await;
+    let levee = Levee::start(&format!(
+        "[policy]\nsource = \"builtin:standard\"\n[policy.config]\nmax_attempts = 1\n\
+         try_timeout_ms = 600\n\n[outlier]\nconsecutive_failures = 3\n\n\
+         [[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n",
+        slow.url()
+    ));
+    let send = |client_timeout: Option<&'static str>| {
+        let levee = &levee;
+        async move {
+            let mut req = crate::client()
+                .post(format!("{}/v1/messages", levee.url()))
+                .header("x-api-key", "sk-ant-test-secret-0001")
+                .header("anthropic-version", "2023-06-01")
+                .header("content-type", "application/json")
+                .timeout(Duration::from_secs(10))
+                .body(MESSAGE);
+            if let Some(secs) = client_timeout {
+                req = req.header("x-stainless-timeout", secs);
+            }
+            let started = Instant::now();
+            let status = req.send().await.expect("levee answers").status();
+            (status, started.elapsed())
+        }
+    };
+    let circuit = || async { crate::status(&levee).await["upstreams"][0]["circuit"].clone() };
+
+    for _ in 0..3 {
+        let (status, took) = send(Some("0.2")).await;
+        assert_ne!(status, 200);
+        assert!(
+            took < Duration::from_millis(550),
+            "cut at the client's 200 ms, before the 600 ms per-try timeout: {took:?}"
+        );
+    }
+    assert_eq!(slow.requests().len(), 3, "each went upstream once");
+    assert_eq!(circuit().await, "closed", "{}", levee.log());
+    let status = crate::status(&levee).await;
+    let w = &status["upstreams"][0]["activity"]["windows"][0];
+    assert_eq!(w["counts"]["timeout"], 3, "the timeouts are shown: {w}");
+    assert_eq!(
+        status["upstreams"][0]["activity"]["last_error"]["message"],
+        "the client's own deadline came first"
+    );
+
+    for _ in 0..3 {
+        let (status, took) = send(None).await;
+        assert_ne!(status, 200);
+        assert!(took >= Duration::from_millis(600), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    assert_eq!(
+        circuit().await,
+        "open",
+        "three per-try timeouts eject it: {}",
+        levee.log()
+    );
+}

@@ -18,7 +18,7 @@ use super::server::Gateway;
 use super::stream::{Guarded, Termination, Watch};
 use super::{Runtime, facts};
 use crate::clock::now_ms;
-use crate::core::{Outcome, RequestFacts};
+use crate::core::{FailureKind, Outcome, RequestFacts};
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use crate::limits::headers::Found;
@@ -79,8 +79,10 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     let received = now_ms();
     let body_facts = facts::body_facts(&body);
     let mut deadline = received.saturating_add(rt.rails.request_deadline.as_millis() as u64);
-    if let Some(client_ms) = facts::client_timeout_ms(&parts.headers) {
-        deadline = deadline.min(received.saturating_add(client_ms));
+    let client_deadline =
+        facts::client_timeout_ms(&parts.headers).map(|ms| received.saturating_add(ms));
+    if let Some(client) = client_deadline {
+        deadline = deadline.min(client);
     }
     let client = admission::client_key(&rt, &parts.headers);
     let request = RequestFacts {
@@ -106,6 +108,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         parts: &parts,
         body,
         client,
+        client_deadline,
         reservation: Mutex::default(),
         access: access.clone(),
         served_by: AtomicU32::new(NO_UPSTREAM),
@@ -162,6 +165,9 @@ struct Driver<'a> {
     body: Bytes,
     /// The client's key, when client limits are set.
     client: Option<ClientKey>,
+    /// The deadline the client's own timeout (`x-stainless-timeout`) sets,
+    /// ms since the Unix epoch.
+    client_deadline: Option<u64>,
     /// The admitted charges, until the response body takes them.
     reservation: Mutex<Option<Reservation>>,
     /// The access line, written when the response is over.
@@ -259,7 +265,13 @@ impl Driver<'_> {
                     ..
                 } => {
                     let timeout = Duration::from_millis(try_timeout_ms);
-                    match self.attempt(upstream, timeout, now_ms()).await {
+                    let now = now_ms();
+                    // The attempt may run until the client's own deadline:
+                    // its timeout is then the client's, not the upstream's.
+                    let clients = self
+                        .client_deadline
+                        .is_some_and(|d| now.saturating_add(try_timeout_ms) >= d);
+                    match self.attempt(upstream, timeout, clients, now).await {
                         Ok((resp, took)) => {
                             let status = resp.status().as_u16();
                             let outcome = levee_exchange::facts::success(status, millis(took));
@@ -321,11 +333,13 @@ impl Driver<'_> {
 
     /// One attempt, sent at `now`: the response when it is a success, with
     /// the time it took to its head; otherwise what to keep for delivery and
-    /// the outcome for the policy.
+    /// the outcome for the policy. `clients`: `timeout` ends at the
+    /// client's own deadline.
     async fn attempt(
         &self,
         id: u32,
         timeout: Duration,
+        clients: bool,
         now: u64,
     ) -> Result<(Response<UpstreamBody>, Duration), (Last, Outcome)> {
         let up = &self.rt.upstreams[id as usize];
@@ -339,11 +353,18 @@ impl Driver<'_> {
         let resp = match sent {
             Ok(resp) => resp,
             Err(error) => {
-                up.health.record(now, true);
                 let layer = layer_name(error.kind);
                 up.track
                     .record(started + took, Kind::Failed(error.kind), None);
-                up.track.failed(layer, &error.message);
+                if clients && error.kind == FailureKind::Timeout {
+                    // The client ran out of time, not the upstream: one
+                    // client's short deadline must not eject it for all.
+                    up.track
+                        .failed(layer, "the client's own deadline came first");
+                } else {
+                    up.health.record(now, true);
+                    up.track.failed(layer, &error.message);
+                }
                 self.gw.metrics.attempt(&up.label, layer, None);
                 tracing::debug!(request_id = self.request_id, upstream = %up.config.name, %error.message, "attempt failed");
                 let outcome = Outcome::Failure(error.kind);
