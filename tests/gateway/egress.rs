@@ -120,14 +120,7 @@ async fn the_primary_proxy_carries_traffic_the_backup_takes_over_and_gives_it_ba
         let tunnels = &super::status::window(proxy, "15m")["counts"]["ok"];
         assert_eq!(*tunnels, p.connects(), "{proxy}");
     }
-    let switches: Vec<&str> = status["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .filter(|e| e["kind"] == "proxy-switch")
-        .map(|e| e["detail"].as_str().unwrap())
-        .collect();
+    let switches = super::status::event_details(&status, "proxy-switch");
     let (p, b) = (label(&primary), label(&backup));
     assert_eq!(
         switches[..2],

@@ -165,14 +165,7 @@ async fn losing_redis_falls_back_to_the_local_share_and_recovers() {
         "the grant was taken in Redis: {keys}"
     );
     let status = super::status(&levee).await;
-    let switches: Vec<&str> = status["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .filter(|e| e["kind"] == "limiter-backend")
-        .map(|e| e["detail"].as_str().unwrap())
-        .collect();
+    let switches = super::status::event_details(&status, "limiter-backend");
     assert_eq!(switches.len(), 2, "{switches:?}");
     assert!(switches[0].starts_with("fallback: "), "{switches:?}");
     assert_eq!(switches[1], "redis: Redis answers again");

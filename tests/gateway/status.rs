@@ -209,6 +209,19 @@ pub fn window<'a>(upstream: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} window in {upstream}"))
 }
 
+/// The details of the events of `kind` in a `/status` snapshot, oldest
+/// first.
+pub fn event_details(status: &Value, kind: &str) -> Vec<String> {
+    status["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .rev()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
