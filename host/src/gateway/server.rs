@@ -80,8 +80,9 @@ impl Gateway {
 
     /// `/metrics`: everything, in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        self.metrics
-            .render(&self.engine, &self.policy, &self.runtime().upstreams)
+        self.metrics.render(&self.engine, &self.policy, |r| {
+            crate::upstream::report::register(r, &self.runtime().upstreams)
+        })
     }
 
     /// Re-reads the config file and applies it: a new policy (swapped only

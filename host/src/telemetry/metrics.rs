@@ -65,12 +65,6 @@ struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProxyLabels {
-    upstream: Arc<String>,
-    proxy: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -100,7 +94,7 @@ pub fn attempt_outcome(status: Result<u16, FailureKind>) -> &'static str {
         Ok(400..=499) => "4xx",
         Ok(500..=599) => "5xx",
         Ok(_) => "other",
-        Err(kind) => crate::upstream::layer_name(kind),
+        Err(kind) => levee_exchange::reply::layer_name(kind),
     }
 }
 
@@ -315,12 +309,14 @@ impl Metrics {
         );
     }
 
-    /// Everything, in the Prometheus text format (OpenMetrics flavour).
+    /// Everything, in the Prometheus text format (OpenMetrics flavour),
+    /// with what `more` registers (each upstream's live state, which the
+    /// upstream layer reports).
     pub fn render(
         &self,
         engine: &PolicyEngine,
         policy: &PolicyHandle,
-        upstreams: &[crate::upstream::UpstreamRuntime],
+        more: impl FnOnce(&mut Registry),
     ) -> String {
         let mut r = Registry::default();
         r.register(
@@ -375,7 +371,7 @@ impl Metrics {
         );
         self.limits.register(&mut r);
         register_policy(&mut r, engine, policy);
-        register_upstreams(&mut r, upstreams);
+        more(&mut r);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r)
             .expect("writing to a String cannot fail");
@@ -428,39 +424,6 @@ fn register_policy(r: &mut Registry, engine: &PolicyEngine, policy: &PolicyHandl
             ("name", current.info().name.clone()),
             ("version", current.info().version.clone()),
         ]),
-    );
-}
-
-fn register_upstreams(r: &mut Registry, upstreams: &[crate::upstream::UpstreamRuntime]) {
-    let in_flight: Family<UpstreamLabels, Gauge> = Family::default();
-    for u in upstreams {
-        in_flight
-            .get_or_create(&UpstreamLabels {
-                upstream: u.label.clone(),
-            })
-            .set(i64::from(u.state.in_flight()));
-    }
-    r.register(
-        "levee_upstream_in_flight",
-        "Attempts in flight, by upstream",
-        in_flight,
-    );
-    crate::upstream::health::report::register(r, upstreams);
-    let proxies: Family<ProxyLabels, Gauge> = Family::default();
-    for u in upstreams {
-        for (proxy, in_use) in u.egress.iter().flat_map(|e| e.in_use()) {
-            proxies
-                .get_or_create(&ProxyLabels {
-                    upstream: u.label.clone(),
-                    proxy: proxy.to_owned(),
-                })
-                .set(i64::from(in_use));
-        }
-    }
-    r.register(
-        "levee_egress_proxy_in_use",
-        "1 for the egress proxy an upstream's new connections go through, 0 for its others (host:port)",
-        proxies,
     );
 }
 

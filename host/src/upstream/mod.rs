@@ -10,6 +10,7 @@ pub(crate) mod egress;
 pub(crate) mod health;
 mod no_proxy;
 mod pool;
+pub(crate) mod report;
 mod state;
 pub(crate) mod tls;
 
