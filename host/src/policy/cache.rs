@@ -8,9 +8,9 @@
 //! A compiled artifact is native code that wasmtime maps and runs without
 //! checking it, so the cache loads only what it can prove levee wrote:
 //! - the directory must be this user's and writable by no one else;
-//! - each artifact carries an HMAC-SHA256 tag over its name and contents,
-//!   under a random per-install key kept beside it (`key`, 0600, this
-//!   user's);
+//! - each artifact has an HMAC-SHA256 tag over its name and contents
+//!   beside it (`NAME.cwasm.tag`), under a random per-install key (`key`,
+//!   0600, this user's);
 //! - a file that fails any check is refused, said why, recompiled and
 //!   replaced; a directory or key that fails one turns the cache off.
 //!
@@ -103,22 +103,24 @@ impl CompileCache {
                 return compile();
             }
         };
-        match read_tagged(&path, &secret) {
-            Ok(Some(compiled)) => {
+        match verify(&path, &secret) {
+            Ok(true) => {
                 // SAFETY: the artifact carries the tag only levee can make
                 // (the key is this user's alone, in a directory only this
                 // user can write), over this name and these contents, which
                 // came from wasmtime's own `precompile_component`. wasmtime
-                // still checks the header and engine compatibility.
+                // still checks the header and engine compatibility. Mapped
+                // from the file, as wasmtime prefers: its memory images are
+                // then shared with the page cache rather than copied.
                 #[allow(unsafe_code)]
-                match unsafe { Component::deserialize(engine, &compiled) } {
+                match unsafe { Component::deserialize_file(engine, &path) } {
                     Ok(component) => return Ok((component, CacheOutcome::Hit)),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled policy")
                     }
                 }
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(why) => tracing::warn!(
                 path = %path.display(),
                 "refusing a compiled policy levee cannot vouch for ({why}); recompiling"
@@ -155,8 +157,8 @@ fn key(engine: &Engine, bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The tag over an artifact: its file name, then its contents.
-fn tag(secret: &[u8; KEY_BYTES], path: &Path, compiled: &[u8]) -> Hmac<Sha256> {
+/// The tag over an artifact, fed its file name: its contents follow.
+fn tag(secret: &[u8; KEY_BYTES], path: &Path) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
     let name = path
         .file_name()
@@ -164,7 +166,6 @@ fn tag(secret: &[u8; KEY_BYTES], path: &Path, compiled: &[u8]) -> Hmac<Sha256> {
         .unwrap_or_default();
     mac.update(&(name.len() as u64).to_le_bytes());
     mac.update(name);
-    mac.update(compiled);
     mac
 }
 
@@ -201,12 +202,19 @@ fn install_key(dir: &Path) -> Result<[u8; KEY_BYTES], String> {
     Ok(secret)
 }
 
-/// The artifact at `path` without its tag, if there is one and its tag is
-/// right; an error says why a file there cannot be trusted.
-fn read_tagged(path: &Path, secret: &[u8; KEY_BYTES]) -> Result<Option<Vec<u8>>, String> {
+/// The tag's file, beside its artifact.
+fn tag_path(path: &Path) -> PathBuf {
+    path.with_extension("cwasm.tag")
+}
+
+/// Whether there is an artifact at `path` with a valid tag beside it; an
+/// error says why a file there cannot be trusted. The artifact stays on
+/// disk for wasmtime to map, as it was when checked: only this user can
+/// replace it (see [`install_key`]).
+fn verify(path: &Path, secret: &[u8; KEY_BYTES]) -> Result<bool, String> {
     let mut file = match private::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(format!("cannot open it: {e}")),
     };
     let meta = file.metadata().map_err(|e| e.to_string())?;
@@ -214,32 +222,46 @@ fn read_tagged(path: &Path, secret: &[u8; KEY_BYTES]) -> Result<Option<Vec<u8>>,
         return Err("not a regular file".into());
     }
     private::check(&meta, private::euid(), "the file")?;
-    if meta.len() < TAG as u64 || meta.len() > MAX_ARTIFACT {
+    if meta.len() > MAX_ARTIFACT {
         return Err(format!("{} bytes", meta.len()));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    Read::by_ref(&mut file)
-        .take(MAX_ARTIFACT)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() < TAG {
-        return Err("cut short".into());
+    let mut expected = [0u8; TAG];
+    let mut tag_file =
+        private::open(&tag_path(path)).map_err(|e| format!("no integrity tag: {e}"))?;
+    let tag_meta = tag_file.metadata().map_err(|e| e.to_string())?;
+    private::check(&tag_meta, private::euid(), "its tag")?;
+    tag_file
+        .read_exact(&mut expected)
+        .map_err(|e| format!("cannot read its tag: {e}"))?;
+    let mut mac = tag(secret, path);
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        mac.update(&chunk[..n]);
     }
-    let compiled = bytes.split_off(TAG);
-    tag(secret, path, &compiled)
-        .verify_slice(&bytes)
-        .map_err(|_| "no valid integrity tag".to_owned())?;
-    Ok(Some(compiled))
+    mac.verify_slice(&expected)
+        .map_err(|_| "its integrity tag does not match".to_owned())?;
+    Ok(true)
 }
 
-/// Writes the tag and the artifact atomically: a reader sees the whole
-/// file or none.
+/// Writes the artifact, then its tag, each atomically: a reader sees a
+/// whole file or none (and a tag from before is refused, not trusted).
 fn store(path: &Path, compiled: &[u8], secret: &[u8; KEY_BYTES]) -> std::io::Result<()> {
+    let mut mac = tag(secret, path);
+    mac.update(compiled);
+    replace(path, compiled)?;
+    replace(&tag_path(path), &mac.finalize().into_bytes())
+}
+
+/// Writes `bytes` to `path` through a fresh temporary file and a rename.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache paths have a parent");
     let tmp = dir.join(temporary_name());
     let written = private::create_new(&tmp).and_then(|mut file| {
-        file.write_all(&tag(secret, path, compiled).finalize().into_bytes())?;
-        file.write_all(compiled)?;
+        file.write_all(bytes)?;
         file.sync_all()
     });
     match written.and_then(|()| std::fs::rename(&tmp, path)) {
@@ -375,6 +397,8 @@ mod tests {
     use super::*;
 
     const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+    /// Another component, which compiles to other code.
+    const OTHER_COMPONENT: &[u8] = super::super::builtin::STANDARD;
 
     fn engine(opt: wasmtime::OptLevel) -> Engine {
         let mut config = wasmtime::Config::new();
@@ -459,10 +483,9 @@ mod tests {
     #[test]
     fn a_planted_artifact_without_levees_tag_is_refused_and_replaced() {
         let (_dir, cache, engine, path) = stored();
-        // A real compiled component behind a tag-sized prefix that is not
-        // levee's tag: wasmtime would load it.
-        let mut planted = vec![0u8; TAG];
-        planted.extend(engine.precompile_component(EMPTY_COMPONENT).unwrap());
+        // Another component's real compiled code, under this name: the
+        // tag beside it is the old one. wasmtime would load it.
+        let planted = engine.precompile_component(OTHER_COMPONENT).unwrap();
         std::fs::write(&path, &planted).unwrap();
         let (_, outcome) = cache.load(&engine, EMPTY_COMPONENT).unwrap();
         assert_eq!(outcome, CacheOutcome::Stored, "refused, recompiled");
@@ -474,13 +497,13 @@ mod tests {
     #[test]
     fn another_components_artifact_under_this_name_is_refused() {
         let (_dir, cache, engine, path) = stored();
-        // The same component with a custom section: other bytes, other key.
-        let other: &[u8] = b"\0asm\x0d\0\x01\0\x00\x02\x01x";
+        let other = OTHER_COMPONENT;
         let (_, outcome) = cache.load(&engine, other).unwrap();
         assert_eq!(outcome, CacheOutcome::Stored);
         let other_path = cache.path_for(&engine, other).unwrap();
         assert_ne!(other_path, path);
         std::fs::copy(&path, &other_path).unwrap();
+        std::fs::copy(tag_path(&path), tag_path(&other_path)).unwrap();
         let (_, outcome) = cache.load(&engine, other).unwrap();
         assert_eq!(
             outcome,
