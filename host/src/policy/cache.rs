@@ -180,16 +180,21 @@ fn install_key(dir: &Path) -> Result<[u8; KEY_BYTES], String> {
     private::check(&meta, private::euid(), "the directory")?;
     let path = dir.join(KEY_FILE);
     let mut secret = [0u8; KEY_BYTES];
-    match private::create_new(&path) {
-        Ok(mut file) => {
-            getrandom::getrandom(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
-            file.write_all(&secret)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| format!("cannot write its key: {e}"))?;
-            return Ok(secret);
+    if std::fs::symlink_metadata(&path).is_err() {
+        // Written whole under a fresh name, then linked into place: a link
+        // never replaces a key another process put there first, and no
+        // one ever reads a key half written.
+        getrandom::getrandom(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
+        let tmp = dir.join(temporary_name());
+        let linked = private::create_new(&tmp)
+            .and_then(|mut file| file.write_all(&secret).and_then(|()| file.sync_all()))
+            .and_then(|()| std::fs::hard_link(&tmp, &path));
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(secret),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create its key: {e}")),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create its key: {e}")),
     }
     let mut file = private::open(&path).map_err(|e| format!("cannot open its key: {e}"))?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
@@ -568,6 +573,22 @@ mod tests {
                 me + 1
             )
         );
+    }
+
+    #[test]
+    fn processes_starting_together_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("c");
+        let keys: Vec<_> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..8).map(|_| s.spawn(|| install_key(&shared))).collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let first = keys[0].clone().expect("a key");
+        for key in keys {
+            assert_eq!(key, Ok(first), "every racer reads the one key written");
+        }
+        let left: Vec<_> = std::fs::read_dir(&shared).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left: {left:?}");
     }
 
     #[test]
