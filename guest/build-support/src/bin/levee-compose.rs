@@ -75,7 +75,12 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         "build" => {
             let f = flags(rest, &["--out", "--policy"])?;
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            // `cargo run` says where the package is now; the path built in
+            // is where it was compiled, which a shared target directory
+            // may have done from another checkout.
+            let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+            let workspace = manifest_dir
                 .ancestors()
                 .nth(2)
                 .context("guest/build-support sits in the workspace")?
