@@ -1,8 +1,9 @@
 //! `spin.toml` checked strictly: the parts of Spin's manifest v2 schema it
 //! uses, with unknown keys refused; Spin's own rules on names, routes,
 //! variables and templates; every referenced file present after the build
-//! (`make edge`, which `make test` runs first); outbound hosts exactly the
-//! configured upstreams; secrets marked secret.
+//! (`make edge`, which `make test` runs first); outbound hosts granted
+//! through the `allowed_host_*` variables, whose defaults allow the default
+//! upstreams; secrets marked secret.
 
 use levee_edge::config::parse_upstreams;
 use levee_tests::edge::{imports_of, workspace};
@@ -159,9 +160,7 @@ fn the_manifest_is_strict_v2_and_consistent() {
     let used: BTreeSet<String> = m
         .component
         .values()
-        .flat_map(|c| c.variables.values())
-        .filter_map(|v| v.strip_prefix("{{").and_then(|v| v.strip_suffix("}}")))
-        .map(|v| v.trim().to_owned())
+        .flat_map(|c| templated(c.variables.values().chain(&c.allowed_outbound_hosts)))
         .collect();
     let declared: BTreeSet<String> = m.variables.keys().cloned().collect();
     assert_eq!(
@@ -219,28 +218,43 @@ fn every_referenced_file_exists_after_the_build() {
     }
 }
 
+/// The variables in `{{ name }}` templates.
+fn templated<'a>(values: impl IntoIterator<Item = &'a String>) -> impl Iterator<Item = String> {
+    values
+        .into_iter()
+        .filter_map(|v| v.strip_prefix("{{").and_then(|v| v.strip_suffix("}}")))
+        .map(|v| v.trim().to_owned())
+}
+
 #[test]
-fn outbound_hosts_are_exactly_the_configured_upstreams() {
+fn outbound_hosts_are_the_allowed_host_variables_and_cover_the_default_upstreams() {
     let m = manifest();
     let default = m.variables["upstreams"]
         .default
         .as_deref()
         .expect("upstreams has a default");
     let upstreams = parse_upstreams(default).expect("the default upstream list is valid");
-    let origins: BTreeSet<String> = upstreams
+    let origins: BTreeSet<String> = upstreams.iter().map(|u| u.origin()).collect();
+    let slots: Vec<String> = ["a", "b", "c", "d"]
         .iter()
-        .map(|u| {
-            format!(
-                "{}://{}",
-                if u.https { "https" } else { "http" },
-                u.authority
-            )
-        })
+        .map(|s| format!("allowed_host_{s}"))
         .collect();
+    let allowed_by_default: BTreeSet<String> = slots
+        .iter()
+        .filter_map(|s| m.variables[s].default.clone())
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert_eq!(
+        allowed_by_default, origins,
+        "the defaults allow the default upstreams"
+    );
     let kv = m.variables["kv_store"].default.clone().unwrap();
     for (id, c) in &m.component {
-        let allowed: BTreeSet<String> = c.allowed_outbound_hosts.iter().cloned().collect();
-        assert_eq!(allowed, origins, "{id}: allowed_outbound_hosts");
+        let hosts: Vec<String> = templated(&c.allowed_outbound_hosts).collect();
+        assert_eq!(
+            hosts, slots,
+            "{id}: allowed_outbound_hosts are the variables, whole"
+        );
         assert_eq!(c.variables["upstreams"], "{{ upstreams }}", "{id}");
         assert!(
             c.key_value_stores.contains(&kv),

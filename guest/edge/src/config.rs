@@ -24,6 +24,14 @@ pub struct Upstream {
     pub weight: u16,
 }
 
+impl Upstream {
+    /// `scheme://host[:port]`, as runtimes name what they allow.
+    pub fn origin(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+}
+
 /// Per-upstream limits enforced through shared state, per minute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -82,8 +82,8 @@ impl Exchange<'_> {
                 Action::Reserve => x.reserved(x.order()[0], now_ms()),
                 Action::Send {
                     upstream,
+                    number,
                     try_timeout_ms,
-                    ..
                 } => {
                     if let Some(plan) = x.plan() {
                         self.state.charge(upstream, now_ms(), &plan.charges);
@@ -106,6 +106,19 @@ impl Exchange<'_> {
                             )
                             .await;
                             return (status, attempts);
+                        }
+                        // A destination the runtime refuses is a setting to
+                        // fix, not a failure to retry or to hold against
+                        // the upstream.
+                        Err((Last::Failure(_, f), _)) if f.denied => {
+                            eprintln!("levee edge: configuration error: {}", f.message);
+                            let message = format!("levee edge is misconfigured: {}", f.message);
+                            let local = LocalReply::new(Reason::Misconfigured, message, None);
+                            let attempts = number + 1;
+                            return (
+                                reply::send(&local, out, self.request_id, attempts).await,
+                                attempts,
+                            );
                         }
                         Err((kept, outcome)) => {
                             last = Some(kept);

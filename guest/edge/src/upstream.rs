@@ -38,6 +38,19 @@ pub struct Failure {
     pub kind: FailureKind,
     /// What happened, for the client.
     pub message: String,
+    /// The runtime refused the destination: a permission no retry can
+    /// change, and no fault of the upstream's.
+    pub denied: bool,
+}
+
+impl Failure {
+    fn new(kind: FailureKind, message: String) -> Failure {
+        Failure {
+            kind,
+            message,
+            denied: false,
+        }
+    }
 }
 
 /// Sends one attempt and waits at most `timeout_ms` for the head.
@@ -81,16 +94,16 @@ pub async fn send(
         Some(Ok(resp)) => resp,
         Some(Err(SendError::Http(code))) => return Err(classify(&code, up)),
         Some(Err(other)) => {
-            return Err(Failure {
-                kind: FailureKind::Reset,
-                message: format!("the exchange with {} failed: {other}", up.authority),
-            });
+            return Err(Failure::new(
+                FailureKind::Reset,
+                format!("the exchange with {} failed: {other}", up.authority),
+            ));
         }
         None => {
-            return Err(Failure {
-                kind: FailureKind::Timeout,
-                message: format!("no response head within {timeout_ms} ms"),
-            });
+            return Err(Failure::new(
+                FailureKind::Timeout,
+                format!("no response head within {timeout_ms} ms"),
+            ));
         }
     };
     let status = resp.status();
@@ -135,10 +148,18 @@ fn classify(code: &ErrorCode, up: &Upstream) -> Failure {
         E::TlsProtocolError | E::TlsCertificateError | E::TlsAlertReceived(_) => {
             (FailureKind::Tls, format!("TLS with {at} failed: {code:?}"))
         }
-        E::HttpRequestDenied => (
-            FailureKind::Connect,
-            format!("the runtime denied the request to {at}: add it to allowed_outbound_hosts"),
-        ),
+        E::HttpRequestDenied => {
+            let origin = up.origin();
+            return Failure {
+                kind: FailureKind::Connect,
+                message: format!(
+                    "the runtime denied the request to {origin} (upstream `{}`): {}",
+                    up.name,
+                    allow_hint(&origin)
+                ),
+                denied: true,
+            };
+        }
         E::ConnectionReadTimeout | E::HttpResponseTimeout => (
             FailureKind::Timeout,
             format!("{at} sent no response head in time"),
@@ -148,5 +169,20 @@ fn classify(code: &ErrorCode, up: &Upstream) -> Failure {
             format!("the connection to {at} failed before the response head: {other:?}"),
         ),
     };
-    Failure { kind, message }
+    Failure::new(kind, message)
+}
+
+/// How to grant the edge `origin`, in this build's runtime.
+#[cfg(feature = "spin")]
+fn allow_hint(origin: &str) -> String {
+    format!(
+        "allow it in spin.toml's allowed_outbound_hosts, with one of levee's \
+         `allowed_host_*` variables (e.g. SPIN_VARIABLE_ALLOWED_HOST_B={origin})"
+    )
+}
+
+/// How to grant the edge `origin`, in this build's runtime.
+#[cfg(not(feature = "spin"))]
+fn allow_hint(_origin: &str) -> String {
+    "allow it in the runtime's outbound hosts".to_owned()
 }
