@@ -30,24 +30,41 @@ pub async fn read(stream: &InputStream) -> Chunk {
     }
 }
 
+/// Why a write failed, and how many of its bytes went out first.
+#[derive(Debug)]
+pub struct WriteError {
+    /// Bytes of the data written before the failure.
+    pub written: usize,
+    /// What happened.
+    pub message: String,
+}
+
 /// Writes all of `data` and waits until it is flushed.
-pub async fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), String> {
-    let fail = |e: StreamError| match e {
-        StreamError::Closed => "the peer closed the stream".to_owned(),
-        StreamError::LastOperationFailed(e) => e.to_debug_string(),
+pub async fn write_all(stream: &OutputStream, data: &[u8]) -> Result<(), WriteError> {
+    let mut written = 0;
+    let fail = |written: usize, e: StreamError| WriteError {
+        written,
+        message: match e {
+            StreamError::Closed => "the peer closed the stream".to_owned(),
+            StreamError::LastOperationFailed(e) => e.to_debug_string(),
+        },
     };
-    while !data.is_empty() {
-        let room = stream.check_write().map_err(fail)?;
+    while written < data.len() {
+        let room = stream.check_write().map_err(|e| fail(written, e))?;
         if room == 0 {
             wait_on(|| stream.subscribe()).await;
             continue;
         }
-        let n = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
-        stream.write(&data[..n]).map_err(fail)?;
-        data = &data[n..];
+        let n = usize::try_from(room)
+            .unwrap_or(usize::MAX)
+            .min(data.len() - written);
+        stream
+            .write(&data[written..written + n])
+            .map_err(|e| fail(written, e))?;
+        written += n;
     }
-    stream.flush().map_err(fail)?;
-    while stream.check_write().map_err(fail)? == 0 {
+    stream.flush().map_err(|e| fail(written, e))?;
+    while stream.check_write().map_err(|e| fail(written, e))? == 0 {
         wait_on(|| stream.subscribe()).await;
     }
     Ok(())
