@@ -15,10 +15,17 @@ VENV := .venv
 ## in hosts/node/node_modules (the Node host; reinstalled only when the lock
 ## file changes); and the real services the tests run on loopback, from
 ## Debian's packages: redis-server (shared limits), tinyproxy (egress
-## proxies), dnsmasq (a resolver), chromium (the status page).
+## proxies), dnsmasq (a resolver), chromium (the status page); and Spin
+## 4.1, the edge's runtime, unpacked into target/tools/spin (see SPIN_XZ).
 SYSTEM_PACKAGES := redis-server tinyproxy dnsmasq-base chromium
 
-setup:
+## Spin 4.1 as built from source for these machines (no release binary can
+## be downloaded here): the shared tools directory beside the checkout, or
+## beside /work for a clone elsewhere. `make setup SPIN_XZ=...` for another.
+SPIN_XZ ?= $(firstword $(wildcard ../shared/tools/spin/spin.xz /work/shared/tools/spin/spin.xz))
+SPIN := target/tools/spin
+
+setup: $(SPIN)
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing" $$missing; \
@@ -33,6 +40,12 @@ setup:
 	cmp -s hosts/node/package-lock.json hosts/node/node_modules/.levee-lock \
 		|| (npm ci --prefix hosts/node --no-audit --no-fund --loglevel=error \
 			&& cp hosts/node/package-lock.json hosts/node/node_modules/.levee-lock)
+
+$(SPIN): $(SPIN_XZ)
+	@test -n "$(SPIN_XZ)" || { echo "Spin 4.1 is missing: no ../shared/tools/spin/spin.xz; pass SPIN_XZ=path/to/spin.xz, or put a spin 4.1 CLI at $(SPIN)" >&2; exit 1; }
+	mkdir -p $(dir $@)
+	xz -dc $(SPIN_XZ) > $@.tmp && chmod +x $@.tmp && mv $@.tmp $@
+	$@ --version
 
 ## Build the edge components into target/edge (see spin.toml): the edge,
 ## both policies, and the edge composed with `standard`. Another policy:
@@ -69,7 +82,8 @@ vectors:
 bench: setup
 	$(CARGO) bench --locked -p levee
 
-## The edge against the bundled host on the same mock, same run (needs wrk).
+## The edge on wasmtime serve, Spin and jco against the bundled host, on the
+## same mock in the same run (needs wrk).
 bench-edge: edge
 	$(CARGO) build --release --locked -p levee --bin levee -p levee-tests --bin mock-upstream
 	bench/edge.sh

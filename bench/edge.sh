@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The edge against the bundled host, in the same run, on the same mock:
-# requests per second and latency through `wasmtime serve` (the composed
-# edge) and through `levee serve`, each against the Rust mock upstream, and
-# the mock alone as the baseline. Prints the composed size too.
+# The edge on every runtime against the bundled host, in the same run, on
+# the same mock: requests per second, average and p99 latency through
+# `levee serve`, `wasmtime serve` (the composed edge), `spin up` (spin.toml,
+# the pre-composed wiring) and `jco serve` (Node.js), each against the Rust
+# mock upstream, and the mock alone as the baseline. Then what each
+# request costs before any upstream: one client at a time asks for a path
+# the gateway refuses itself (a dot segment, 400), so the latency is the
+# runtime's instantiation of the component for the request, plus reading
+# the settings and configuring the policy (the bundled host does neither
+# per request). Prints the composed size too.
 #
-# Needs `make edge`, `cargo build --release -p levee -p levee-tests`, and
-# wrk (`apt-get install wrk`). Usage: bench/edge.sh [SECONDS] [CONNECTIONS]
+# Needs `make edge`, `make setup` (Spin in target/tools/spin, jco in
+# hosts/node), `cargo build --release -p levee -p levee-tests`, and wrk
+# (`apt-get install wrk`). Usage: bench/edge.sh [SECONDS] [CONNECTIONS]
 # The binaries are read from ${CARGO_TARGET_DIR:-target}/release; the edge
 # from target/edge (where `make edge` writes it).
 #
@@ -16,7 +23,7 @@
 #   0    every run happened, every request succeeded, the target was met;
 #   1    something failed: a missing tool, binary or edge build (the message
 #        says what to install or build), a server that did not start, or a
-#        wrk run with socket errors or non-2xx answers, or none completed
+#        wrk run with socket errors or unexpected answers, or none completed
 #        (each named, with its counts);
 #   3    every run succeeded but the edge is larger than the target;
 #   130  interrupted.
@@ -38,6 +45,10 @@ wasmtime=$(ls .venv/lib/python3*/site-packages/wasmtime_cli/wasmtime 2>/dev/null
 [ -n "$wasmtime" ] && [ -x "$wasmtime" ] || die "the wasmtime CLI is missing from .venv: run make setup"
 require_bins "$bin" release levee mock-upstream
 [ -f "$edge_wasm" ] || die "$edge_wasm is missing: build it with make edge"
+spin=${LEVEE_SPIN:-target/tools/spin}
+[ -x "$spin" ] || die "Spin is missing at $spin: run make setup"
+jco=hosts/node/node_modules/.bin/jco
+[ -x "$jco" ] || die "jco is missing at $jco: run make setup"
 
 work=$(mktemp -d)
 pids=()
@@ -55,51 +66,87 @@ wait_port() { # PORT PID NAME
   die "$3: nothing listens on $1"
 }
 
-mock=$(port); levee=$(port); edge=$(port)
+mock=$(port); levee=$(port); edge=$(port); spin_port=$(port); jco_port=$(port)
+upstream="mock=http://127.0.0.1:$mock"
 "$bin/mock-upstream" --listen "127.0.0.1:$mock" >"$work/mock.log" 2>&1 & pids+=($!)
 wait_port "$mock" "$!" mock
 printf 'listen = "127.0.0.1:%s"\n[[upstreams]]\nname = "mock"\nurl = "http://127.0.0.1:%s"\n' \
   "$levee" "$mock" >"$work/levee.toml"
 RUST_LOG=warn "$bin/levee" serve --config "$work/levee.toml" >"$work/levee.log" 2>&1 & pids+=($!)
 levee_pid=$!
-"$wasmtime" serve -Scli --addr "127.0.0.1:$edge" --env "LEVEE_UPSTREAMS=mock=http://127.0.0.1:$mock" \
+"$wasmtime" serve -Scli --addr "127.0.0.1:$edge" --env "LEVEE_UPSTREAMS=$upstream" \
   "$edge_wasm" >"$work/edge.log" 2>&1 & pids+=($!)
 edge_pid=$!
+SPIN_VARIABLE_UPSTREAMS=$upstream SPIN_VARIABLE_ALLOWED_HOST_B="http://127.0.0.1:$mock" \
+  "$spin" up --from spin.toml --listen "127.0.0.1:$spin_port" --state-dir "$work/spin" --quiet \
+  >"$work/spin.log" 2>&1 & pids+=($!)
+spin_pid=$!
+LEVEE_UPSTREAMS=$upstream "$jco" serve "$edge_wasm" --host 127.0.0.1 --port "$jco_port" \
+  >"$work/jco.log" 2>&1 & pids+=($!)
+jco_pid=$!
 wait_port "$levee" "$levee_pid" levee; wait_port "$edge" "$edge_pid" edge
+wait_port "$spin_port" "$spin_pid" spin; wait_port "$jco_port" "$jco_pid" jco
 
-run() { # NAME PORT: one wrk run; sets RPS and AVG_MS, and records a failure
-  # for NAME when a request failed or none completed
-  local out non2xx errors requests
-  out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/post.lua "http://127.0.0.1:$2/v1/messages" 2>&1) \
+run() { # NAME PORT [CONNECTIONS] [PATH] [STATUS]: one wrk run; sets RPS,
+  # AVG_MS and P99_MS, and records a failure for NAME when a request failed
+  # (an answer other than STATUS, 200 by default) or none completed
+  local out non2xx errors requests c=${3:-$conns} path=${4:-/v1/messages} want=${5:-200}
+  out=$(wrk -t"$(( c < 2 ? c : 2 ))" -c"$c" -d"${secs}s" --latency -s bench/post.lua "http://127.0.0.1:$2$path" 2>&1) \
     || { printf '%s\n' "$out" >&2; die "$1: wrk failed"; }
+  ms() { awk -v k="$1" '$1 == k {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v; exit}'; }
   RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  AVG_MS=$(awk '/^    Latency/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+  AVG_MS=$(ms Latency <<<"$out")
+  P99_MS=$(ms 99% <<<"$out")
   requests=$(awk '/ requests in / {print $1}' <<<"$out")
-  [ -n "$RPS" ] && [ -n "$AVG_MS" ] && [ -n "$requests" ] || { printf '%s\n' "$out" >&2; die "$1: wrk printed no result"; }
+  [ -n "$RPS" ] && [ -n "$AVG_MS" ] && [ -n "$P99_MS" ] && [ -n "$requests" ] \
+    || { printf '%s\n' "$out" >&2; die "$1: wrk printed no result"; }
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
+  [ "$want" = 200 ] || non2xx=$((requests - ${non2xx:-0}))
   errors=$(sed -n 's/.*Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1+\2+\3+\4/p' <<<"$out")
   errors=$((${errors:-0}))
   if [ "$errors" != 0 ] || [ "${non2xx:-0}" != 0 ]; then
-    fail "$1: wrk: $errors socket errors and ${non2xx:-0} non-2xx answers in $requests requests"
+    fail "$1: wrk: $errors socket errors and ${non2xx:-0} answers other than $want in $requests requests"
   elif [ "$requests" = 0 ]; then
     fail "$1: wrk: no request completed"
   fi
 }
-run mock "$mock"; mock_rps=$RPS mock_ms=$AVG_MS
-run levee "$levee"; levee_rps=$RPS levee_ms=$AVG_MS
-run edge "$edge"; edge_rps=$RPS edge_ms=$AVG_MS
+
+names=(levee wasmtime spin jco)
+ports=("$levee" "$edge" "$spin_port" "$jco_port")
+results=()
+run mock "$mock"; results+=("mock $RPS $AVG_MS $P99_MS")
+for i in "${!names[@]}"; do
+  run "${names[$i]}" "${ports[$i]}"; results+=("${names[$i]} $RPS $AVG_MS $P99_MS")
+done
+# One client, a dot segment: answered by the gateway itself, with 400.
+for i in "${!names[@]}"; do
+  run "${names[$i]} (local 400)" "${ports[$i]}" 1 /v1/./messages 400
+  results+=("${names[$i]}-local $RPS $AVG_MS $P99_MS")
+done
 size=$(stat -c %s "$edge_wasm")
-python3 - "$mock_rps" "$mock_ms" "$levee_rps" "$levee_ms" "$edge_rps" "$edge_ms" "$size" "$conns" "$secs" "$TARGET_EDGE_BYTES" <<'PY'
+python3 - "$size" "$conns" "$secs" "$TARGET_EDGE_BYTES" "${results[@]}" <<'PY'
 import sys
-m_rps, m_ms, l_rps, l_ms, e_rps, e_ms = map(float, sys.argv[1:7])
-size, conns, secs, want = int(sys.argv[7]), sys.argv[8], sys.argv[9], int(sys.argv[10])
+size, conns, secs, want = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+r = {}
+for line in sys.argv[5:]:
+    name, rps, avg, p99 = line.split()
+    r[name] = (float(rps), float(avg), float(p99))
 print(f"composed edge: {size} bytes ({size/1e6:.2f} MB; target <= {want/1e6:g} MB: {'ok' if size <= want else 'MISSED'})")
 print(f"wrk: {conns} connections, {secs} s each, same mock, same run")
-print(f"  mock alone : {m_rps:9.0f} req/s  avg {m_ms:.3f} ms")
-print(f"  levee serve: {l_rps:9.0f} req/s  avg {l_ms:.3f} ms  (adds {l_ms-m_ms:.3f} ms)")
-print(f"  edge (wasmtime serve): {e_rps:9.0f} req/s  avg {e_ms:.3f} ms  (adds {e_ms-m_ms:.3f} ms)")
-if l_rps > 0:
-    print(f"  ratio edge/levee: throughput {e_rps/l_rps:.3f}, added latency {(e_ms-m_ms)/max(l_ms-m_ms,1e-9):.1f}x")
+m = r["mock"]
+print(f"  {'':22} {'req/s':>9} {'avg ms':>8} {'p99 ms':>8} {'thr/levee':>10} {'p99/levee':>10}")
+print(f"  {'mock alone':22} {m[0]:9.0f} {m[1]:8.3f} {m[2]:8.3f}")
+l = r["levee"]
+for name, label in [("levee", "levee serve"), ("wasmtime", "edge, wasmtime serve"),
+                    ("spin", "edge, spin up"), ("jco", "edge, jco serve")]:
+    x = r[name]
+    print(f"  {label:22} {x[0]:9.0f} {x[1]:8.3f} {x[2]:8.3f} {x[0]/l[0]:10.3f} {x[2]/l[2]:10.2f}")
+print("per request before any upstream (one client, a local 400):")
+base = r["levee-local"][1]
+for name, label in [("levee", "levee serve"), ("wasmtime", "edge, wasmtime serve"),
+                    ("spin", "edge, spin up"), ("jco", "edge, jco serve")]:
+    x = r[name + "-local"]
+    print(f"  {label:22} avg {x[1]:7.3f} ms  p99 {x[2]:7.3f} ms  (instantiation and setup: +{x[1]-base:.3f} ms over levee)")
 PY
 
 if [ "${#FAILURES[@]}" -gt 0 ]; then

@@ -2,14 +2,14 @@
 
 use super::Edge;
 use super::scenarios::{MESSAGE, Setup, header, post};
-use levee_tests::edge::{WasmtimeServe, components};
+use levee_tests::edge::{EdgeServer, components};
 use levee_tests::mock::{MockUpstream, Script};
 use std::path::Path;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_upstream_list_is_answered_with_the_setting_and_the_entry() {
-    let edge = WasmtimeServe::start(
+    let edge = EdgeServer::wasmtime(
         Path::new(components::EDGE_STANDARD),
         &[("LEVEE_UPSTREAMS", "primary=ftp://example.com".into())],
     );
@@ -60,7 +60,7 @@ async fn a_bad_policy_config_names_the_policys_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_edge_key_replaces_the_clients_and_never_reaches_the_log() {
     let upstream = MockUpstream::start(Script::new()).await;
-    let edge = WasmtimeServe::start(
+    let edge = EdgeServer::wasmtime(
         Path::new(components::EDGE_STANDARD),
         &[
             ("LEVEE_UPSTREAMS", format!("primary={}", upstream.url())),
@@ -101,7 +101,7 @@ async fn the_edge_key_replaces_the_clients_and_never_reaches_the_log() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_access_token_alone_stays_at_the_edge_and_the_clients_key_passes() {
     let upstream = MockUpstream::start(Script::new()).await;
-    let edge = WasmtimeServe::start(
+    let edge = EdgeServer::wasmtime(
         Path::new(components::EDGE_STANDARD),
         &[
             ("LEVEE_UPSTREAMS", format!("primary={}", upstream.url())),

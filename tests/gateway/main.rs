@@ -131,6 +131,10 @@ impl scenarios::Gateway for Native {
     fn url(&self) -> String {
         self.0.url()
     }
+
+    fn log(&self) -> String {
+        self.0.log()
+    }
 }
 
 /// A JSON value as a TOML inline value (objects become inline tables).

