@@ -52,7 +52,12 @@ jco=hosts/node/node_modules/.bin/jco
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+groups=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for g in "${groups[@]}"; do kill -- "-$g" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -78,11 +83,12 @@ levee_pid=$!
   "$edge_wasm" >"$work/edge.log" 2>&1 & pids+=($!)
 edge_pid=$!
 SPIN_VARIABLE_UPSTREAMS=$upstream SPIN_VARIABLE_ALLOWED_HOST_B="http://127.0.0.1:$mock" \
-  "$spin" up --from spin.toml --listen "127.0.0.1:$spin_port" --state-dir "$work/spin" --quiet \
+  "$spin" up --from spin.toml --listen "127.0.0.1:$spin_port" --state-dir "$work/spin" --temp "$work/spin/tmp" --quiet \
   >"$work/spin.log" 2>&1 & pids+=($!)
 spin_pid=$!
-LEVEE_UPSTREAMS=$upstream "$jco" serve "$edge_wasm" --host 127.0.0.1 --port "$jco_port" \
-  >"$work/jco.log" 2>&1 & pids+=($!)
+# jco runs the component in a child Node.js process: stopped as a group.
+LEVEE_UPSTREAMS=$upstream setsid "$jco" serve "$edge_wasm" --host 127.0.0.1 --port "$jco_port" \
+  --jco-dir "$work/jco" >"$work/jco.log" 2>&1 & groups+=($!)
 jco_pid=$!
 wait_port "$levee" "$levee_pid" levee; wait_port "$edge" "$edge_pid" edge
 wait_port "$spin_port" "$spin_pid" spin; wait_port "$jco_port" "$jco_pid" jco

@@ -4,6 +4,7 @@
 //! other wasm tools the edge tests use. Processes are stopped by their PID.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -66,7 +67,7 @@ pub struct EdgeServer {
     /// [`Runtime::SpinDeps`]).
     pub url: String,
     log: Arc<Mutex<String>>,
-    /// Spin's state directory (logs, key-value SQLite).
+    /// Spin's state directory (logs, key-value SQLite), or jco's output.
     state: Option<tempfile::TempDir>,
 }
 
@@ -122,16 +123,18 @@ impl EdgeServer {
                 .and_then(|l| l.local_addr())
                 .expect("a free loopback port")
                 .port();
+            // jco transpiles into this directory, and runs the result in a
+            // child process: both go with the server.
+            let dir = tempfile::tempdir().expect("a directory for jco");
             let mut cmd = Command::new(jco());
-            cmd.arg("serve").arg(component).args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ]);
+            cmd.arg("serve")
+                .arg(component)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--jco-dir")
+                .arg(dir.path().join("out"));
             cmd.envs(env.iter().map(|(k, v)| (k, v)));
             let url = format!("http://127.0.0.1:{port}");
-            let started = EdgeServer::try_run("jco serve", cmd, None, "", move |line| {
+            let started = EdgeServer::try_run("jco serve", cmd, Some(dir), "", move |line| {
                 line.starts_with("Server listening @").then(|| url.clone())
             });
             match started {
@@ -162,7 +165,9 @@ impl EdgeServer {
             .arg(workspace().join("spin.toml"))
             .args(["--listen", "127.0.0.1:0"])
             .arg("--state-dir")
-            .arg(state.path());
+            .arg(state.path())
+            .arg("--temp")
+            .arg(state.path().join("tmp"));
         if let Some(toml) = runtime_config {
             let file = state.path().join("runtime-config.toml");
             std::fs::write(&file, toml).expect("the runtime config is written");
@@ -205,7 +210,10 @@ impl EdgeServer {
         prefix: &str,
         ready: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Result<EdgeServer, String> {
+        // Its own process group, stopped whole: runtimes may start children
+        // (`jco serve` runs the component in a second Node.js process).
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -241,8 +249,7 @@ impl EdgeServer {
                 state,
             }),
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop_group(&mut child);
                 // The readers end with the process; give them a moment.
                 std::thread::sleep(Duration::from_millis(100));
                 let log = log.lock().unwrap().clone();
@@ -283,9 +290,17 @@ impl EdgeServer {
 
 impl Drop for EdgeServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
+}
+
+/// Kills the process group `child` leads, then reaps `child`.
+fn stop_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `wasm-tools component wit` of a component: its imports and exports.
