@@ -91,12 +91,12 @@ pub async fn stream_body(
     match (broken, sse) {
         (None, _) => w.finish(),
         (Some(why), true) => {
-            eprintln!("levee edge: response body broke off: {why}");
+            log_line!("levee edge: response body broke off: {why}");
             let _ = w.write(error_frame(&why).as_bytes()).await;
             w.finish();
         }
         (Some(why), false) => {
-            eprintln!("levee edge: response body broke off: {why}");
+            log_line!("levee edge: response body broke off: {why}");
             w.abort();
         }
     }

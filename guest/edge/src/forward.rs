@@ -111,7 +111,7 @@ impl Exchange<'_> {
                         // fix, not a failure to retry or to hold against
                         // the upstream.
                         Err((Last::Failure(_, f), _)) if f.denied => {
-                            eprintln!("levee edge: configuration error: {}", f.message);
+                            log_line!("levee edge: configuration error: {}", f.message);
                             let message = format!("levee edge is misconfigured: {}", f.message);
                             let local = LocalReply::new(Reason::Misconfigured, message, None);
                             let attempts = number + 1;

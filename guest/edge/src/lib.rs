@@ -9,6 +9,15 @@
 //! serve` and any wasi:http 0.2 host run it. With feature `spin` it reads
 //! Spin variables and keeps limiter and circuit state in Spin key-value.
 
+/// `eprintln!` in one write: std writes a formatted line piece by piece,
+/// and the pieces of instances running at the same time can interleave in
+/// the runtime's log.
+macro_rules! log_line {
+    ($($arg:tt)*) => {
+        $crate::write_line(format!($($arg)*))
+    };
+}
+
 mod bindings;
 mod clock;
 pub mod config;
@@ -46,7 +55,7 @@ async fn serve(req: IncomingRequest, out: ResponseOutparam) {
     let method = req.method().to_string();
     let (status, attempts) = match setup() {
         Err(e) => {
-            eprintln!("levee edge: configuration error: {e}");
+            log_line!("levee edge: configuration error: {e}");
             let local = LocalReply::new(
                 Reason::Misconfigured,
                 format!("levee edge is misconfigured: {e}"),
@@ -62,10 +71,16 @@ async fn serve(req: IncomingRequest, out: ResponseOutparam) {
             }
         }
     };
-    eprintln!(
+    log_line!(
         "levee::access request_id={request_id} method={method} status={status} attempts={attempts} ms={}",
         clock::now_ms().saturating_sub(started)
     );
+}
+
+/// Writes `line` and a newline to stderr in one write.
+fn write_line(mut line: String) {
+    line.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// Settings, the configured policy, and the state store.
@@ -92,7 +107,7 @@ fn source() -> Box<dyn config::Source> {
 
 #[cfg(not(feature = "spin"))]
 fn store(_: &Settings) -> Box<dyn state::Store> {
-    eprintln!(
+    log_line!(
         "levee edge: no key-value store in this build; limiter and circuit state are per instance, not shared"
     );
     Box::<state::Local>::default()

@@ -33,7 +33,7 @@ impl Store for Kv {
     }
     fn set(&self, key: &str, value: u64) {
         if let Err(e) = self.0.set(key, value.to_string().as_bytes()) {
-            eprintln!("levee edge: key-value write failed for {key}: {e}");
+            log_line!("levee edge: key-value write failed for {key}: {e}");
         }
     }
     fn delete(&self, key: &str) {
@@ -47,7 +47,7 @@ pub fn open_store(label: &str) -> Box<dyn Store> {
     match key_value::Store::open(label) {
         Ok(store) => Box::new(Kv(store)),
         Err(e) => {
-            eprintln!(
+            log_line!(
                 "levee edge: key-value store `{label}` is not available ({e}); limiter and circuit state are per instance, not shared"
             );
             Box::<Local>::default()
