@@ -11,6 +11,7 @@ fn main() -> anyhow::Result<()> {
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
     );
     let workspace = manifest.parent().expect("host/ sits in the workspace");
+    build_info(workspace);
     let builder = Builder::from_build_script(workspace)?;
     for (package, output) in [
         ("levee-policy-standard", "standard.wasm"),
@@ -24,4 +25,36 @@ fn main() -> anyhow::Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// `LEVEE_GIT_HASH` (`unknown` outside a git checkout) and
+/// `LEVEE_WASMTIME_VERSION` (from the lock file), for `levee_build_info`.
+fn build_info(workspace: &std::path::Path) {
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(workspace)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=LEVEE_GIT_HASH={git}");
+    for head in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+        let path = workspace.join(head);
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    let lock = workspace.join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    let wasmtime = text
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"wasmtime\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=LEVEE_WASMTIME_VERSION={wasmtime}");
 }

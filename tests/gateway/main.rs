@@ -9,6 +9,7 @@ mod failover;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod operator;
 mod pool;
 mod redis;
 mod retries;

@@ -167,9 +167,9 @@ async fn a_scripted_scenario_gives_exact_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn metrics_need_the_admin_token() {
+async fn closed_metrics_need_the_admin_token() {
     let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
-    let levee = levee_for(&upstream, "");
+    let levee = levee_for(&upstream, "[admin]\nopen_metrics = false\n");
     let url = format!("{}/metrics", levee.admin_url());
     let anonymous = client().get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);

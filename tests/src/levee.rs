@@ -40,9 +40,16 @@ impl Levee {
     fn spawn(config: &str, args: &[&str], env: &[(&str, String)]) -> Levee {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("levee.toml");
-        let text = format!(
-            "listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 10000\n{config}\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"LEVEE_TEST_ADMIN_TOKEN\"\n"
-        );
+        // The harness's admin keys join the config's own `[admin]` table,
+        // if it has one (TOML refuses a table defined twice).
+        let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"LEVEE_TEST_ADMIN_TOKEN\"\n";
+        let config = format!("\n{config}\n");
+        let text = if config.contains("\n[admin]\n") {
+            let merged = config.replacen("\n[admin]\n", &format!("\n{admin}"), 1);
+            format!("listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 10000\n{merged}")
+        } else {
+            format!("listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 10000\n{config}\n{admin}")
+        };
         std::fs::write(&path, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("levee.log")).expect("log file");
         let mut child = Command::new(crate::levee_bin())

@@ -1,7 +1,10 @@
 //! The admin listener: loopback by default, and every endpoint except
-//! `/healthz` requires the bearer token.
+//! the probes (`/healthz`, `/readyz`, and `/metrics` when
+//! `admin.open_metrics`) requires the bearer token.
 //!
 //! - `GET /healthz`: liveness.
+//! - `GET /readyz`: 200 once a policy is loaded and an upstream is usable
+//!   (its circuit not open, not found unhealthy); else 503 saying why.
 //! - `GET /status`: upstreams, budgets, the policy (see `status.rs`); JSON,
 //!   or an HTML page for a browser.
 //! - `GET /policy`: the active policy and recent swaps.
@@ -27,9 +30,18 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Who may ask what.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The bearer token every other endpoint requires.
+    pub token: Option<Secret>,
+    /// `/metrics` without the token.
+    pub open_metrics: bool,
+}
+
 /// Serves the admin API on `listener` forever.
-pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, token: Option<Secret>) {
-    let token: Option<Arc<Secret>> = token.map(Arc::new);
+pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, access: Access) {
+    let access = Arc::new(access);
     let mut failing = false;
     loop {
         let stream = match listener.accept().await {
@@ -47,11 +59,11 @@ pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, token: Option<
                 continue;
             }
         };
-        let (gw, token) = (gw.clone(), token.clone());
+        let (gw, access) = (gw.clone(), access.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let (gw, token) = (gw.clone(), token.clone());
-                async move { Ok::<_, Infallible>(route(&gw, token.as_deref(), req).await) }
+                let (gw, access) = (gw.clone(), access.clone());
+                async move { Ok::<_, Infallible>(route(&gw, &access, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -60,15 +72,15 @@ pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, token: Option<
     }
 }
 
-async fn route(
-    gw: &Arc<Gateway>,
-    token: Option<&Secret>,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    if req.uri().path() == "/healthz" {
-        return reply(StatusCode::OK, json!({"status": "ok"}));
+async fn route(gw: &Arc<Gateway>, access: &Access, req: Request<Incoming>) -> Response<Body> {
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    match req.uri().path() {
+        "/healthz" => return reply(StatusCode::OK, json!({"status": "ok"})),
+        "/readyz" => return readiness(gw),
+        "/metrics" if get && access.open_metrics => return metrics(gw),
+        _ => {}
     }
-    if let Some(refusal) = refuse_unauthorized(token, req.headers()) {
+    if let Some(refusal) = refuse_unauthorized(access.token.as_ref(), req.headers()) {
         return refusal;
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD)
@@ -91,16 +103,7 @@ async fn route(
                 reply(StatusCode::OK, snapshot)
             }
         }
-        (Method::GET, "/metrics") => {
-            let mut resp = Response::new(full(gw.render_metrics()));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            resp
-        }
+        (Method::GET, "/metrics") => metrics(gw),
         (Method::POST, "/policy") => swap(gw, req).await,
         (Method::POST, "/reload") => match off_thread(gw, |gw| gw.reload()).await {
             Ok(done) => reply(StatusCode::OK, json!({"reloaded": done})),
@@ -113,6 +116,48 @@ async fn route(
             StatusCode::NOT_FOUND,
             json!({"error": "no such admin endpoint"}),
         ),
+    }
+}
+
+fn metrics(gw: &Gateway) -> Response<Body> {
+    let mut resp = Response::new(full(gw.render_metrics()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    resp
+}
+
+/// Ready when the policy is loaded (it is, once the gateway exists: a
+/// policy that fails to load stops the start) and some upstream is usable.
+fn readiness(gw: &Gateway) -> Response<Body> {
+    use crate::core::{Circuit, Health};
+    let rt = gw.runtime();
+    let view = rt.view(crate::clock::now_ms());
+    let mut usable = Vec::new();
+    let mut not = Vec::new();
+    for (u, v) in rt.upstreams.iter().zip(&view.upstreams) {
+        let name = u.config.name.as_str();
+        match (v.circuit, v.health) {
+            (Circuit::Open, _) => not.push(format!("{name} (circuit open)")),
+            (_, Health::Unhealthy) => not.push(format!("{name} (unhealthy)")),
+            _ => usable.push(name),
+        }
+    }
+    let policy = describe(&gw.policy.current());
+    if usable.is_empty() {
+        let reason = format!("no upstream is usable: {}", not.join(", "));
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready", "reason": reason, "policy": policy}),
+        )
+    } else {
+        reply(
+            StatusCode::OK,
+            json!({"status": "ready", "policy": policy, "usable_upstreams": usable}),
+        )
     }
 }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 pub struct DoctorArgs {
     /// Upstream base URLs to check (default: the configured upstreams).
     urls: Vec<String>,
-    /// A TOML config file (see levee.example.toml).
+    /// A TOML config file (see levee.example.toml); found as `serve` finds
+    /// it when not given.
     #[arg(long)]
     config: Option<PathBuf>,
     /// A resolver to compare with the system's, e.g. 1.1.1.1:53; repeatable.
@@ -41,7 +42,8 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         upstreams: args.urls.clone(),
         ..Overrides::default()
     };
-    let config = Config::load(args.config.as_deref(), &overrides)?;
+    let path = Config::discover(args.config.as_deref());
+    let config = Config::load(path.as_deref(), &overrides)?;
     let targets: Vec<Target> = config
         .upstreams
         .iter()

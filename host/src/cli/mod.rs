@@ -13,9 +13,17 @@ use std::process::ExitCode;
 
 /// levee: the gateway that turns LLM API failures into handled events.
 #[derive(Debug, Parser)]
-#[command(name = "levee", version, about)]
+#[command(
+    name = "levee",
+    version,
+    about,
+    after_help = "Exit status: 0 ok; 1 a failure at run time; 2 a usage error, a config \
+                  that does not load, or a policy refused."
+)]
 pub struct Cli {
-    /// Log filter, for example `info` or `levee=debug` (default: `RUST_LOG`, else `warn`).
+    /// Log filter, for example `info` or `levee=debug`; wins over `RUST_LOG`.
+    /// Without either: the config's `[log] level` for serve (default
+    /// `info`), `warn` for the other commands.
     #[arg(long, global = true)]
     pub log: Option<String>,
     #[command(subcommand)]
@@ -32,6 +40,20 @@ enum Command {
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a config file as `serve` would load it (found as `serve` finds
+    /// it when not given): print the effective config, secrets redacted,
+    /// and exit 0; or print every problem and exit 2.
+    Check {
+        /// The TOML file.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,7 +88,7 @@ impl Cli {
         if let Command::Serve(args) = self.command {
             return serve::run(args, self.log.as_deref());
         }
-        init_logging(self.log.as_deref(), LogFormat::Human);
+        init_logging(self.log.as_deref(), "warn", LogFormat::Human);
         match self.command {
             Command::Serve(_) => unreachable!("handled above"),
             Command::Doctor(args) => doctor::run(args),
@@ -77,6 +99,7 @@ impl Cli {
                 componentize::run(&module, &output)
             }
             Command::Policy(PolicyCommand::Replay(args)) => replay::run(args),
+            Command::Config(ConfigCommand::Check { file }) => config_check(file.as_deref()),
             Command::Policy(PolicyCommand::List) => {
                 for (name, bytes) in crate::policy::BUILTINS {
                     println!("builtin:{name}\t{} bytes", bytes.len());
@@ -87,13 +110,28 @@ impl Cli {
     }
 }
 
+/// `levee config check`.
+fn config_check(file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use crate::config::{Config, Overrides};
+    let path = Config::discover(file);
+    let config = Config::load(path.as_deref(), &Overrides::default())?;
+    match &path {
+        Some(p) => println!("{}: ok", p.display()),
+        None => println!("no config file found: the defaults are"),
+    }
+    println!("{config:#?}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Logs go to stderr (access lines batched, see `telemetry::LogWriter`), as
-/// text or JSON lines; `RUST_LOG` wins over `filter`, which defaults to
-/// `warn`.
-pub fn init_logging(filter: Option<&str>, format: LogFormat) {
+/// text or JSON lines, filtered by `flag` (`--log`), else `RUST_LOG`, else
+/// `fallback`: the command line over the environment over the file.
+pub fn init_logging(flag: Option<&str>, fallback: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(filter.unwrap_or("warn")));
+    let filter = match flag {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(fallback)),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(crate::telemetry::LogWriter::new(format == LogFormat::Json));

@@ -1,6 +1,6 @@
 //! `levee serve`: config, engine and policy, upstreams, listeners, signals.
 
-use crate::admin::serve_admin;
+use crate::admin::{Access, serve_admin};
 use crate::config::{Config, Overrides};
 use crate::gateway::{Gateway, Workers, bind, serve};
 use std::path::PathBuf;
@@ -16,7 +16,9 @@ pub struct ServeArgs {
     /// An upstream base URL; repeat for several. Replaces the config's list.
     #[arg(long = "upstream")]
     upstreams: Vec<String>,
-    /// A TOML config file (see levee.example.toml).
+    /// A TOML config file (see levee.example.toml). Without it:
+    /// `$LEVEE_CONFIG`, `./levee.toml`, `$XDG_CONFIG_HOME/levee/levee.toml`,
+    /// `/etc/levee/levee.toml`, the first that exists; else the defaults.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The policy: `builtin:standard`, `builtin:interactive`, or a .wasm file.
@@ -35,11 +37,13 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
         policy: args.policy,
         policy_config: args.policy_config,
     };
-    let config = Config::load(args.config.as_deref(), &overrides)?;
-    super::init_logging(
-        log_override.or(Some(config.log.level.as_str())),
-        config.log.format,
-    );
+    let path = Config::discover(args.config.as_deref());
+    let config = Config::load(path.as_deref(), &overrides)?;
+    super::init_logging(log_override, &config.log.level, config.log.format);
+    match &path {
+        Some(p) => tracing::info!(file = %p.display(), "config loaded"),
+        None => tracing::info!("no config file found; running on the defaults"),
+    }
     // The acceptor, the admin API and signals run here, on the main thread;
     // clients are served by the workers (see `gateway::Workers`).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -58,7 +62,11 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
         if let Some(addr) = config.admin.listen {
             let admin = bind(addr).await?;
             println!("levee admin on {}", admin.local_addr()?);
-            tokio::spawn(serve_admin(gw.clone(), admin, config.admin.token.clone()));
+            let access = Access {
+                token: config.admin.token.clone(),
+                open_metrics: config.admin.open_metrics,
+            };
+            tokio::spawn(serve_admin(gw.clone(), admin, access));
         }
         let mut hangup = signal(SignalKind::hangup())?;
         let reloader = gw.clone();

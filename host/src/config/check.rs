@@ -3,6 +3,7 @@
 //! stands on its own.
 
 use super::ConfigError;
+use super::raw::Millis;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -95,16 +96,40 @@ impl<'a> Checker<'a> {
         T::try_from(v).unwrap_or(default)
     }
 
-    /// A duration in whole milliseconds, checked like [`Checker::int`].
+    /// A duration (milliseconds, or text with units), checked like
+    /// [`Checker::int`] in milliseconds.
     pub fn millis(
         &mut self,
         key: &str,
-        value: Option<i64>,
+        value: Option<Millis>,
         range: RangeInclusive<i64>,
         default: Duration,
     ) -> Duration {
         let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        let value = self.whole_ms(key, value);
         Duration::from_millis(self.int(key, value, range, default_ms))
+    }
+
+    /// A duration in whole milliseconds; text that is no duration is
+    /// reported, and reads as absent.
+    pub fn whole_ms(&mut self, key: &str, value: Option<Millis>) -> Option<i64> {
+        match value? {
+            Millis::Whole(ms) => Some(ms),
+            Millis::Text(text) => match humantime::parse_duration(&text) {
+                Ok(d) => Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                Err(e) => {
+                    let key = Key::file(key);
+                    self.report(
+                        &key,
+                        format_args!(
+                            "{key} must be whole milliseconds or a duration such as \"30s\", \
+                             \"20m\" or \"1h 30m\", got {text:?} ({e})"
+                        ),
+                    );
+                    None
+                }
+            },
+        }
     }
 
     /// `Ok` if nothing was reported.

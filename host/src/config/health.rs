@@ -223,6 +223,7 @@ pub(super) fn outlier(c: &mut Checker<'_>, raw: RawOutlier) -> Outlier {
             d.slow_ttfb_factor
         }
     };
+    let slow_ttfb_min_ms = c.whole_ms("outlier.slow_ttfb_min_ms", raw.slow_ttfb_min_ms);
     Outlier {
         enabled: raw.enabled.unwrap_or(d.enabled),
         consecutive_failures: c.int(
@@ -266,7 +267,7 @@ pub(super) fn outlier(c: &mut Checker<'_>, raw: RawOutlier) -> Outlier {
         slow_ttfb_factor,
         slow_ttfb_min_ms: c.int(
             "outlier.slow_ttfb_min_ms",
-            raw.slow_ttfb_min_ms,
+            slow_ttfb_min_ms,
             0..=600_000,
             d.slow_ttfb_min_ms,
         ),

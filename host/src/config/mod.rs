@@ -112,6 +112,33 @@ impl Config {
 
     /// Loads the file at `path` (or, with `None`, starts from the defaults)
     /// and applies `overrides`.
+    /// The config file to use, in the order the peers look: the flag,
+    /// `$LEVEE_CONFIG`, `./levee.toml`, `$XDG_CONFIG_HOME/levee/levee.toml`
+    /// (`~/.config/...` without it), `/etc/levee/levee.toml`. `None`: run
+    /// on the defaults. A file named by the flag or the variable is used
+    /// even if missing, so that its absence is reported.
+    pub fn discover(flag: Option<&Path>) -> Option<PathBuf> {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(given) = flag
+            .map(Path::to_path_buf)
+            .or_else(|| var("LEVEE_CONFIG").map(PathBuf::from))
+        {
+            return Some(given);
+        }
+        let config_home = var("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")));
+        [
+            Some(PathBuf::from("levee.toml")),
+            config_home.map(|d| d.join("levee/levee.toml")),
+            Some(PathBuf::from("/etc/levee/levee.toml")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+    }
+
+    /// Loads `path` (see [`Config::discover`]), or the defaults.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let Some(path) = path else {
             return Config::from_toml("", None, overrides);

@@ -6,13 +6,46 @@
 use serde::Deserialize;
 use std::path::PathBuf;
 
+/// A duration as written: whole milliseconds (`1200000`), or text with
+/// units (`"250ms"`, `"30s"`, `"20m"`, `"1h 30m"`), as the validator reads
+/// it; anything else is refused here, naming both forms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Millis {
+    /// Whole milliseconds.
+    Whole(i64),
+    /// Text to parse.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Millis;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("whole milliseconds or a duration such as \"30s\" or \"20m\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Millis, E> {
+                Ok(Millis::Whole(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Millis, E> {
+                Ok(Millis::Whole(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Millis, E> {
+                Ok(Millis::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub listen: Option<String>,
-    pub shutdown_grace_ms: Option<i64>,
-    pub header_timeout_ms: Option<i64>,
+    pub shutdown_grace_ms: Option<Millis>,
+    pub header_timeout_ms: Option<Millis>,
     pub workers: Option<i64>,
     pub upstreams: Option<Vec<RawUpstream>>,
     #[serde(default)]
@@ -45,12 +78,12 @@ pub(super) struct RawUpstream {
     pub weight: Option<i64>,
     pub max_connections: Option<i64>,
     pub max_streams_per_connection: Option<i64>,
-    pub connect_timeout_ms: Option<i64>,
+    pub connect_timeout_ms: Option<Millis>,
     pub tls: Option<RawTls>,
     pub health: Option<RawHealth>,
     pub proxies: Option<Vec<String>>,
     pub proxy_from_env: Option<bool>,
-    pub proxy_check_interval_ms: Option<i64>,
+    pub proxy_check_interval_ms: Option<Millis>,
     pub limits: Option<RawLimitSpec>,
 }
 
@@ -58,8 +91,8 @@ pub(super) struct RawUpstream {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealth {
-    pub interval_ms: Option<i64>,
-    pub timeout_ms: Option<i64>,
+    pub interval_ms: Option<Millis>,
+    pub timeout_ms: Option<Millis>,
     pub rise: Option<i64>,
     pub fall: Option<i64>,
     pub method: Option<String>,
@@ -74,14 +107,14 @@ pub(super) struct RawOutlier {
     pub enabled: Option<bool>,
     pub consecutive_failures: Option<i64>,
     pub failure_rate_percent: Option<i64>,
-    pub window_ms: Option<i64>,
+    pub window_ms: Option<Millis>,
     pub min_requests: Option<i64>,
-    pub base_ejection_ms: Option<i64>,
-    pub max_ejection_ms: Option<i64>,
+    pub base_ejection_ms: Option<Millis>,
+    pub max_ejection_ms: Option<Millis>,
     pub max_ejection_percent: Option<i64>,
     pub half_open_probes: Option<i64>,
     pub slow_ttfb_factor: Option<f64>,
-    pub slow_ttfb_min_ms: Option<i64>,
+    pub slow_ttfb_min_ms: Option<Millis>,
 }
 
 /// `[upstreams.tls]`.
@@ -98,7 +131,7 @@ pub(super) struct RawTls {
 pub(super) struct RawPolicy {
     pub source: Option<String>,
     pub config_file: Option<PathBuf>,
-    pub call_timeout_ms: Option<i64>,
+    pub call_timeout_ms: Option<Millis>,
     pub memory_mb: Option<i64>,
     pub instances: Option<i64>,
     pub cache_dir: Option<PathBuf>,
@@ -112,7 +145,7 @@ pub(super) struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRails {
     pub max_attempts: Option<i64>,
-    pub request_deadline_ms: Option<i64>,
+    pub request_deadline_ms: Option<Millis>,
     pub max_body_bytes: Option<i64>,
     pub retry_budget_ratio: Option<f64>,
     pub retry_budget_min_retries: Option<i64>,
@@ -123,7 +156,7 @@ pub(super) struct RawRails {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStreaming {
-    pub idle_timeout_ms: Option<i64>,
+    pub idle_timeout_ms: Option<Millis>,
 }
 
 /// `[admin]`.
@@ -135,6 +168,7 @@ pub(super) struct RawAdmin {
     pub token_file: Option<PathBuf>,
     pub allow_remote: Option<bool>,
     pub metrics: Option<bool>,
+    pub open_metrics: Option<bool>,
 }
 
 /// `[trace]`.
@@ -159,8 +193,8 @@ pub(super) struct RawLog {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDns {
     pub resolvers: Option<Vec<String>>,
-    pub min_ttl_ms: Option<i64>,
-    pub max_ttl_ms: Option<i64>,
+    pub min_ttl_ms: Option<Millis>,
+    pub max_ttl_ms: Option<Millis>,
     pub overrides: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
@@ -182,7 +216,7 @@ pub(super) struct RawRedis {
     pub url: Option<String>,
     pub on_failure: Option<String>,
     pub replicas: Option<i64>,
-    pub timeout_ms: Option<i64>,
+    pub timeout_ms: Option<Millis>,
     pub key_prefix: Option<String>,
 }
 

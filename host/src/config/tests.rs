@@ -223,6 +223,7 @@ fn a_secret_never_shows() {
         listen: None,
         token: Some(s),
         metrics: true,
+        open_metrics: true,
     };
     assert!(!format!("{admin:?}").contains("hunter2"));
 }
@@ -283,7 +284,7 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn a_flag_is_named_without_the_file() {
     let overrides = Overrides {
-        listen: Some("8787".to_string()),
+        listen: Some("8787x".to_string()),
         upstreams: vec!["localhost:9".to_string()],
         ..Overrides::default()
     };
@@ -291,7 +292,8 @@ fn a_flag_is_named_without_the_file() {
     assert_eq!(
         e.problems(),
         [
-            "`--listen` must be an address like 127.0.0.1:8787, got \"8787\"",
+            "`--listen` must be an address like 127.0.0.1:8787, :8787, 8787 or localhost:8787, \
+             got \"8787x\": no port",
             "`--upstream` must be an http:// or https:// URL with a host, got \"localhost:9\"",
         ]
     );
@@ -303,5 +305,68 @@ fn a_missing_file_is_named() {
     assert_eq!(
         e.to_string(),
         "/nope/levee.toml: cannot read the config file: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn durations_read_as_milliseconds_or_with_units() {
+    let c = parse(
+        "shutdown_grace_ms = \"45s\"\nheader_timeout_ms = 1500\n\
+         [streaming]\nidle_timeout_ms = \"2m\"\n\
+         [rails]\nrequest_deadline_ms = \"1h 30m\"\n\
+         [outlier]\nslow_ttfb_min_ms = \"250ms\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.shutdown_grace, Duration::from_secs(45));
+    assert_eq!(c.header_timeout, Duration::from_millis(1500));
+    assert_eq!(c.streaming.idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.rails.request_deadline, Duration::from_secs(5400));
+    assert_eq!(c.outlier.slow_ttfb_min_ms, 250);
+}
+
+#[test]
+fn a_duration_that_is_not_one_or_out_of_range_is_named() {
+    assert_eq!(
+        error("shutdown_grace_ms = \"soon\""),
+        "<config>: `shutdown_grace_ms` must be whole milliseconds or a duration such as \"30s\", \
+         \"20m\" or \"1h 30m\", got \"soon\" (expected number at 0)"
+    );
+    // The range is checked in milliseconds, whichever form was written.
+    assert_eq!(
+        error("shutdown_grace_ms = \"11m\""),
+        "<config>: `shutdown_grace_ms` must be between 0 and 600000, got 660000"
+    );
+    let float = error("shutdown_grace_ms = 1.5");
+    assert!(
+        float.contains("whole milliseconds or a duration such as \"30s\" or \"20m\""),
+        "{float}"
+    );
+}
+
+#[test]
+fn listen_addresses_take_the_forms_peers_accept() {
+    let all = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    for (given, want) in [
+        ("127.0.0.1:9000", SocketAddr::from(([127, 0, 0, 1], 9000))),
+        ("[::1]:9000", "[::1]:9000".parse().unwrap()),
+        (":9000", all(9000)),
+        ("9000", all(9000)),
+        ("localhost:9000", SocketAddr::from(([127, 0, 0, 1], 9000))),
+    ] {
+        assert_eq!(validate::listen_address(given), Ok(want), "{given}");
+        let flag = Overrides {
+            listen: Some(given.into()),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml("", None, &flag).unwrap();
+        assert_eq!(c.listen, want, "--listen {given}");
+    }
+    for bad in ["", ":", "70000", ":http", "host name:80", "localhost"] {
+        assert!(validate::listen_address(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(
+        error("listen = \"9000x\""),
+        "<config>: `listen` must be an address like 127.0.0.1:8787, :8787, 8787 or \
+         localhost:8787, got \"9000x\": no port"
     );
 }

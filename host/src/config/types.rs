@@ -190,6 +190,10 @@ pub struct Admin {
     pub token: Option<Secret>,
     /// Record metrics on the request path (`/metrics` serves them).
     pub metrics: bool,
+    /// Serve `/metrics` without the token (as `/healthz` and `/readyz`
+    /// are), so that a Prometheus on the same host scrapes out of the box;
+    /// by default on for a loopback listener, off for a remote one.
+    pub open_metrics: bool,
 }
 
 /// A value that must never reach a log: `Debug` and `Display` print

@@ -80,18 +80,55 @@ pub(super) fn build(
 
 /// A socket address: an IP and a port, no host names.
 fn address(c: &mut Checker<'_>, key: &Key, given: &str) -> Option<SocketAddr> {
-    let parsed = given.parse().ok();
-    if parsed.is_none() {
+    let parsed = listen_address(given);
+    if let Err(why) = &parsed {
         let example = match key {
             Key::File(k) if k.starts_with("admin.") => DEFAULT_ADMIN_LISTEN,
             _ => DEFAULT_LISTEN,
         };
         c.report(
             key,
-            format_args!("{key} must be an address like {example}, got {given:?}"),
+            format_args!(
+                "{key} must be an address like {example}, :8787, 8787 or localhost:8787, \
+                 got {given:?}: {why}"
+            ),
         );
     }
-    parsed
+    parsed.ok()
+}
+
+/// A listen address in the forms peers accept: `IP:PORT` (`[::1]:8787`
+/// for IPv6); `:PORT` or a bare `PORT` for every interface (as Go, Caddy
+/// and nginx read them); `HOST:PORT` with a name, resolved now, its first
+/// address (`localhost:8787` is 127.0.0.1:8787).
+pub(super) fn listen_address(given: &str) -> Result<SocketAddr, String> {
+    use std::net::{Ipv4Addr, ToSocketAddrs};
+    if let Ok(addr) = given.parse() {
+        return Ok(addr);
+    }
+    let port = |p: &str| p.parse::<u16>().map_err(|_| format!("{p:?} is not a port"));
+    if let Some(p) = given.strip_prefix(':') {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port(p)?)));
+    }
+    if !given.is_empty() && given.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port(given)?)));
+    }
+    let Some((host, p)) = given.rsplit_once(':') else {
+        return Err("no port".into());
+    };
+    let p = port(p)?;
+    if host == "localhost" {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+    }
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains(['[', ']', '/']) {
+        return Err(format!("{host:?} is not a host"));
+    }
+    let mut found = (host, p)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    found
+        .next()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
 }
 
 fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
@@ -234,10 +271,12 @@ fn admin(c: &mut Checker<'_>, raw: RawAdmin, main: Option<SocketAddr>) -> Admin 
             );
         }
     }
+    let loopback = listen.is_none_or(|a| a.ip().is_loopback());
     Admin {
         listen,
         token,
         metrics,
+        open_metrics: raw.open_metrics.unwrap_or(loopback),
     }
 }
 

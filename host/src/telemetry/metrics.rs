@@ -370,6 +370,15 @@ impl Metrics {
             self.policy_calls.clone(),
         );
         self.limits.register(&mut r);
+        r.register(
+            "levee_build",
+            "The running build: version, git commit and wasmtime version",
+            prometheus_client::metrics::info::Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("git_hash", env!("LEVEE_GIT_HASH")),
+                ("wasmtime", env!("LEVEE_WASMTIME_VERSION")),
+            ]),
+        );
         register_policy(&mut r, engine, policy);
         more(&mut r);
         let mut out = String::new();
