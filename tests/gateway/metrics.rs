@@ -222,6 +222,13 @@ async fn the_dashboard_queries_only_metrics_levee_exports() {
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard"))
             .expect("the dashboard is JSON");
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(variables, ["datasource", "job", "instance"]);
     let mut queried = Vec::new();
     for panel in dashboard["panels"].as_array().expect("panels") {
         let targets = panel["targets"].as_array().expect("targets");
@@ -237,6 +244,19 @@ async fn the_dashboard_queries_only_metrics_levee_exports() {
                 })
                 .collect();
             assert!(!names.is_empty(), "no metric in `{expr}`");
+            // Each selector follows the job and instance chosen, and each
+            // range Grafana's rate interval, never a fixed window.
+            assert_eq!(
+                expr.matches('{').count(),
+                expr.matches(r#"{job=~"$job", instance=~"$instance""#).count(),
+                "a selector without the job and instance variables in `{expr}`"
+            );
+            for range in expr.split('[').skip(1) {
+                assert!(
+                    range.starts_with("$__rate_interval]"),
+                    "a fixed range in `{expr}`"
+                );
+            }
             for name in names {
                 assert!(
                     exported.iter().any(|e| e == name),
