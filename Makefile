@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: setup run test lint bench vectors edge bench-edge
+.PHONY: setup setup-build run test lint bench vectors edge bench-edge
 
 VENV := .venv
 
@@ -25,14 +25,13 @@ SYSTEM_PACKAGES := redis-server tinyproxy dnsmasq-base chromium
 SPIN_XZ ?= $(firstword $(wildcard ../shared/tools/spin/spin.xz /work/shared/tools/spin/spin.xz))
 SPIN := target/tools/spin
 
-setup: $(SPIN)
+setup: setup-build $(SPIN)
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing" $$missing; \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
 	fi
-	rustup target add wasm32-unknown-unknown wasm32-wasip2
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
 		-r tests/sdk/requirements.txt -r hosts/python/requirements.txt -r tests/edge/requirements.txt
@@ -47,16 +46,26 @@ $(SPIN): $(SPIN_XZ)
 	xz -dc $(SPIN_XZ) > $@.tmp && chmod +x $@.tmp && mv $@.tmp $@
 	$@ --version
 
+## What building levee needs, and nothing else: the wasm targets the
+## built-in policies and the edge compile for. No sudo, no test services.
+setup-build:
+	rustup target add wasm32-unknown-unknown wasm32-wasip2
+
 ## Build the edge components into target/edge (see spin.toml): the edge,
 ## both policies, and the edge composed with `standard`. Another policy:
 ##   make edge POLICY=path/to/policy.wasm
-edge: setup
+edge: setup-build
 	$(CARGO) run --release --locked -p levee-guest-build --bin levee-compose -- build --out target/edge $(if $(POLICY),--policy $(POLICY))
 
-## Build everything and run levee on its embedded defaults. The `dist`
-## profile is release with fat LTO and one codegen unit: a slower build,
-## and 13-16 % more requests a second (see README, Speed).
-run: setup
+## Build levee and run it on its embedded defaults; needs only Rust and
+## the wasm targets. The `dist` profile is release with fat LTO and one
+## codegen unit: about 15 minutes from cold on 2 cores (cargo's progress
+## line shows the crate), and 13-16 % more requests a second (see README,
+## Speed).
+run: setup-build
+	@echo "levee: [1/2] building (dist profile; about 15 min from cold on 2 cores, seconds when warm)"
+	$(CARGO) build --profile dist --locked -p levee --bin levee
+	@echo "levee: [2/2] starting on the embedded defaults"
 	$(CARGO) run --profile dist --locked -p levee -- serve
 
 ## Build everything, check formatting and lints, and run the whole test suite.

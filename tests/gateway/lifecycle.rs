@@ -410,3 +410,44 @@ fn a_config_error_stops_start_up_with_the_exact_message() {
         )
     );
 }
+
+/// A first SIGTERM drains; a second, during the grace period, exits at
+/// once and says how many connections it cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_exits_at_once_and_says_what_it_cut() {
+    // About 30 s of stream: well past the harness's 10 s grace.
+    let script = SseScript::message(&"word ".repeat(100)).chunk_delay(Duration::from_millis(300));
+    let upstream = MockUpstream::start(Script::always(Step::Sse(script))).await;
+    let mut levee = levee_for(&upstream, "");
+    let mut resp = post(&levee, STREAM_MESSAGE).await;
+    assert!(resp.chunk().await.unwrap().is_some(), "the stream started");
+    levee.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !levee.log().contains("shutting down") {
+        assert!(Instant::now() < deadline, "{}", levee.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        levee.wait_exit(Duration::from_millis(500)),
+        None,
+        "the first signal drains: the stream goes on"
+    );
+    let second = Instant::now();
+    levee.signal("INT");
+    assert_eq!(levee.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "exited at once, not after the grace period"
+    );
+    let log = levee.log();
+    assert!(
+        log.contains("levee: stopped at once on a second signal; cut 1 open connections"),
+        "{log}"
+    );
+    // The client sees the stream end short of message_stop.
+    let mut rest = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(!String::from_utf8_lossy(&rest).contains("message_stop"));
+}

@@ -248,7 +248,8 @@ async fn the_dashboard_queries_only_metrics_levee_exports() {
             // range Grafana's rate interval, never a fixed window.
             assert_eq!(
                 expr.matches('{').count(),
-                expr.matches(r#"{job=~"$job", instance=~"$instance""#).count(),
+                expr.matches(r#"{job=~"$job", instance=~"$instance""#)
+                    .count(),
                 "a selector without the job and instance variables in `{expr}`"
             );
             for range in expr.split('[').skip(1) {

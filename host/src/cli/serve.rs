@@ -2,7 +2,7 @@
 
 use crate::admin::{Access, serve_admin};
 use crate::config::{Config, Overrides};
-use crate::gateway::{Gateway, Workers, bind, serve};
+use crate::gateway::{Gateway, Stopped, Workers, bind, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::signal::unix::{SignalKind, signal};
@@ -81,17 +81,30 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
                 }
             }
         });
+        // SIGTERM or Ctrl-C: the first drains, a second exits at once.
         let mut terminate = signal(SignalKind::terminate())?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+        let (tx, signals) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    _ = terminate.recv() => "SIGTERM",
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                };
+                if tx.send(name).is_err() {
+                    return;
+                }
             }
-        };
-        serve(listener, workers, shutdown).await
+        });
+        serve(listener, workers, signals).await
     });
     crate::telemetry::flush_access_lines();
-    served?;
-    tracing::info!("stopped");
+    match served? {
+        Stopped::Drained => tracing::info!("stopped"),
+        Stopped::Cut(n) => {
+            eprintln!("levee: stopped at once on a second signal; cut {n} open connections");
+            // The workers are still serving what was cut: leave them.
+            std::process::exit(0);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

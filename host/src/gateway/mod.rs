@@ -17,7 +17,7 @@ pub(crate) mod stream;
 pub(crate) mod workers;
 
 pub use budget::RetryBudget;
-pub use server::{Gateway, bind, serve};
+pub use server::{Gateway, Stopped, bind, serve};
 pub use stream::Termination;
 pub use workers::Workers;
 

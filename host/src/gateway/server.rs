@@ -15,7 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -131,17 +130,26 @@ impl Gateway {
     }
 }
 
-/// Accepts clients on `listener` and hands each to a worker, until
-/// `shutdown` resolves. Then stops accepting and lets the workers finish
-/// their connections, each within its grace period.
+/// How serving ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every connection finished within its grace period.
+    Drained,
+    /// A second signal came first: these connections were still open.
+    Cut(usize),
+}
+
+/// Accepts clients on `listener` and hands each to a worker, until the
+/// first of `signals`. Then stops accepting and lets the workers finish
+/// their connections, each within its grace period, unless a second
+/// signal comes first.
 pub async fn serve(
     listener: TcpListener,
     workers: Workers,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    tokio::pin!(shutdown);
+    mut signals: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+) -> anyhow::Result<Stopped> {
     let mut failing = false;
-    loop {
+    let first = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -157,13 +165,29 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            () = &mut shutdown => break,
+            signal = signals.recv() => break signal.unwrap_or("shutdown"),
+        }
+    };
+    drop(listener);
+    let open = workers.open();
+    tracing::info!(
+        signal = first,
+        open = open.now(),
+        "shutting down: no new connections; finishing in-flight requests \
+         (a second signal exits at once)"
+    );
+    let finishing = tokio::task::spawn_blocking(move || workers.finish());
+    tokio::select! {
+        done = finishing => {
+            done?;
+            Ok(Stopped::Drained)
+        }
+        Some(second) = signals.recv() => {
+            let cut = open.now();
+            tracing::warn!(signal = second, cut, "second signal: exiting now, cutting {cut} open connections");
+            Ok(Stopped::Cut(cut))
         }
     }
-    drop(listener);
-    tracing::info!("shutting down: no new connections; finishing in-flight requests");
-    tokio::task::spawn_blocking(move || workers.finish()).await?;
-    Ok(())
 }
 
 /// One worker's loop: serves each connection it is handed (`load` counts

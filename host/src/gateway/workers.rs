@@ -25,6 +25,17 @@ use tokio::sync::mpsc;
 
 pub use crate::worker::current;
 
+/// How many connections the workers are serving, readable after
+/// [`Workers::finish`] took them.
+pub struct OpenConnections(Vec<Arc<AtomicUsize>>);
+
+impl OpenConnections {
+    /// The count now.
+    pub fn now(&self) -> usize {
+        self.0.iter().map(|l| l.load(Ordering::Relaxed)).sum()
+    }
+}
+
 /// The worker threads, and the acceptor's handles on them.
 pub struct Workers {
     queues: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
@@ -93,6 +104,11 @@ impl Workers {
         if self.queues[index].send(stream).is_err() {
             tracing::warn!(worker = index, "worker has stopped; connection dropped");
         }
+    }
+
+    /// A handle on how many connections the workers are serving.
+    pub fn open(&self) -> OpenConnections {
+        OpenConnections(self.load.clone())
     }
 
     /// Stops handing out connections and waits for every worker to finish
