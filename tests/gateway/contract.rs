@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_upstream_is_named_with_its_layer() {
     // Bind and drop: nothing listens on this port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = levee_tests::egress::free_port();
     let levee = Levee::start(&format!(
         "{}\n[[upstreams]]\nname = \"primary\"\nurl = \"http://127.0.0.1:{port}\"\n",
         super::FAST_POLICY

@@ -51,11 +51,7 @@ async fn a_loopback_admin_is_scraped_without_a_token_and_nothing_else_is() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_says_ready_until_no_upstream_is_usable_and_why() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = levee_tests::egress::free_port();
     // Nothing listens there: the first connect is refused, and one failure
     // ejects the only upstream for a minute.
     let levee = Levee::start(&format!(

@@ -119,10 +119,7 @@ impl EdgeServer {
     pub fn jco(component: &Path, env: &[(&str, String)]) -> EdgeServer {
         let mut tries = 0;
         loop {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
+            let port = crate::egress::free_port();
             // jco transpiles into this directory, and runs the result in a
             // child process: both go with the server.
             let dir = tempfile::tempdir().expect("a directory for jco");
