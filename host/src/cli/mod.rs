@@ -62,8 +62,8 @@ enum PolicyCommand {
     Check {
         /// A component file, or `builtin:standard` / `builtin:interactive`.
         policy: String,
-        /// The policy's own config (JSON).
-        #[arg(long)]
+        /// The policy's own config (JSON); named as `serve` names it.
+        #[arg(long = "policy-config")]
         config: Option<PathBuf>,
     },
     /// List the built-in policies.

@@ -17,8 +17,8 @@ pub struct ReplayArgs {
     /// The policy: a component file or `builtin:NAME`.
     #[arg(long)]
     policy: String,
-    /// The policy's own config (JSON).
-    #[arg(long)]
+    /// The policy's own config (JSON); named as `serve` names it.
+    #[arg(long = "policy-config")]
     config: Option<PathBuf>,
     /// A second policy, replayed side by side.
     #[arg(long)]
