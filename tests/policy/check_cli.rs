@@ -125,7 +125,11 @@ fn bad_inputs_get_precise_errors() {
 
     let config = dir.path().join("policy.json");
     std::fs::write(&config, r#"{"backoff": {"jitter": "fancy"}}"#).unwrap();
-    let run = check(&["builtin:standard", "--policy-config", config.to_str().unwrap()]);
+    let run = check(&[
+        "builtin:standard",
+        "--policy-config",
+        config.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr
@@ -134,7 +138,11 @@ fn bad_inputs_get_precise_errors() {
         run.stderr
     );
 
-    let run = check(&["builtin:standard", "--policy-config", "/nonexistent/policy.json"]);
+    let run = check(&[
+        "builtin:standard",
+        "--policy-config",
+        "/nonexistent/policy.json",
+    ]);
     assert_eq!(run.code, 1);
     assert!(
         run.stderr
