@@ -94,6 +94,17 @@ async fn a_scripted_scenario_gives_exact_counts() {
     assert_eq!(bucket("1.0"), 3.0, "only the delayed request took over 1 s");
     assert_eq!(bucket("2.0"), 4.0);
     assert_eq!(bucket("+Inf"), 4.0);
+    // levee's own histogram measures the same, with buckets to 10 minutes.
+    let head = |le: &str| {
+        value(
+            &v,
+            &format!(r#"levee_response_head_seconds_bucket{{le="{le}",endpoint="messages"}}"#),
+        )
+    };
+    assert_eq!(head("1.0"), 3.0, "only the delayed request took over 1 s");
+    assert_eq!(head("2.5"), 4.0);
+    assert_eq!(head("600.0"), 4.0);
+    assert_eq!(head("+Inf"), 4.0);
 
     assert_eq!(
         value(

@@ -27,6 +27,11 @@ use std::time::Duration;
 
 /// The seed's latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 5] = [0.1, 0.5, 1.0, 2.0, 5.0];
+/// `levee_response_head_seconds`: the seed's measure with room for a
+/// non-streaming answer, whose head comes after the whole generation.
+const HEAD_BUCKETS: [f64; 13] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 /// Time to first byte from an upstream, in seconds.
 const TTFB_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 /// A policy call, in seconds (they take microseconds).
@@ -103,6 +108,7 @@ pub fn attempt_outcome(status: Result<u16, FailureKind>) -> &'static str {
 pub struct Metrics {
     requests: Family<RequestLabels, sharded::Counter>,
     latency: HistogramFamily<EndpointLabels>,
+    head: HistogramFamily<EndpointLabels>,
     rate_limit_remaining: Family<BudgetLabels, Gauge>,
     attempts: Family<AttemptLabels, sharded::Counter>,
     retries: Family<ReasonLabels, Counter>,
@@ -113,7 +119,8 @@ pub struct Metrics {
     policy_calls: HistogramFamily<CallLabels>,
     /// The request path's handles, kept (see [`Few`]).
     seen_requests: Few<(u16, &'static str), sharded::Counter>,
-    seen_latency: Few<&'static str, Histogram>,
+    /// The seed's histogram and levee's, for one endpoint.
+    seen_latency: Few<&'static str, (Histogram, Histogram)>,
     seen_attempts: Few<(Arc<String>, &'static str), sharded::Counter>,
     seen_ttfb: Few<Arc<String>, Histogram>,
     seen_stream_ends: Few<&'static str, sharded::Counter>,
@@ -133,6 +140,7 @@ impl Default for Metrics {
         Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
+            head: Family::new_with_constructor(|| Histogram::new(HEAD_BUCKETS)),
             rate_limit_remaining: Family::default(),
             attempts: Family::default(),
             retries: Family::default(),
@@ -196,10 +204,15 @@ impl Metrics {
         self.seen_latency.with(
             |k| *k == endpoint,
             || {
-                let h = self.latency.get_or_create(&EndpointLabels { endpoint });
-                (endpoint, h.clone())
+                let labels = EndpointLabels { endpoint };
+                let seed = self.latency.get_or_create(&labels).clone();
+                (endpoint, (seed, self.head.get_or_create(&labels).clone()))
             },
-            |h| h.observe(head.as_secs_f64()),
+            |(seed, levee)| {
+                let secs = head.as_secs_f64();
+                seed.observe(secs);
+                levee.observe(secs);
+            },
         );
     }
 
@@ -328,6 +341,11 @@ impl Metrics {
             "api_latency_seconds",
             "Time from a request's arrival to its response head, by endpoint",
             self.latency.clone(),
+        );
+        r.register(
+            "levee_response_head_seconds",
+            "Time from a request's arrival to its response head, by endpoint, up to 10 minutes",
+            self.head.clone(),
         );
         r.register(
             "rate_limit_remaining",
