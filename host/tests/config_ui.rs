@@ -150,6 +150,20 @@ fn the_full_example_sets_every_key() {
         Some(Path::new("tests/config/valid/ca.pem"))
     );
     assert_eq!(c.upstreams[2].authority(), "[::1]:9001");
+    let otel = c.otel.as_ref().expect("[otel] is set");
+    assert_eq!(
+        otel.collector.url(),
+        "https://collector.example.com:4318/otlp/v1/traces"
+    );
+    assert_eq!(
+        (otel.service_name.as_str(), otel.sample_ratio, otel.timeout.as_secs()),
+        ("levee-eu", 0.1, 2)
+    );
+    assert_eq!(otel.headers[0].1.expose(), "ingest-secret");
+    assert_eq!(
+        otel.collector.tls.ca_file.as_deref(),
+        Some(Path::new("tests/config/valid/ca.pem"))
+    );
     let health = c.upstreams[0].health.as_ref().expect("checks on");
     assert_eq!(
         (

@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod operator;
+mod otel;
 mod pool;
 mod redis;
 mod retries;

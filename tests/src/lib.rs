@@ -7,6 +7,7 @@ pub mod egress;
 pub mod flags;
 pub mod levee;
 pub mod mock;
+pub mod otlp;
 pub mod redis;
 pub mod vectors;
 

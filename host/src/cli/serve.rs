@@ -5,6 +5,7 @@ use crate::config::{Config, Overrides};
 use crate::gateway::{Gateway, Stopped, Workers, bind, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Flags of `levee serve`; each overrides the config file.
@@ -95,7 +96,13 @@ pub fn run(args: ServeArgs, log_override: Option<&str>) -> anyhow::Result<ExitCo
                 }
             }
         });
-        serve(listener, workers, signals).await
+        let otel = gw.otel.clone();
+        let stopped = serve(listener, workers, signals).await;
+        // Drained: what was traced goes out before levee exits.
+        if let (Some(otel), Ok(Stopped::Drained)) = (&otel, &stopped) {
+            otel.flush(Duration::from_secs(5)).await;
+        }
+        stopped
     });
     crate::telemetry::flush_access_lines();
     match served? {

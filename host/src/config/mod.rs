@@ -21,6 +21,7 @@ mod check;
 mod egress;
 mod health;
 mod limits;
+mod otel;
 mod policy_settings;
 mod raw;
 mod types;
@@ -33,6 +34,7 @@ mod tests;
 pub use egress::{DEFAULT_PROXY_PORT, Dns, ProxyEndpoint, parse_proxy, redact_proxy};
 pub use health::{HealthCheck, HttpProbe, Outlier};
 pub use limits::{Limits, OnFailure, PRIORITY_HEADER, RedisLimits};
+pub use otel::Otel;
 pub use types::{
     Admin, LimitSpec, Log, LogFormat, PolicySettings, Rails, Scheme, Secret, Streaming, Tls,
     TlsVersion, Trace, Upstream,
@@ -78,6 +80,8 @@ pub struct Config {
     pub dns: Dns,
     /// Admission: the queue, priorities and per-client limits.
     pub limits: Limits,
+    /// OpenTelemetry traces; `None` (the default) exports none.
+    pub otel: Option<Otel>,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
 }

@@ -66,6 +66,7 @@ pub(super) struct RawConfig {
     pub dns: RawDns,
     #[serde(default)]
     pub limits: RawLimits,
+    pub otel: Option<RawOtel>,
 }
 
 /// One `[[upstreams]]` entry.
@@ -177,6 +178,18 @@ pub(super) struct RawAdmin {
 pub(super) struct RawTrace {
     pub file: Option<PathBuf>,
     pub max_mb: Option<i64>,
+}
+
+/// `[otel]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOtel {
+    pub endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    pub timeout_ms: Option<Millis>,
+    pub tls: Option<RawTls>,
 }
 
 /// `[log]`.

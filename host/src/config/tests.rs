@@ -370,3 +370,50 @@ fn listen_addresses_take_the_forms_peers_accept() {
          localhost:8787, got \"9000x\": no port"
     );
 }
+
+#[test]
+fn otel_is_off_unless_an_endpoint_is_given() {
+    assert!(parse("").unwrap().otel.is_none());
+    let c = parse(
+        "[otel]\nendpoint = \"https://otlp.example.com:4318/ingest/\"\nsample_ratio = 0.25\n\
+         timeout_ms = \"3s\"\n[otel.headers]\nx-ingest-key = \"k-123\"\n",
+    )
+    .unwrap();
+    let otel = c.otel.unwrap();
+    let up = &otel.collector;
+    assert_eq!(
+        (up.scheme, up.host.as_str(), up.port),
+        (Scheme::Https, "otlp.example.com", 4318)
+    );
+    assert_eq!(up.base_path, "/ingest/v1/traces");
+    assert_eq!(
+        (otel.sample_ratio, otel.timeout),
+        (0.25, Duration::from_secs(3))
+    );
+    assert_eq!(otel.service_name, "levee");
+    assert_eq!(otel.headers[0].0, "x-ingest-key");
+    assert!(
+        !format!("{otel:?}").contains("k-123"),
+        "a header's value is a secret"
+    );
+    let full = parse("[otel]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n").unwrap();
+    assert_eq!(full.otel.unwrap().collector.base_path, "/v1/traces");
+}
+
+#[test]
+fn a_bad_otel_section_names_each_key() {
+    let e = error("[otel]\nsample_ratio = 0.5\n");
+    assert!(e.contains("`otel.endpoint` is required"), "{e}");
+    let e = error(
+        "[otel]\nendpoint = \"grpc://x:4317\"\nsample_ratio = 1.5\n[otel.headers]\n\"bad name\" = \"v\"\n",
+    );
+    assert!(
+        e.contains("`otel.endpoint` must be an http:// or https:// URL"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`otel.sample_ratio` must be a number from 0.0 to 1.0, got 1.5"),
+        "{e}"
+    );
+    assert!(e.contains("`otel.headers.bad name`"), "{e}");
+}

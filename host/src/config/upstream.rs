@@ -133,7 +133,7 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
                 );
                 Tls::default()
             }
-            (Some(raw), _) => tls(c, i, raw),
+            (Some(raw), _) => tls(c, &format!("upstreams[{i}].tls"), raw),
         };
         let health = r.health.map(|raw| super::health::health(c, i, raw));
         let limits = r.limits.map_or_else(Default::default, |raw| {
@@ -173,12 +173,13 @@ pub(super) fn from_flags(c: &mut Checker<'_>, urls: &[String]) -> Vec<Upstream> 
     out
 }
 
-fn tls(c: &mut Checker<'_>, i: usize, raw: RawTls) -> Tls {
+/// `[…tls]` under `at` (`upstreams[0].tls`, `otel.tls`).
+pub(super) fn tls(c: &mut Checker<'_>, at: &str, raw: RawTls) -> Tls {
     let min_version = match raw.min_version.as_deref() {
         None | Some("1.2") => TlsVersion::V1_2,
         Some("1.3") => TlsVersion::V1_3,
         Some(other) => {
-            let key = Key::file(format!("upstreams[{i}].tls.min_version"));
+            let key = Key::file(format!("{at}.min_version"));
             c.report(
                 &key,
                 format_args!("{key} must be \"1.2\" or \"1.3\", got {other:?}"),
@@ -187,7 +188,7 @@ fn tls(c: &mut Checker<'_>, i: usize, raw: RawTls) -> Tls {
         }
     };
     let ca_file = raw.ca_file.and_then(|given| {
-        let key = Key::file(format!("upstreams[{i}].tls.ca_file"));
+        let key = Key::file(format!("{at}.ca_file"));
         let path = c.resolve(&key, &given);
         match std::fs::read(&path) {
             Err(e) => {
@@ -213,7 +214,7 @@ fn tls(c: &mut Checker<'_>, i: usize, raw: RawTls) -> Tls {
     }
 }
 
-fn with_defaults(name: String, t: Target) -> Upstream {
+pub(super) fn with_defaults(name: String, t: Target) -> Upstream {
     Upstream {
         name,
         scheme: t.scheme,

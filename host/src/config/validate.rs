@@ -57,6 +57,7 @@ pub(super) fn build(
     let outlier = super::health::outlier(&mut c, raw.outlier);
     let dns = super::egress::dns(&mut c, raw.dns);
     let limits = super::limits::limits(&mut c, raw.limits);
+    let otel = super::otel::otel(&mut c, raw.otel);
     c.finish()?;
     Ok(Config {
         // `None` only after a reported problem, so `finish` has returned.
@@ -74,6 +75,7 @@ pub(super) fn build(
         outlier,
         dns,
         limits,
+        otel,
         path: origin.map(Path::to_path_buf),
     })
 }

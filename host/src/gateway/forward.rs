@@ -18,7 +18,7 @@ use super::server::Gateway;
 use super::stream::{Guarded, Termination, Watch};
 use super::{Runtime, facts};
 use crate::clock::now_ms;
-use crate::core::{FailureKind, Outcome, RequestFacts};
+use crate::core::{Admission, FailureKind, NextStep, Outcome, RequestFacts};
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use crate::limits::headers::Found;
@@ -27,6 +27,7 @@ use crate::telemetry::activity::answer_message;
 use crate::telemetry::activity::events::EventKind;
 use crate::telemetry::activity::window::Kind;
 use crate::telemetry::metrics::attempt_outcome;
+use crate::telemetry::otel::RequestSpan;
 use crate::upstream::{AttemptError, UpstreamBody, layer_name};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
@@ -53,18 +54,19 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     let id = gw.next_request_id();
     let request_id = request_id(id);
     let rt = gw.runtime();
-    let access = Arc::new(Access::new(rt.access_log, arrived));
     let (parts, body) = req.into_parts();
+    let mut span = gw.otel.as_ref().and_then(|t| t.begin(&parts, arrived));
+    let access = Arc::new(Access::new(rt.access_log, span.is_some(), arrived));
     // A reply levee makes before the request is read, with its access line.
-    let refuse = |refused: &LocalReply, parts: http::request::Parts| {
+    let refuse = |refused: &LocalReply, parts: http::request::Parts, span| {
         let resp = local(&gw, refused, &request_id, 0);
         let status = resp.status().as_u16();
-        let head = Head::local(request_id.clone(), parts.method, &parts.uri, status);
+        let head = Head::local(request_id.clone(), parts.method, &parts.uri, status, span);
         access.head(head);
         resp
     };
     if levee_exchange::facts::has_dot_segment(parts.uri.path()) {
-        return refuse(&LocalReply::dot_segment(), parts);
+        return refuse(&LocalReply::dot_segment(), parts, span);
     }
     let body = match Limited::new(body, rt.rails.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -73,11 +75,16 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
                 true => LocalReply::body_too_large(rt.rails.max_body_bytes),
                 false => LocalReply::body_unreadable(&e.to_string()),
             };
-            return refuse(&refused, parts);
+            return refuse(&refused, parts, span);
         }
     };
     let received = now_ms();
     let body_facts = facts::body_facts(&body);
+    if let Some(s) = &mut span {
+        let endpoint = facts::endpoint(parts.uri.path());
+        let model = body_facts.model.as_deref();
+        s.request(endpoint, model, body_facts.max_tokens, body_facts.stream);
+    }
     let mut deadline = received.saturating_add(rt.rails.request_deadline.as_millis() as u64);
     let client_deadline =
         facts::client_timeout_ms(&parts.headers).map(|ms| received.saturating_add(ms));
@@ -113,7 +120,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         access: access.clone(),
         served_by: AtomicU32::new(NO_UPSTREAM),
     };
-    let resp = driver.run(request).await;
+    let resp = driver.run(request, &mut span).await;
     let upstream = driver.served_by();
     drop(driver);
     access.head(Head {
@@ -128,6 +135,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0),
         head_ms: started.elapsed().as_millis() as u64,
+        span,
     });
     resp
 }
@@ -202,7 +210,13 @@ enum Last {
 }
 
 impl Driver<'_> {
-    async fn run(&self, request: RequestFacts) -> Response<Body> {
+    /// Drives the exchange to its response; `span` (when traced) records
+    /// the admission, each attempt and each decision.
+    async fn run(
+        &self,
+        request: RequestFacts,
+        span: &mut Option<Box<RequestSpan>>,
+    ) -> Response<Body> {
         let gw = self.gw;
         let _active = gw.budget.enter();
         // The whole request is decided by one policy, even across a swap.
@@ -233,6 +247,9 @@ impl Driver<'_> {
                     let admission = policy.on_request(x.request(), &view);
                     gw.metrics.policy_call("on-request", asked.elapsed());
                     trace.admission(x.request(), &view, &admission);
+                    if let Some(s) = span {
+                        s.admission(admission_label(&admission));
+                    }
                     x.admission(admission, now)
                 }
                 Action::Queue { until, take_place } => {
@@ -271,9 +288,19 @@ impl Driver<'_> {
                     let clients = self
                         .client_deadline
                         .is_some_and(|d| now.saturating_add(try_timeout_ms) >= d);
-                    match self.attempt(upstream, timeout, clients, now).await {
+                    let up = &self.rt.upstreams[upstream as usize];
+                    let traceparent = span
+                        .as_mut()
+                        .map(|s| s.attempt(&up.label, &up.config.host, up.config.port));
+                    match self
+                        .attempt(upstream, timeout, clients, now, traceparent)
+                        .await
+                    {
                         Ok((resp, took)) => {
                             let status = resp.status().as_u16();
+                            if let Some(s) = span {
+                                s.answered(status, true);
+                            }
                             let outcome = levee_exchange::facts::success(status, millis(took));
                             let Action::Deliver(attempt) = x.answered(outcome) else {
                                 unreachable!("a success is delivered")
@@ -282,6 +309,12 @@ impl Driver<'_> {
                             return self.deliver(upstream, resp, attempt.number + 1);
                         }
                         Err((kept, outcome)) => {
+                            if let Some(s) = span {
+                                match &outcome {
+                                    Outcome::Response(r) => s.answered(r.status, false),
+                                    Outcome::Failure(kind) => s.failed(*kind),
+                                }
+                            }
                             last = Some(kept);
                             x.answered(outcome)
                         }
@@ -295,6 +328,13 @@ impl Driver<'_> {
                     let step = policy.on_outcome(x.request(), x.order(), &attempt, &view);
                     gw.metrics.policy_call("on-outcome", asked.elapsed());
                     trace.outcome(&attempt, &view, &step);
+                    if let Some(s) = span {
+                        let next = match step {
+                            NextStep::Retry(r) => self.rt.upstreams.get(r.upstream as usize),
+                            _ => None,
+                        };
+                        s.decided(step, next.map(|u| &u.label));
+                    }
                     failed = Some(attempt.outcome);
                     x.decided(step, now_ms())
                 }
@@ -322,6 +362,9 @@ impl Driver<'_> {
                 }
                 Action::GiveUp(at) => {
                     trace.gave_up(&at);
+                    if let (Some(s), Why::Overruled(rail)) = (span.as_mut(), at.why) {
+                        s.overruled(rail.label());
+                    }
                     let last = last.take().expect("a give-up follows a failed attempt");
                     return self.give_up(last, at);
                 }
@@ -334,19 +377,21 @@ impl Driver<'_> {
     /// One attempt, sent at `now`: the response when it is a success, with
     /// the time it took to its head; otherwise what to keep for delivery and
     /// the outcome for the policy. `clients`: `timeout` ends at the
-    /// client's own deadline.
+    /// client's own deadline. `traceparent` names the attempt's span.
     async fn attempt(
         &self,
         id: u32,
         timeout: Duration,
         clients: bool,
         now: u64,
+        traceparent: Option<http::HeaderValue>,
     ) -> Result<(Response<UpstreamBody>, Duration), (Last, Outcome)> {
         let up = &self.rt.upstreams[id as usize];
         let _in_flight = up.state.start();
         let _probe = up.health.begin(now);
         let started = Instant::now();
-        let sent = up.client().send(self.upstream_request(id), timeout).await;
+        let req = self.upstream_request(id, traceparent);
+        let sent = up.client().send(req, timeout).await;
         let took = started.elapsed();
         let now = now_ms();
         let elapsed_ms = millis(took);
@@ -440,7 +485,11 @@ impl Driver<'_> {
         ))
     }
 
-    fn upstream_request(&self, id: u32) -> Request<Full<Bytes>> {
+    fn upstream_request(
+        &self,
+        id: u32,
+        traceparent: Option<http::HeaderValue>,
+    ) -> Request<Full<Bytes>> {
         let up = &self.rt.upstreams[id as usize];
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.parts.method.clone();
@@ -450,6 +499,9 @@ impl Driver<'_> {
         strip_hop_by_hop(headers);
         headers.remove(http::header::HOST);
         headers.remove(http::header::CONTENT_LENGTH);
+        if let Some(tp) = traceparent {
+            headers.insert(TRACEPARENT, tp);
+        }
         req
     }
 
@@ -605,6 +657,18 @@ impl Watch for Delivery {
             bytes = sent,
             "response body ended"
         );
+    }
+}
+
+/// W3C Trace Context's header.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
+/// The policy's answer to admission, as a span attribute.
+fn admission_label(a: &Admission) -> &'static str {
+    match a {
+        Admission::Admit(_) => "admit",
+        Admission::Queue(_) => "queue",
+        Admission::Reject(_) => "reject",
     }
 }
 

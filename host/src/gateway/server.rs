@@ -36,6 +36,9 @@ pub struct Gateway {
     next_id: AtomicU64,
     /// Where finished requests are recorded, when `[trace]` is on.
     pub(super) trace: Option<crate::trace::TraceWriter>,
+    /// Where traced requests' spans go, when `[otel]` is set. A restart
+    /// applies a change, as for the listen addresses.
+    pub otel: Option<Arc<crate::telemetry::otel::Tracer>>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
 }
@@ -63,6 +66,11 @@ impl Gateway {
             metrics,
             next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
             trace: super::record::open(config)?,
+            otel: config
+                .otel
+                .as_ref()
+                .map(crate::telemetry::otel::Tracer::start)
+                .transpose()?,
             config_path: config.path.clone(),
             overrides,
         }))
@@ -80,7 +88,10 @@ impl Gateway {
     /// `/metrics`: everything, in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
         self.metrics.render(&self.engine, &self.policy, |r| {
-            crate::upstream::report::register(r, &self.runtime().upstreams)
+            crate::upstream::report::register(r, &self.runtime().upstreams);
+            if let Some(otel) = &self.otel {
+                otel.register(r);
+            }
         })
     }
 

@@ -5,8 +5,10 @@
 //! Two events meet here: the head (status, upstream, attempts: known when
 //! the exchange returns) and the body's end (tokens, how it ended: known
 //! when the watched body finishes). Whichever comes last writes the line;
-//! a response with no watched body is written with its head.
+//! a response with no watched body is written with its head. A traced
+//! request's spans are handed to the exporter at the same moment.
 
+use super::otel::{Ending, RequestSpan};
 use levee_exchange::body::{Termination, Usage};
 use levee_exchange::facts::{endpoint, endpoint_label};
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,8 @@ pub(crate) struct Head {
     pub attempts: u32,
     /// From the request's arrival to the response head, in ms.
     pub head_ms: u64,
+    /// The request's spans, when it is traced.
+    pub span: Option<Box<RequestSpan>>,
 }
 
 impl Head {
@@ -37,6 +41,7 @@ impl Head {
         method: http::Method,
         uri: &http::Uri,
         status: u16,
+        span: Option<Box<RequestSpan>>,
     ) -> Head {
         Head {
             request_id,
@@ -46,6 +51,7 @@ impl Head {
             upstream: None,
             attempts: 0,
             head_ms: 0,
+            span,
         }
     }
 }
@@ -74,19 +80,24 @@ enum State {
     Done,
 }
 
-/// One request's access line, in the making. When the access log is off it
-/// records nothing.
+/// One request's access line, in the making. When the access log is off
+/// and the request is not traced, it records nothing.
 pub(crate) struct Access {
+    /// `[log] access`.
+    log: bool,
+    /// The line is written or the request traced: the head and tail meet.
     on: bool,
     started: Instant,
     state: Mutex<State>,
 }
 
 impl Access {
-    /// A new request's; `on` is `[log] access`.
-    pub(crate) fn new(on: bool, started: Instant) -> Access {
+    /// A new request's; `log` is `[log] access`, `traced` whether its
+    /// head will carry a span.
+    pub(crate) fn new(log: bool, traced: bool, started: Instant) -> Access {
         Access {
-            on,
+            log,
+            on: log || traced,
             started,
             state: Mutex::new(State::NoBody),
         }
@@ -116,7 +127,7 @@ impl Access {
         };
         let mut state = self.state();
         match std::mem::replace(&mut *state, State::Done) {
-            State::Head(head) => self.write(&head, Some(&tail)),
+            State::Head(head) => self.write(head, Some(&tail)),
             State::Done => {}
             _ => *state = State::Ended(tail),
         }
@@ -130,16 +141,26 @@ impl Access {
         let mut state = self.state();
         match std::mem::replace(&mut *state, State::Done) {
             State::Body => *state = State::Head(head),
-            State::Ended(tail) => self.write(&head, Some(&tail)),
-            State::NoBody => self.write(&head, None),
+            State::Ended(tail) => self.write(head, Some(&tail)),
+            State::NoBody => self.write(head, None),
             State::Head(_) | State::Done => {}
         }
     }
 
-    fn write(&self, head: &Head, tail: Option<&Tail>) {
-        if !tracing::enabled!(target: "levee::access", tracing::Level::INFO) {
+    fn write(&self, mut head: Head, tail: Option<&Tail>) {
+        if let Some(span) = head.span.take() {
+            span.end(Ending {
+                status: head.status,
+                upstream: head.upstream.clone(),
+                usage: tail.map(|t| t.usage).unwrap_or_default(),
+                end: tail.and_then(|t| t.end),
+                at: Instant::now(),
+            });
+        }
+        if !self.log || !tracing::enabled!(target: "levee::access", tracing::Level::INFO) {
             return;
         }
+        let head = &head;
         let line = Line {
             head,
             usage: tail.map(|t| t.usage).unwrap_or_default(),
@@ -346,6 +367,7 @@ mod tests {
             upstream: Some(Arc::new("a \"b\"".into())),
             attempts: 1,
             head_ms: 3,
+            span: None,
         };
         let line = Line {
             head: &head,

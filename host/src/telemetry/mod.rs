@@ -8,6 +8,7 @@ pub mod few;
 pub mod limits;
 mod log;
 pub(crate) mod metrics;
+pub mod otel;
 pub mod per_thread;
 pub(crate) mod sharded;
 
