@@ -156,7 +156,11 @@ fn the_full_example_sets_every_key() {
         "https://collector.example.com:4318/otlp/v1/traces"
     );
     assert_eq!(
-        (otel.service_name.as_str(), otel.sample_ratio, otel.timeout.as_secs()),
+        (
+            otel.service_name.as_str(),
+            otel.sample_ratio,
+            otel.timeout.as_secs()
+        ),
         ("levee-eu", 0.1, 2)
     );
     assert_eq!(otel.headers[0].1.expose(), "ingest-secret");

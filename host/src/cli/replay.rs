@@ -2,10 +2,13 @@
 //!
 //! The output is a pure function of the trace and the policies: no clock,
 //! no host randomness, no addresses. The same inputs print the same bytes.
+//! The trace is streamed: each request is printed as it is replayed, and a
+//! bad line stops the run there (exit 2), after what came before it.
 
 use crate::policy::{EngineOptions, LoadedPolicy, PolicyEngine, PolicySource};
-use crate::trace::{Replay, Summary, parse, replay};
+use crate::trace::{Replay, Summary, read, replay};
 use anyhow::Context;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -29,18 +32,17 @@ pub struct ReplayArgs {
     /// The host's attempt ceiling (as `rails.max_attempts`).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=20))]
     max_attempts: u32,
+    /// Print only the totals.
+    #[arg(long)]
+    summary: bool,
+    /// One JSON object per line: the policies, each request, the totals.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.trace)
+    let file = std::fs::File::open(&args.trace)
         .with_context(|| format!("cannot read trace {}", args.trace.display()))?;
-    let records = match parse(&text) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}:{}: {}", args.trace.display(), e.line, e.message);
-            return Ok(ExitCode::from(2));
-        }
-    };
     let engine = PolicyEngine::new(EngineOptions::default())?;
     let mut policies = vec![(
         "policy",
@@ -52,36 +54,120 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             load(&engine, other, args.against_config.as_deref())?,
         ));
     }
-    for (label, p) in &policies {
-        println!(
-            "{label:<8} {}@{} ({})",
-            p.info().name,
-            p.info().version,
-            p.digest()
-        );
-    }
-    let mut totals = vec![Summary::default(); policies.len()];
-    for (i, record) in records.iter().enumerate() {
-        println!("request {} (id {})", i + 1, record.req.id);
-        for ((label, p), total) in policies.iter().zip(&mut totals) {
-            let r = replay(p, record, args.max_attempts);
-            total.add(&r);
-            println!("  {label:<8} {}", line(&r));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.json {
+        let list: Vec<_> = policies
+            .iter()
+            .map(|(label, p)| {
+                serde_json::json!({
+                    "label": label,
+                    "name": p.info().name,
+                    "version": p.info().version,
+                    "digest": p.digest(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "policies": list }))?;
+    } else {
+        for (label, p) in &policies {
+            let info = p.info();
+            writeln!(
+                out,
+                "{label:<8} {}@{} ({})",
+                info.name,
+                info.version,
+                p.digest()
+            )?;
         }
     }
-    println!("summary");
-    let row = |name: &str, f: &dyn Fn(&Summary) -> String| {
-        let cells: Vec<String> = totals.iter().map(|t| format!("{:>12}", f(t))).collect();
-        println!("  {name:<14}{}", cells.join(""));
-    };
+    // The trace is read a line at a time, and each request printed as it is
+    // replayed: a trace of any size, in the memory of one line.
+    let mut totals = vec![Summary::default(); policies.len()];
+    let records = read(std::io::BufReader::with_capacity(1 << 16, file));
+    for (i, record) in records.enumerate() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                out.flush()?;
+                eprintln!("error: {}:{}: {}", args.trace.display(), e.line, e.message);
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let replays: Vec<Replay> = policies
+            .iter()
+            .zip(&mut totals)
+            .map(|((_, p), total)| {
+                let r = replay(p, &record, args.max_attempts);
+                total.add(&r);
+                r
+            })
+            .collect();
+        if args.summary {
+            continue;
+        }
+        if args.json {
+            let each: serde_json::Map<_, _> = policies
+                .iter()
+                .zip(&replays)
+                .map(|((label, _), r)| (label.to_string(), replay_json(r)))
+                .collect();
+            let line =
+                serde_json::json!({ "request": i + 1, "id": record.req.id, "replays": each });
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(out, "request {} (id {})", i + 1, record.req.id)?;
+            for ((label, _), r) in policies.iter().zip(&replays) {
+                writeln!(out, "  {label:<8} {}", line(r))?;
+            }
+        }
+    }
+    if args.json {
+        let each: serde_json::Map<_, _> = policies
+            .iter()
+            .zip(&totals)
+            .map(|((label, _), t)| (label.to_string(), summary_json(t)))
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "summary": each }))?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "summary")?;
     let labels: Vec<String> = policies.iter().map(|(l, _)| format!("{l:>12}")).collect();
-    println!("  {:<14}{}", "", labels.join(""));
-    row("requests", &|t| t.requests.to_string());
-    row("attempts", &|t| t.attempts.to_string());
-    row("waited ms", &|t| t.waited_ms.to_string());
-    row("failed", &|t| t.failed.to_string());
-    row("as recorded", &|t| t.as_recorded.to_string());
+    writeln!(out, "  {:<14}{}", "", labels.join(""))?;
+    let rows: [(&str, fn(&Summary) -> u64); 5] = [
+        ("requests", |t| t.requests),
+        ("attempts", |t| t.attempts),
+        ("waited ms", |t| t.waited_ms),
+        ("failed", |t| t.failed),
+        ("as recorded", |t| t.as_recorded),
+    ];
+    for (name, f) in rows {
+        let cells: Vec<String> = totals.iter().map(|t| format!("{:>12}", f(t))).collect();
+        writeln!(out, "  {name:<14}{}", cells.join(""))?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn replay_json(r: &Replay) -> serde_json::Value {
+    serde_json::json!({
+        "steps": r.steps,
+        "result": r.result,
+        "attempts": r.attempts,
+        "waited_ms": r.waited_ms,
+        "failed": r.failed,
+        "as_recorded": r.as_recorded,
+    })
+}
+
+fn summary_json(t: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "requests": t.requests,
+        "attempts": t.attempts,
+        "waited_ms": t.waited_ms,
+        "failed": t.failed,
+        "as_recorded": t.as_recorded,
+    })
 }
 
 fn load(

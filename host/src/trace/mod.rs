@@ -129,29 +129,91 @@ pub struct TraceError {
     pub message: String,
 }
 
+/// The longest trace line read: a record with many upstreams' views is
+/// tens of KiB; a line without end is refused at this length, not read
+/// into memory.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
 /// Reads a trace: one record a line; blank lines and lines starting with
 /// `#` are skipped.
 pub fn parse(text: &str) -> Result<Vec<Record>, TraceError> {
-    let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+    read(text.as_bytes()).collect()
+}
+
+/// Reads a trace as it goes, one record at a time: memory holds one line
+/// (at most [`MAX_LINE_BYTES`]), whatever the trace's size. Stops after
+/// the first error.
+pub fn read(reader: impl std::io::BufRead) -> impl Iterator<Item = Result<Record, TraceError>> {
+    let mut reader = reader;
+    let mut line_no = 0;
+    let mut buf = Vec::new();
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        use std::io::{BufRead, Read};
+        while !failed {
+            line_no += 1;
+            buf.clear();
+            let fail = |message: String| TraceError {
+                line: line_no,
+                message,
+            };
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            match reader.by_ref().take(limit).read_until(b'\n', &mut buf) {
+                Ok(0) => return None,
+                Ok(_) if buf.len() > MAX_LINE_BYTES => {
+                    failed = true;
+                    let max = MAX_LINE_BYTES >> 20;
+                    return Some(Err(fail(format!("longer than {max} MiB"))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(fail(format!("cannot read: {e}"))));
+                }
+            }
+            let parsed = std::str::from_utf8(&buf)
+                .map_err(|e| fail(format!("not UTF-8: {e}")))
+                .and_then(|line| parse_line(line.trim()).map_err(fail));
+            match parsed {
+                Ok(None) => continue,
+                Ok(Some(record)) => return Some(Ok(record)),
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            }
         }
-        let fail = |message: String| TraceError {
-            line: line_no,
-            message,
-        };
-        let value: Value =
-            serde_json::from_str(trimmed).map_err(|e| fail(format!("not JSON: {e}")))?;
-        let record = Record::from_json(&value).map_err(|e| fail(e.to_string()))?;
-        if record.attempts.is_empty() && !matches!(record.admission, Some(Admission::Reject(_))) {
-            return Err(fail(
-                "`attempts` is empty: replay needs at least the first attempt's outcome".into(),
-            ));
-        }
-        records.push(record);
+        None
+    })
+}
+
+/// One line: `None` for a blank line or a comment.
+fn parse_line(trimmed: &str) -> Result<Option<Record>, String> {
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
     }
-    Ok(records)
+    let value: Value = serde_json::from_str(trimmed).map_err(|e| format!("not JSON: {e}"))?;
+    let record = Record::from_json(&value).map_err(|e| e.to_string())?;
+    if record.attempts.is_empty() && !matches!(record.admission, Some(Admission::Reject(_))) {
+        return Err(
+            "`attempts` is empty: replay needs at least the first attempt's outcome".into(),
+        );
+    }
+    Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_refused_without_reading_it_whole() {
+        let mut text = b"# a comment\n\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
+        let mut records = read(&text[..]);
+        let e = records.next().unwrap().unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (3, "longer than 16 MiB"));
+        assert!(records.next().is_none(), "reading stops at an error");
+        assert_eq!(read(&b"\n# only comments\n"[..]).count(), 0);
+    }
 }
