@@ -11,7 +11,8 @@ VENV := .venv
 ## compile for; a virtualenv with the official Anthropic SDK, the pinned
 ## `wasmtime` bindings (the Python host), the wasmtime CLI (an independent
 ## wasi:http runtime for the edge tests; the wheel ships it without its
-## executable bit) and wasm-tools; jco, pinned by hosts/node/package-lock.json,
+## executable bit) and wasm-tools; opentelemetry-proto (the OTLP receiver the
+## trace tests export to); jco, pinned by hosts/node/package-lock.json,
 ## in hosts/node/node_modules (the Node host; reinstalled only when the lock
 ## file changes); and the real services the tests run on loopback, from
 ## Debian's packages: redis-server (shared limits), tinyproxy (egress

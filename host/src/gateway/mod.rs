@@ -8,6 +8,7 @@
 
 mod admission;
 mod budget;
+mod collector;
 pub(crate) mod facts;
 mod forward;
 mod record;

@@ -66,11 +66,13 @@ impl Gateway {
             metrics,
             next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
             trace: super::record::open(config)?,
-            otel: config
-                .otel
-                .as_ref()
-                .map(crate::telemetry::otel::Tracer::start)
-                .transpose()?,
+            otel: match &config.otel {
+                Some(otel) => {
+                    let collector = Box::new(super::collector::Collector::new(&otel.collector)?);
+                    Some(crate::telemetry::otel::Tracer::start(otel, collector)?)
+                }
+                None => None,
+            },
             config_path: config.path.clone(),
             overrides,
         }))

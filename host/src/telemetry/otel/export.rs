@@ -5,10 +5,9 @@
 
 use super::encode;
 use super::span::{Ending, RequestSpan};
-use super::{Counts, Otel};
-use crate::upstream::UpstreamClient;
+use super::{Answer, Counts, Otel, Transport};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -42,7 +41,7 @@ pub(super) enum Message {
 }
 
 pub(super) struct Exporter {
-    client: UpstreamClient,
+    transport: Box<dyn Transport>,
     uri: http::Uri,
     headers: http::HeaderMap,
     timeout: Duration,
@@ -52,14 +51,12 @@ pub(super) struct Exporter {
 }
 
 impl Exporter {
-    pub(super) fn new(config: &Otel, counts: Arc<Counts>) -> anyhow::Result<Exporter> {
-        let collector = &config.collector;
-        let dns = crate::config::Dns::default();
-        let client = UpstreamClient::per_worker(collector, 1, None, &dns)?
-            .into_vec()
-            .pop()
-            .expect("one client per worker");
-        let uri: http::Uri = collector.url().parse()?;
+    pub(super) fn new(
+        config: &Otel,
+        counts: Arc<Counts>,
+        transport: Box<dyn Transport>,
+    ) -> anyhow::Result<Exporter> {
+        let uri: http::Uri = config.collector.url().parse()?;
         let mut headers = http::HeaderMap::new();
         for (name, value) in &config.headers {
             let mut value = http::HeaderValue::from_str(value.expose())?;
@@ -75,7 +72,7 @@ impl Exporter {
             http::HeaderValue::from_static(concat!("levee/", env!("CARGO_PKG_VERSION"))),
         );
         Ok(Exporter {
-            client,
+            transport,
             uri,
             headers,
             timeout: config.timeout,
@@ -181,31 +178,20 @@ impl Exporter {
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();
-        let resp = match self.client.send(req, self.timeout).await {
-            Ok(resp) => resp,
-            Err(e) => {
+        let Answer {
+            status,
+            retry_after: after,
+            body,
+        } = match self.transport.post(req, self.timeout).await {
+            Ok(answer) => answer,
+            Err(why) => {
                 return Posted::Retry {
-                    why: format!("cannot reach the collector: {}", e.message),
+                    why: format!("cannot reach the collector: {why}"),
                     after: None,
                 };
             }
         };
-        let status = resp.status();
-        let after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()?.trim().parse().ok())
-            .map(Duration::from_secs);
-        let body = tokio::time::timeout(
-            self.timeout,
-            Limited::new(resp.into_body(), 64 * 1024).collect(),
-        )
-        .await;
-        let body = match body {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            _ => Bytes::new(),
-        };
-        match status.as_u16() {
+        match status {
             200..=299 => {
                 let rejected = ExportTraceServiceResponse::decode(body)
                     .ok()

@@ -10,7 +10,8 @@
 //! request over when its access line is written, through a bounded queue
 //! that never waits: when the exporter falls behind, spans are dropped and
 //! counted. The exporter (`export.rs`) batches, encodes with the
-//! `opentelemetry-proto` messages and posts on levee's own upstream client.
+//! `opentelemetry-proto` messages and posts through a [`Transport`]: the
+//! gateway gives it levee's own upstream client.
 //! The OpenTelemetry SDK is not used: it builds spans live, each with its
 //! own allocations and context, and exports on a thread of its own with a
 //! client of its own; levee already keeps each request's facts, so its
@@ -25,10 +26,33 @@ pub(crate) use span::{Ending, RequestSpan};
 
 use crate::config::Otel;
 use context::TraceParent;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// How an export reaches the collector.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `req` and reads the answer (its body bounded), within
+    /// `timeout`; an error says why nothing came back.
+    fn post(
+        &self,
+        req: http::Request<http_body_util::Full<bytes::Bytes>>,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Answer, String>> + Send + '_>>;
+}
+
+/// The collector's answer.
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// `retry-after`, in whole seconds.
+    pub retry_after: Option<Duration>,
+    /// The body, as much as was read.
+    pub body: bytes::Bytes,
+}
 
 /// Requests waiting for the exporter; beyond this they are dropped.
 const QUEUE: usize = 4096;
@@ -52,11 +76,12 @@ pub struct Counts {
 }
 
 impl Tracer {
-    /// Starts the exporter on the current tokio runtime.
-    pub fn start(config: &Otel) -> anyhow::Result<Arc<Tracer>> {
+    /// Starts the exporter on the current tokio runtime, posting through
+    /// `transport`.
+    pub fn start(config: &Otel, transport: Box<dyn Transport>) -> anyhow::Result<Arc<Tracer>> {
         let (queue, rx) = mpsc::channel(QUEUE);
         let counts = Arc::new(Counts::default());
-        export::Exporter::new(config, counts.clone())?.spawn(rx);
+        export::Exporter::new(config, counts.clone(), transport)?.spawn(rx);
         tracing::info!(
             endpoint = %config.collector.url(),
             sample_ratio = config.sample_ratio,
