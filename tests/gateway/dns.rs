@@ -3,7 +3,7 @@
 //! static overrides, and NXDOMAIN as a DNS error.
 
 use super::{FAST_POLICY, MESSAGE, post};
-use levee_tests::egress::Dnsmasq;
+use levee_tests::egress::{BlackHole, Dnsmasq};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script};
 use std::time::{Duration, Instant};
@@ -149,4 +149,35 @@ async fn a_changed_record_is_picked_up_after_its_ttl() {
         assert!(Instant::now() < deadline, "the new record was never used");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_black_holed_first_address_costs_the_attempt_delay_not_the_connect_timeout() {
+    let upstream = MockUpstream::start(Script::always(
+        Reply::message().header("connection", "close"),
+    ))
+    .await;
+    let port = upstream.addr().port();
+    // The first address drops every SYN; the second serves. In turn, each
+    // dial would wait out the 10 s connect timeout on the first.
+    let hole = BlackHole::on(std::net::SocketAddr::from(([127, 0, 0, 2], port)));
+    let levee = levee_dns(
+        NAME,
+        port,
+        &format!("overrides = {{ \"{NAME}\" = [\"127.0.0.2\", \"127.0.0.1\"] }}"),
+    );
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, message) = status_and_message(&levee).await;
+        let took = started.elapsed();
+        assert_eq!(status, 200, "{message}");
+        // The black hole is tried first and given the attempt delay
+        // (250 ms) before the next address starts.
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(3),
+            "a request took {took:?} with {} black-holed",
+            hole.addr
+        );
+    }
+    assert_eq!(upstream.requests().len(), 3);
 }

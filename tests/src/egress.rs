@@ -189,3 +189,37 @@ impl Drop for Dnsmasq {
         self.kill();
     }
 }
+
+/// A TCP address that swallows connection attempts, as a black-holed
+/// address does: a listener whose accept queue is full (backlog 0, one
+/// connection queued and never accepted), so the kernel drops each new SYN
+/// and the connect hangs until its timeout.
+pub struct BlackHole {
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<std::net::TcpStream>,
+    /// The address.
+    pub addr: std::net::SocketAddr,
+}
+
+impl BlackHole {
+    /// A black hole on `addr` (inside a tokio runtime).
+    pub fn on(addr: std::net::SocketAddr) -> BlackHole {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(addr).expect("bind the black hole");
+        let listener = socket.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let mut queued = Vec::new();
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => queued.push(s),
+                Err(_) => break,
+            }
+            assert!(queued.len() < 8, "the accept queue of {addr} never fills");
+        }
+        BlackHole {
+            _listener: listener,
+            _queued: queued,
+            addr,
+        }
+    }
+}

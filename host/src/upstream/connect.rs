@@ -68,30 +68,40 @@ impl Connector {
         }
     }
 
-    /// A TCP connection straight to the upstream: every resolved address
-    /// in turn until one accepts.
+    /// A TCP connection straight to the upstream: the resolved addresses
+    /// raced by Happy Eyeballs (`eyeballs.rs`), each attempt bounded by
+    /// the connect timeout.
     async fn direct(&self) -> Result<TcpStream, ConnectError> {
         let addrs = self.dns.resolve(&self.host, self.port).await?;
-        let mut last = None;
-        for addr in &addrs {
-            let failed =
-                match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(stream)) => return Ok(stream),
-                    Ok(Err(e)) => format!("{addr}: {e}"),
-                    Err(_) => format!("{addr}: no answer within {:?}", self.connect_timeout),
-                };
-            tracing::debug!(host = %self.host, "connect failed, {failed}");
-            last = Some(failed);
-        }
-        Err(ConnectError {
+        let failed = |why: String| ConnectError {
             kind: FailureKind::Connect,
-            message: format!(
-                "cannot connect to {}:{} ({})",
-                self.host,
-                self.port,
-                last.unwrap_or_default()
-            ),
-        })
+            message: format!("cannot connect to {}:{} ({why})", self.host, self.port),
+        };
+        if let [addr] = addrs[..] {
+            // One address: nothing to race.
+            return match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(e)) => Err(failed(format!("{addr}: {e}"))),
+                Err(_) => Err(failed(format!(
+                    "{addr}: no answer within {:?}",
+                    self.connect_timeout
+                ))),
+            };
+        }
+        let raced = super::eyeballs::race(&addrs, self.connect_timeout, false).await;
+        let mut last = None;
+        for t in &raced.tried {
+            if let Err(e) = &t.result {
+                let failed = format!("{}: {e}", t.addr);
+                tracing::debug!(host = %self.host, "connect failed, {failed}");
+                last = Some(failed);
+            }
+        }
+        match raced.stream {
+            Some((stream, _)) => Ok(stream),
+            None => Err(failed(last.unwrap_or_default())),
+        }
     }
 
     /// A permit to open a connection, at once if one is free.

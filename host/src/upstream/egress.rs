@@ -211,7 +211,7 @@ impl Egress {
         let mut failures = Vec::new();
         for i in self.order() {
             let proxy = &self.proxies[i];
-            let attempt = tokio::time::timeout(timeout, open(proxy, host, port, dns));
+            let attempt = tokio::time::timeout(timeout, open(proxy, host, port, dns, timeout));
             let outcome = match attempt.await {
                 Ok(r) => r,
                 Err(_) => Err(Failure::Reach(format!("no answer within {timeout:?}"))),
@@ -251,22 +251,31 @@ pub(crate) enum Failure {
     Refused(String, Option<u16>),
 }
 
-async fn open(proxy: &Proxy, host: &str, port: u16, dns: &Resolver) -> Result<TcpStream, Failure> {
+async fn open(
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+    dns: &Resolver,
+    timeout: Duration,
+) -> Result<TcpStream, Failure> {
     let addrs = dns
         .resolve(&proxy.endpoint.host, proxy.endpoint.port)
         .await
         .map_err(|e| Failure::Reach(e.message))?;
-    let mut last = String::new();
-    let mut stream = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
-        }
-    }
+    let raced = super::eyeballs::race(&addrs, timeout, false).await;
+    let last = raced
+        .tried
+        .iter()
+        .rev()
+        .find_map(|t| {
+            Some(format!(
+                "cannot connect to {}: {}",
+                t.addr,
+                t.result.as_ref().err()?
+            ))
+        })
+        .unwrap_or_default();
+    let stream = raced.stream.map(|(s, _)| s);
     let mut stream = stream.ok_or(Failure::Reach(last))?;
     let _ = stream.set_nodelay(true);
     handshake(&mut stream, host, port, proxy.endpoint.auth.as_ref()).await?;

@@ -7,6 +7,7 @@ mod connect;
 mod dial;
 mod dns;
 pub(crate) mod egress;
+pub(crate) mod eyeballs;
 pub(crate) mod health;
 mod no_proxy;
 mod pool;
