@@ -273,3 +273,56 @@ async fn a_proxy_wanting_credentials_or_refusing_the_port_is_explained() {
         "only the direct HTTP probes reached the upstream"
     );
 }
+
+#[test]
+fn each_layer_is_printed_the_moment_it_completes() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    // TCP connects at once; HTTP then waits its whole 2 s timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let started = Instant::now();
+    let mut child = Command::new(levee_tests::levee_bin())
+        .args(["doctor", "--timeout-ms", "2000", &url])
+        .env_remove("ANTHROPIC_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("levee doctor runs");
+    let lines: Vec<(Duration, String)> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(|l| (started.elapsed(), l.unwrap()))
+        .collect();
+    child.wait().unwrap();
+    let at = |name: &str| {
+        lines
+            .iter()
+            .find(|(_, l)| l.starts_with(&format!("  {name:<5} ")))
+            .unwrap_or_else(|| panic!("no {name} line in {lines:?}"))
+            .0
+    };
+    let (tcp, http) = (at("tcp"), at("http"));
+    assert!(
+        tcp < Duration::from_millis(1_500),
+        "the tcp line waited {tcp:?} for the layers after it: {lines:?}"
+    );
+    assert!(
+        http >= tcp + Duration::from_millis(1_500) && http < Duration::from_secs(10),
+        "tcp at {tcp:?}, http at {http:?}"
+    );
+    // Not a terminal: plain lines, no spinner.
+    assert!(
+        lines
+            .iter()
+            .all(|(_, l)| !l.contains('\r') && !l.contains('\x1b'))
+    );
+    let tcp_evidence = &lines
+        .iter()
+        .find(|(_, l)| l.contains("connected in"))
+        .unwrap()
+        .1;
+    assert!(
+        tcp_evidence.contains("(started at +") && tcp_evidence.ends_with(" ms, first: used)"),
+        "{tcp_evidence}"
+    );
+}

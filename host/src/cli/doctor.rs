@@ -2,11 +2,13 @@
 //! `crate::doctor`) and exits non-zero when a layer fails.
 
 use crate::config::{Config, Overrides, Scheme};
-use crate::doctor::{self, Options, Target, Verdict};
+use crate::doctor::{self, Options, Progress, Target, Verdict};
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Flags of `levee doctor`.
 #[derive(Debug, clap::Args)]
@@ -73,13 +75,49 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut failed = false;
     let mut reports = Vec::new();
+    // Each layer is printed the moment it completes; on a terminal, the
+    // one in progress shows a spinner and its time so far.
+    let terminal = !args.json && std::io::stdout().is_terminal();
     for target in &targets {
-        let layers = rt.block_on(doctor::check(target, &options));
+        if !args.json {
+            println!("{}", target.url());
+        }
+        let running: Cell<Option<(&'static str, Instant)>> = Cell::new(None);
+        let mut tell = |p: Progress<'_>| match p {
+            Progress::Checking(name) => running.set(Some((name, Instant::now()))),
+            Progress::Done(layer) => {
+                running.set(None);
+                if terminal {
+                    print!("\r\x1b[K");
+                }
+                if !args.json {
+                    print!("{}", doctor::render_layer(layer));
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        };
+        let spinner = async {
+            const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+            for frame in FRAMES.iter().cycle() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some((name, since)) = running.get() {
+                    let secs = since.elapsed().as_secs_f64();
+                    print!("\r\x1b[K  {name:<5} {frame} {secs:.1} s");
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        };
+        let layers = rt.block_on(async {
+            tokio::select! {
+                layers = doctor::check(target, &options, &mut tell) => layers,
+                () = spinner, if terminal => unreachable!("the spinner never ends"),
+            }
+        });
         failed |= layers.iter().any(|l| l.verdict == Verdict::Fail);
         if args.json {
             reports.push(doctor::to_json(target, &layers));
         } else {
-            println!("{}", doctor::render(target, &layers));
+            println!();
         }
     }
     if args.json {

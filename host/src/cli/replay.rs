@@ -134,15 +134,17 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     writeln!(out, "summary")?;
     let labels: Vec<String> = policies.iter().map(|(l, _)| format!("{l:>12}")).collect();
     writeln!(out, "  {:<14}{}", "", labels.join(""))?;
-    let rows: [(&str, fn(&Summary) -> u64); 5] = [
-        ("requests", |t| t.requests),
-        ("attempts", |t| t.attempts),
-        ("waited ms", |t| t.waited_ms),
-        ("failed", |t| t.failed),
-        ("as recorded", |t| t.as_recorded),
-    ];
-    for (name, f) in rows {
-        let cells: Vec<String> = totals.iter().map(|t| format!("{:>12}", f(t))).collect();
+    for (i, name) in ["requests", "attempts", "waited ms", "failed", "as recorded"]
+        .into_iter()
+        .enumerate()
+    {
+        let cells: Vec<String> = totals
+            .iter()
+            .map(|t| {
+                let n = [t.requests, t.attempts, t.waited_ms, t.failed, t.as_recorded][i];
+                format!("{n:>12}")
+            })
+            .collect();
         writeln!(out, "  {name:<14}{}", cells.join(""))?;
     }
     out.flush()?;

@@ -114,23 +114,60 @@ impl Verdict {
     }
 }
 
-/// Checks one target, layer by layer: the direct path, then the proxies.
-pub async fn check(target: &Target, options: &Options) -> Vec<Layer> {
-    let mut layers = direct(target, options).await;
-    let proxies = proxies::check(target, options.timeout).await;
-    if proxies.verdict != Verdict::Skipped {
-        not_the_path(&mut layers);
+/// What [`check`] tells as it goes.
+pub enum Progress<'a> {
+    /// A layer's check has started.
+    Checking(&'static str),
+    /// A layer's check is done.
+    Done(&'a Layer),
+}
+
+/// The layers so far, each told to the caller the moment it is done.
+struct Report<'a> {
+    layers: Vec<Layer>,
+    /// Traffic goes through egress proxies: the direct path only warns.
+    via_proxies: bool,
+    tell: &'a mut dyn FnMut(Progress<'_>),
+}
+
+impl Report<'_> {
+    fn checking(&mut self, name: &'static str) {
+        (self.tell)(Progress::Checking(name));
     }
-    layers.push(proxies);
-    layers
+
+    fn push(&mut self, mut layer: Layer) {
+        if self.via_proxies && layer.name != "proxies" {
+            not_the_path(&mut layer);
+        }
+        (self.tell)(Progress::Done(&layer));
+        self.layers.push(layer);
+    }
+}
+
+/// Checks one target, layer by layer: the direct path, then the proxies.
+/// `tell` hears of each layer as it starts and as it completes.
+pub async fn check(
+    target: &Target,
+    options: &Options,
+    tell: &mut dyn FnMut(Progress<'_>),
+) -> Vec<Layer> {
+    let mut report = Report {
+        layers: Vec::new(),
+        via_proxies: proxies::apply(target),
+        tell,
+    };
+    direct(target, options, &mut report).await;
+    report.checking("proxies");
+    report.push(proxies::check(target, options.timeout).await);
+    report.layers
 }
 
 /// levee's traffic goes through egress proxies (which resolve the name and
 /// connect themselves), so the direct path is shown but not used: on a
 /// network that only lets proxies out, its failures are warnings, and the
 /// proxies layer carries the verdict.
-fn not_the_path(direct: &mut [Layer]) {
-    for layer in direct.iter_mut().filter(|l| l.verdict == Verdict::Fail) {
+fn not_the_path(layer: &mut Layer) {
+    if layer.verdict == Verdict::Fail {
         layer.verdict = Verdict::Warn;
         layer.evidence.push(
             "not levee's path: its traffic goes through the egress proxies (see `proxies`)"
@@ -140,77 +177,87 @@ fn not_the_path(direct: &mut [Layer]) {
 }
 
 /// DNS, TCP, TLS and HTTP, straight to the upstream.
-async fn direct(target: &Target, options: &Options) -> Vec<Layer> {
+async fn direct(target: &Target, options: &Options, report: &mut Report<'_>) {
+    report.checking("dns");
     let (dns, addrs) = dns::check(&target.host, target.port, options).await;
-    let mut layers = vec![dns];
+    report.push(dns);
     if addrs.is_empty() {
         for name in ["tcp", "tls", "http"] {
-            layers.push(Layer::skipped(name, "no address to connect to"));
+            report.push(Layer::skipped(name, "no address to connect to"));
         }
-        return layers;
+        return;
     }
+    report.checking("tcp");
     let (tcp, reachable) = tcp_check(&addrs, options.timeout).await;
-    layers.push(tcp);
+    report.push(tcp);
     let Some(addr) = reachable else {
         for name in ["tls", "http"] {
-            layers.push(Layer::skipped(name, "no address accepted a connection"));
+            report.push(Layer::skipped(name, "no address accepted a connection"));
         }
-        return layers;
+        return;
     };
     if target.https {
+        report.checking("tls");
         let (tls, stream) = tls::check(target, addr, options.timeout).await;
-        layers.push(tls);
+        report.push(tls);
         match stream {
-            Some(stream) => layers.push(http::check(stream, target, options, true).await),
-            None => layers.push(Layer::skipped("http", "no TLS session")),
+            Some(stream) => {
+                report.checking("http");
+                report.push(http::check(stream, target, options, true).await)
+            }
+            None => report.push(Layer::skipped("http", "no TLS session")),
         }
     } else {
-        layers.push(Layer {
+        report.push(Layer {
             evidence: vec!["plain HTTP upstream: no TLS".to_owned()],
             ..Layer::skipped("tls", "")
         });
+        report.checking("http");
         match tokio::net::TcpStream::connect(addr).await {
             // In the clear, the key goes only to this machine.
             Ok(stream) => {
                 let key_safe = addr.ip().is_loopback();
-                layers.push(http::check(stream, target, options, key_safe).await)
+                report.push(http::check(stream, target, options, key_safe).await)
             }
             Err(e) => {
                 let mut l = Layer::new("http");
                 l.worsen(Verdict::Fail);
                 l.evidence.push(format!("reconnect to {addr} failed: {e}"));
-                layers.push(l);
+                report.push(l);
             }
         }
     }
-    layers
 }
 
-/// TCP: connects to every address, with timings; the first that answers is
-/// the one the layers above use.
+/// TCP: every address raced as levee connects (Happy Eyeballs: families
+/// interleaved, the next one started 250 ms after the last or as soon as
+/// it fails), and waited for, with each one's start and time; the first
+/// that connects is the one the layers above use, as it would be levee's.
 async fn tcp_check(addrs: &[SocketAddr], timeout: Duration) -> (Layer, Option<SocketAddr>) {
     let mut layer = Layer::new("tcp");
-    let mut first = None;
+    let raced = crate::upstream::eyeballs::race(addrs, timeout, true).await;
+    let first = raced.stream.map(|(_, addr)| addr);
+    let mut tried = raced.tried;
+    tried.sort_by_key(|t| t.started);
     let mut failed = 0;
-    for &addr in addrs {
-        let started = std::time::Instant::now();
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => {
-                layer.evidence.push(format!(
-                    "{addr}: connected in {:.1} ms",
-                    started.elapsed().as_secs_f64() * 1e3
-                ));
-                first.get_or_insert(addr);
-            }
-            Ok(Err(e)) => {
-                failed += 1;
-                layer.evidence.push(format!("{addr}: {e}"));
-            }
-            Err(_) => {
+    for t in &tried {
+        let at = t.started.as_secs_f64() * 1e3;
+        let chosen = if Some(t.addr) == first {
+            ", first: used"
+        } else {
+            ""
+        };
+        match &t.result {
+            Ok(took) => layer.evidence.push(format!(
+                "{}: connected in {:.1} ms (started at +{at:.0} ms{chosen})",
+                t.addr,
+                took.as_secs_f64() * 1e3
+            )),
+            Err(e) => {
                 failed += 1;
                 layer
                     .evidence
-                    .push(format!("{addr}: no answer within {timeout:?}"));
+                    .push(format!("{}: {e} (started at +{at:.0} ms)", t.addr));
             }
         }
     }
@@ -224,8 +271,9 @@ async fn tcp_check(addrs: &[SocketAddr], timeout: Duration) -> (Layer, Option<So
     } else if failed > 0 {
         layer.worsen(Verdict::Warn);
         layer.fix = Some(format!(
-            "{failed} of {} addresses refuse or drop connections; levee fails over between them, \
-             but a static override with only the working ones avoids the delay",
+            "{failed} of {} addresses refuse or drop connections; levee races them (Happy \
+             Eyeballs), so each costs it up to 250 ms, but a static override with only the \
+             working ones avoids that",
             addrs.len()
         ));
     }
@@ -262,17 +310,22 @@ pub fn to_json(target: &Target, layers: &[Layer]) -> serde_json::Value {
 
 /// The report for one target, as text.
 pub fn render(target: &Target, layers: &[Layer]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{}", target.url());
+    let mut out = format!("{}\n", target.url());
     for l in layers {
-        let mark = l.verdict.name();
-        let _ = writeln!(out, "  {:<5} {mark}", l.name);
-        for e in l.evidence.iter().filter(|e| !e.is_empty()) {
-            let _ = writeln!(out, "        {e}");
-        }
-        if let Some(fix) = &l.fix {
-            let _ = writeln!(out, "        fix: {fix}");
-        }
+        out.push_str(&render_layer(l));
+    }
+    out
+}
+
+/// One layer's lines of the text report.
+pub fn render_layer(l: &Layer) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "  {:<5} {}", l.name, l.verdict.name());
+    for e in l.evidence.iter().filter(|e| !e.is_empty()) {
+        let _ = writeln!(out, "        {e}");
+    }
+    if let Some(fix) = &l.fix {
+        let _ = writeln!(out, "        fix: {fix}");
     }
     out
 }
@@ -285,14 +338,11 @@ mod tests {
     fn behind_proxies_a_failing_direct_path_only_warns() {
         let mut failed = Layer::new("tcp");
         failed.worsen(Verdict::Fail);
-        let mut layers = vec![
-            Layer::new("dns"),
-            failed,
-            Layer::skipped("tls", "no address"),
-        ];
-        not_the_path(&mut layers);
-        let verdicts: Vec<_> = layers.iter().map(|l| l.verdict).collect();
-        assert_eq!(verdicts, [Verdict::Ok, Verdict::Warn, Verdict::Skipped]);
-        assert!(layers[1].evidence[0].contains("egress proxies"));
+        not_the_path(&mut failed);
+        assert_eq!(failed.verdict, Verdict::Warn);
+        assert!(failed.evidence[0].contains("egress proxies"));
+        let mut skipped = Layer::skipped("tls", "no address");
+        not_the_path(&mut skipped);
+        assert_eq!(skipped.verdict, Verdict::Skipped);
     }
 }

@@ -75,6 +75,12 @@ pub async fn check(target: &Target, timeout: Duration) -> Layer {
 }
 
 /// The proxies levee would use for `target`, and where they come from.
+/// Whether `target`'s traffic goes through egress proxies (or would, but
+/// the environment's are malformed): then the proxies carry the verdict.
+pub fn apply(target: &Target) -> bool {
+    !matches!(list(target), Ok(None))
+}
+
 fn list(target: &Target) -> Result<Option<(Vec<ProxyEndpoint>, &'static str)>, String> {
     if !target.proxies.is_empty() {
         return Ok(Some((target.proxies.clone(), "configured")));
