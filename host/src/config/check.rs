@@ -96,6 +96,26 @@ impl<'a> Checker<'a> {
         T::try_from(v).unwrap_or(default)
     }
 
+    /// A share from 0.0 to 1.0, or `default` when absent or out of range
+    /// (reported).
+    pub fn ratio(&mut self, key: &str, value: Option<f64>, default: f64) -> f64 {
+        match value {
+            None => default,
+            Some(r) if r.is_finite() && (0.0..=1.0).contains(&r) => r,
+            Some(r) => {
+                let key = Key::file(key);
+                self.report(
+                    &key,
+                    format_args!(
+                        "{key} must be a number from 0.0 to 1.0, got {}",
+                        toml_float(r)
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     /// A duration (milliseconds, or text with units), checked like
     /// [`Checker::int`] in milliseconds.
     pub fn millis(

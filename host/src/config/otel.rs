@@ -2,7 +2,7 @@
 //! `endpoint` is set.
 
 use super::Secret;
-use super::check::{Checker, Key, toml_float};
+use super::check::{Checker, Key};
 use super::raw::RawOtel;
 use super::types::Upstream;
 use super::upstream::{parse_url, tls, with_defaults};
@@ -58,21 +58,7 @@ pub(super) fn otel(c: &mut Checker<'_>, raw: Option<RawOtel>) -> Option<Otel> {
             up.tls = tls(c, "otel.tls", raw_tls);
         }
     }
-    let sample_ratio = match raw.sample_ratio {
-        None => 1.0,
-        Some(r) if r.is_finite() && (0.0..=1.0).contains(&r) => r,
-        Some(r) => {
-            let key = Key::file("otel.sample_ratio");
-            c.report(
-                &key,
-                format_args!(
-                    "{key} must be a number from 0.0 to 1.0, got {}",
-                    toml_float(r)
-                ),
-            );
-            1.0
-        }
-    };
+    let sample_ratio = c.ratio("otel.sample_ratio", raw.sample_ratio, 1.0);
     let mut headers = Vec::new();
     for (name, value) in raw.headers.unwrap_or_default() {
         let key = Key::file(format!("otel.headers.{name}"));

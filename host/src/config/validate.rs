@@ -1,7 +1,7 @@
 //! From [`RawConfig`] to [`Config`]: every section checked, every problem
 //! collected, so one run reports all of them.
 
-use super::check::{Checker, Key, toml_float};
+use super::check::{Checker, Key};
 use super::raw::{RawAdmin, RawConfig, RawLog, RawRails, RawStreaming, RawTrace};
 use super::types::{Admin, Log, LogFormat, Rails, Secret, Streaming, Trace};
 use super::{Config, ConfigError, Overrides, policy_settings, upstream};
@@ -134,21 +134,7 @@ pub(super) fn listen_address(given: &str) -> Result<SocketAddr, String> {
 }
 
 fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
-    let ratio = match raw.retry_budget_ratio {
-        None => 0.2,
-        Some(r) if r.is_finite() && (0.0..=1.0).contains(&r) => r,
-        Some(r) => {
-            let key = Key::file("rails.retry_budget_ratio");
-            c.report(
-                &key,
-                format_args!(
-                    "{key} must be a number from 0.0 to 1.0, got {}",
-                    toml_float(r)
-                ),
-            );
-            0.2
-        }
-    };
+    let ratio = c.ratio("rails.retry_budget_ratio", raw.retry_budget_ratio, 0.2);
     Rails {
         max_attempts: c.int(
             "rails.max_attempts",
