@@ -74,6 +74,9 @@ run: setup-build
 test: setup edge
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --locked -p levee --bin levee
+	# `cargo install` as the README documents it, into a scratch root.
+	$(CARGO) install --locked --path host --root target/install-check --force --quiet
+	target/install-check/bin/levee --version
 	# The engine alone, as an embedder links it, without the gateway's crates.
 	$(CARGO) check --release --locked -p levee --no-default-features
 	$(CARGO) test --release --locked --workspace
