@@ -91,3 +91,41 @@ fn the_containerfile_builds_where_a_builder_runs() {
         .unwrap();
     assert!(status.success(), "{builder} build failed");
 }
+
+#[test]
+fn make_run_needs_only_rust_and_the_wasm_targets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("make")
+        .args(["-n", "--no-print-directory", "run"])
+        .current_dir(&root)
+        .env_remove("MAKEFLAGS")
+        .env_remove("CARGO")
+        .output()
+        .expect("make runs");
+    assert!(out.status.success());
+    let recipe = String::from_utf8(out.stdout).unwrap();
+    let commands: Vec<&str> = recipe.lines().filter(|l| !l.starts_with("echo ")).collect();
+    // What a fresh machine with only rustup needs: the targets, the build,
+    // the run. No sudo, no packages, no virtualenv, no test services.
+    assert_eq!(
+        commands,
+        [
+            "rustup target add wasm32-unknown-unknown wasm32-wasip2",
+            "cargo build --profile dist --locked -p levee --bin levee",
+            "cargo run --profile dist --locked -p levee -- serve",
+        ],
+        "{recipe}"
+    );
+    for tool in [
+        "sudo",
+        "apt",
+        "pip",
+        "npm",
+        "redis",
+        "tinyproxy",
+        "dnsmasq",
+        "spin",
+    ] {
+        assert!(!recipe.contains(tool), "`make run` calls {tool}: {recipe}");
+    }
+}
