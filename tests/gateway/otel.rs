@@ -217,3 +217,30 @@ async fn spans_queued_at_shutdown_are_exported_before_levee_exits() {
     assert_eq!(levee.wait_exit(Duration::from_secs(10)), Some(0));
     assert_eq!(receiver.spans().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdks_environment_variables_turn_tracing_on_without_a_config_section() {
+    let upstream = MockUpstream::start(Script::always(Reply::message_with("hi", 3, 2))).await;
+    let receiver = OtlpReceiver::start();
+    let levee = Levee::start_env(
+        &format!(
+            "{FAST_POLICY}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n",
+            upstream.url()
+        ),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_SERVICE_NAME", "from-the-environment".into()),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-ingest-key=env%20key".into(),
+            ),
+        ],
+    );
+    let resp = send(&levee, MESSAGE, None).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    let spans = receiver.wait_for(2, Duration::from_secs(10));
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert_eq!(spans[0]["resource"]["service.name"], "from-the-environment");
+    assert_eq!(receiver.exports()[0]["x-ingest-key"], "env key");
+}

@@ -66,6 +66,13 @@ impl Levee {
             .env_remove("http_proxy")
             .env_remove("NO_PROXY")
             .env_remove("no_proxy")
+            // A machine's own OpenTelemetry settings would turn tracing on.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_SDK_DISABLED")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
