@@ -388,6 +388,52 @@ async fn sighup_reloads_the_policy_from_the_config_file() {
         (resp.status().as_u16(), header(&resp, "x-levee-attempts")),
         (200, Some("1"))
     );
+    // Nothing that only a restart applies changed: nothing is named.
+    assert!(
+        levee.log().contains("SIGHUP: reloaded; policy"),
+        "{}",
+        levee.log()
+    );
+    assert!(
+        !levee.log().contains("a restart is needed"),
+        "{}",
+        levee.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_names_the_changed_settings_only_a_restart_applies() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let levee = levee_for(&upstream, "");
+    let path = levee.dir().join("levee.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("shutdown_grace_ms = 10000", "shutdown_grace_ms = 20000")
+        .replace("builtin:standard", "builtin:interactive");
+    // Reloadable and restart-only changes together; [otel] is appended
+    // last, after the admin table the harness wrote.
+    std::fs::write(
+        &path,
+        format!("{text}\n[otel]\nendpoint = \"http://127.0.0.1:9\"\n"),
+    )
+    .unwrap();
+    levee.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !levee.log().contains("SIGHUP: reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload:\n{}",
+            levee.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = levee.log();
+    assert!(
+        log.contains("a restart is needed to change shutdown_grace_ms, otel"),
+        "{log}"
+    );
+    // What a reload can change, it did.
+    assert_eq!(active_policy(&levee).await, "interactive");
 }
 
 #[test]

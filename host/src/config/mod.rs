@@ -208,3 +208,43 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// What differs from `started` among the settings a reload cannot
+    /// change (they are read once, at start): each by its key, for the
+    /// operator to know that a restart is needed.
+    pub fn needs_restart(&self, started: &Config) -> Vec<&'static str> {
+        let (a, b) = (started, self);
+        let (pa, pb) = (&a.policy, &b.policy);
+        [
+            ("listen", a.listen != b.listen),
+            ("workers", a.workers != b.workers),
+            ("shutdown_grace_ms", a.shutdown_grace != b.shutdown_grace),
+            ("header_timeout_ms", a.header_timeout != b.header_timeout),
+            ("admin.listen", a.admin.listen != b.admin.listen),
+            ("admin token", a.admin.token != b.admin.token),
+            (
+                "admin.open_metrics",
+                a.admin.open_metrics != b.admin.open_metrics,
+            ),
+            (
+                "log.level and log.format",
+                a.log.level != b.log.level || a.log.format != b.log.format,
+            ),
+            ("trace", a.trace != b.trace),
+            ("otel", a.otel != b.otel),
+            (
+                "rails.retry_budget_*",
+                a.rails.retry_budget_ratio != b.rails.retry_budget_ratio
+                    || a.rails.retry_budget_min_retries != b.rails.retry_budget_min_retries,
+            ),
+            (
+                "policy limits and cache",
+                pa.limits != pb.limits || pa.cache != pb.cache,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+}

@@ -417,3 +417,32 @@ fn a_bad_otel_section_names_each_key() {
     );
     assert!(e.contains("`otel.headers.bad name`"), "{e}");
 }
+
+#[test]
+fn a_reload_names_what_only_a_restart_changes() {
+    let started = parse("[[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:9001\"\n").unwrap();
+    // Upstreams, rails and the access log are reloaded: nothing to name.
+    let reloadable = parse(
+        "[[upstreams]]\nname = \"b\"\nurl = \"http://127.0.0.1:9002\"\n\
+         [rails]\nmax_attempts = 2\n[log]\naccess = false\n",
+    )
+    .unwrap();
+    assert!(reloadable.needs_restart(&started).is_empty());
+    let restart = parse(
+        "listen = \"127.0.0.1:9999\"\nworkers = 3\n[log]\nlevel = \"debug\"\n\
+         [rails]\nretry_budget_ratio = 0.5\n[policy]\nmemory_mb = 32\n\
+         [otel]\nendpoint = \"http://127.0.0.1:4318\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        restart.needs_restart(&started),
+        [
+            "listen",
+            "workers",
+            "log.level and log.format",
+            "otel",
+            "rails.retry_budget_*",
+            "policy limits and cache"
+        ]
+    );
+}

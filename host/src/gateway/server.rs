@@ -41,6 +41,9 @@ pub struct Gateway {
     pub otel: Option<Arc<crate::telemetry::otel::Tracer>>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
+    /// The config levee started with: what a reload cannot change is
+    /// compared with it.
+    started: Config,
 }
 
 impl Gateway {
@@ -75,6 +78,7 @@ impl Gateway {
             },
             config_path: config.path.clone(),
             overrides,
+            started: config.clone(),
         }))
     }
 
@@ -99,8 +103,10 @@ impl Gateway {
 
     /// Re-reads the config file and applies it: a new policy (swapped only
     /// if it loads, configures and self-checks) and new upstreams and
-    /// rails. On any error nothing changes. Listen addresses, the retry
-    /// budget and the engine limits need a restart.
+    /// rails. On any error nothing changes. What only a restart changes
+    /// (listen addresses, workers, admin, logging, tracing, the retry budget,
+    /// the engine's limits: [`Config::needs_restart`]) is named in the
+    /// answer and logged.
     pub fn reload(&self) -> anyhow::Result<String> {
         let events = &self.metrics.activity.events;
         let reloaded = self.apply_config();
@@ -119,7 +125,14 @@ impl Gateway {
         let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
         self.metrics.activity.retain(&names);
         self.metrics.set_enabled(config.admin.metrics);
-        Ok(format!("reloaded; policy {}", swap.to))
+        let mut done = format!("reloaded; policy {}", swap.to);
+        let kept = config.needs_restart(&self.started);
+        if !kept.is_empty() {
+            let kept = kept.join(", ");
+            tracing::warn!(settings = %kept, "SIGHUP: changed settings that only a restart applies; they keep their values until then");
+            done.push_str(&format!("; a restart is needed to change {kept}"));
+        }
+        Ok(done)
     }
 
     /// Swaps in the policy from `source` with `config` (see

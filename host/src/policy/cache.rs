@@ -34,7 +34,7 @@ const KEY_BYTES: usize = 32;
 const MAX_ARTIFACT: u64 = 256 << 20;
 
 /// Where compiled components are kept; `None` compiles every time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
 }

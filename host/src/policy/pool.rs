@@ -13,7 +13,7 @@ use std::time::Duration;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 /// Per-instance resource limits.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock budget of one call into the policy.
     pub call_timeout: Duration,
