@@ -16,6 +16,13 @@ pub enum Termination {
     Stall,
     /// The upstream failed or closed early.
     UpstreamCut,
+    /// The upstream ended the stream with its own `error` event, after
+    /// content had reached the client; the status the API gives that
+    /// error's type.
+    UpstreamError {
+        /// 529 for `overloaded_error`, 500 for `api_error`…
+        status: u16,
+    },
 }
 
 impl Termination {
@@ -26,6 +33,7 @@ impl Termination {
             Termination::ClientGone => "client_gone",
             Termination::Stall => "stall",
             Termination::UpstreamCut => "upstream_cut",
+            Termination::UpstreamError { .. } => "upstream_error",
         }
     }
 }

@@ -13,7 +13,8 @@ pub struct BodyFacts {
     pub model: Option<String>,
     /// `stream` (false when absent)
     pub stream: bool,
-    /// `max_tokens`, saturated to `u32`
+    /// `max_tokens` (or, in OpenAI's format, `max_completion_tokens`),
+    /// saturated to `u32`
     pub max_tokens: Option<u32>,
 }
 
@@ -25,9 +26,10 @@ pub const MAX_MODEL_BYTES: usize = 256;
 /// yields defaults, and a field of the wrong type, or a `model` longer than
 /// [`MAX_MODEL_BYTES`], is absent (the upstream judges the request).
 pub fn body_facts(body: &[u8]) -> BodyFacts {
-    let Some([model, stream, max_tokens]) =
-        json_fields::fields(body, ["model", "stream", "max_tokens"])
-    else {
+    let Some([model, stream, max_tokens, max_completion_tokens]) = json_fields::fields(
+        body,
+        ["model", "stream", "max_tokens", "max_completion_tokens"],
+    ) else {
         return BodyFacts::default();
     };
     BodyFacts {
@@ -36,7 +38,8 @@ pub fn body_facts(body: &[u8]) -> BodyFacts {
             .and_then(json_string)
             .filter(|m| m.len() <= MAX_MODEL_BYTES),
         stream: stream == Some(b"true"),
-        max_tokens: max_tokens
+        max_tokens: max_completion_tokens
+            .or(max_tokens)
             .and_then(json_u64)
             .map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
     }
@@ -268,6 +271,9 @@ mod tests {
             assert_eq!(body_facts(doc).max_tokens, Some(64_000), "{doc:?}");
         }
         assert_eq!(body_facts(br#"{"max_tokens": 64000.5}"#).max_tokens, None);
+        // OpenAI's chat completions: the newer name wins over the older.
+        let chat = br#"{"model":"m","max_tokens":10,"max_completion_tokens":2000}"#;
+        assert_eq!(body_facts(chat).max_tokens, Some(2000));
         // A model the policy could choke on is not shown to it.
         let long = |n: usize| format!(r#"{{"model":"{}","max_tokens":8}}"#, "m".repeat(n));
         assert_eq!(

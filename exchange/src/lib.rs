@@ -13,10 +13,12 @@
 //! - [`reply`]: every response levee makes itself, from one table, and the
 //!   verdict headers of a give-up;
 //! - [`sse`]: event framing, the stream's end, the terminal error frame;
+//!   [`early`]: a stream's first events, held until content flows;
 //! - [`facts`] and [`json_fields`]: what a request tells before it is sent;
 //!   [`body`]: what a delivered body tells when it is over.
 
 pub mod body;
+pub mod early;
 pub mod facts;
 pub mod json_fields;
 mod machine;

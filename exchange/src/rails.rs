@@ -142,6 +142,12 @@ pub mod defaults {
     pub const IDLE_TIMEOUT_MS: u64 = 60_000;
     /// The longest idle timeout, ms (an hour).
     pub const IDLE_TIMEOUT_LIMIT_MS: u64 = 3_600_000;
+    /// How long a stream's head and first events are held back waiting
+    /// for content, so that an error event before it can be retried, ms;
+    /// 0 holds nothing back.
+    pub const HOLD_MS: u64 = 3_000;
+    /// The longest hold, ms.
+    pub const HOLD_LIMIT_MS: u64 = 60_000;
 }
 
 fn spent() -> GiveUp {

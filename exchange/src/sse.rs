@@ -1,19 +1,95 @@
 //! SSE as levee forwards it: each event passes the moment its terminating
 //! blank line arrives, a partial event is held back, and the stream is
-//! complete only after `message_stop` (or the upstream's own `error`
-//! event). A failure therefore never leaves half an event on the wire, and
-//! the terminal error frame that follows is always parseable.
+//! complete only after its last event: `message_stop` (or the upstream's
+//! own `error` event) for the Messages API, `data: [DONE]` for OpenAI's
+//! chat completions. A failure therefore never leaves half an event on the
+//! wire, and the terminal error frame that follows is always parseable, in
+//! the stream's own format.
 
 use bytes::{Bytes, BytesMut};
+use levee_policy_core::headers;
+
+/// Which API's stream format a response is in: how it ends, and what its
+/// error frames look like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// The Messages API: `message_stop` or `event: error` ends it.
+    #[default]
+    Messages,
+    /// OpenAI's chat completions (`/v1/chat/completions`): `data: [DONE]`
+    /// ends it, and an error is a data chunk holding an `error` object.
+    OpenAi,
+}
+
+impl Dialect {
+    /// The dialect of the responses to a request for `path` (a query, if
+    /// any, is ignored).
+    pub fn of_path(path: &str) -> Dialect {
+        let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
+        match path {
+            "/v1/chat/completions" => Dialect::OpenAi,
+            _ => Dialect::Messages,
+        }
+    }
+
+    /// The event that ends a whole stream, for messages.
+    pub fn last_event(self) -> &'static str {
+        match self {
+            Dialect::Messages => "message_stop",
+            Dialect::OpenAi => "data: [DONE]",
+        }
+    }
+
+    /// The terminal frame for a broken stream, in the API's error shape.
+    pub fn error_frame(self, why: &str) -> String {
+        let message = format!("levee: {why}; the response is incomplete");
+        match self {
+            Dialect::Messages => {
+                let json = crate::reply::error_json("api_error", &message, "");
+                format!("event: error\ndata: {json}\n\n")
+            }
+            Dialect::OpenAi => {
+                let error = serde_json::json!({"error": {
+                    "message": message, "type": "api_error", "param": null, "code": null,
+                }});
+                format!("data: {error}\n\n")
+            }
+        }
+    }
+}
+
+/// How a stream's last event ended it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Its normal end: `message_stop`, `data: [DONE]`.
+    Done,
+    /// The upstream's `error` event, with the status the API gives its
+    /// error type.
+    Error(u16),
+}
 
 /// Tracks event boundaries over a byte stream.
 #[derive(Debug, Default)]
 pub struct Cursor {
     pending: BytesMut,
-    complete: bool,
+    dialect: Dialect,
+    end: Option<End>,
 }
 
 impl Cursor {
+    /// A cursor over a stream in `dialect`.
+    pub fn new(dialect: Dialect) -> Cursor {
+        Cursor {
+            dialect,
+            ..Cursor::default()
+        }
+    }
+
+    /// The stream's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     /// Takes new bytes; returns the complete events ready to forward. In
     /// the common case, whole events in one chunk, the chunk itself goes
     /// on without a copy.
@@ -37,15 +113,20 @@ impl Cursor {
                 None => Bytes::new(),
             }
         };
-        if !ready.is_empty() && !self.complete {
-            self.complete = finishes_stream(&ready);
+        if !ready.is_empty() && self.end.is_none() {
+            self.end = last_event(&ready, self.dialect);
         }
         ready
     }
 
-    /// Whether `message_stop` or an upstream `error` event has passed.
+    /// Whether the stream's last event has passed.
     pub fn complete(&self) -> bool {
-        self.complete
+        self.end.is_some()
+    }
+
+    /// How the stream's last event ended it, once it passed.
+    pub fn end(&self) -> Option<End> {
+        self.end
     }
 
     /// What is held back (a partial event).
@@ -64,16 +145,39 @@ fn last_boundary(data: &[u8]) -> Option<usize> {
     })
 }
 
-/// Whether these complete events include the stream's last: `message_stop`,
-/// or an upstream `error` event (which the API sends as the last event).
-fn finishes_stream(events: &[u8]) -> bool {
-    events.split(|&b| b == b'\n').any(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        matches!(
-            line,
-            b"event: message_stop" | b"event:message_stop" | b"event: error" | b"event:error"
-        )
-    })
+/// The stream's last event, when these complete events include it:
+/// `message_stop`, or an upstream `error` event (which the API sends as the
+/// last event); `data: [DONE]` for OpenAI's format.
+fn last_event(events: &[u8], dialect: Dialect) -> Option<End> {
+    let mut lines = events
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+    match dialect {
+        Dialect::Messages => {
+            let line = lines.find(|line| {
+                matches!(
+                    *line,
+                    b"event: message_stop"
+                        | b"event:message_stop"
+                        | b"event: error"
+                        | b"event:error"
+                )
+            })?;
+            if !line.ends_with(b"error") {
+                return Some(End::Done);
+            }
+            // The error's data follows its name within the event.
+            let data = lines
+                .take_while(|l| !l.is_empty())
+                .find_map(|l| l.strip_prefix(b"data:"))
+                .unwrap_or_default();
+            let (kind, _) = headers::parse_error_body(data.trim_ascii_start());
+            Some(End::Error(kind.map_or(500, crate::early::status_of)))
+        }
+        Dialect::OpenAi => lines
+            .any(|line| matches!(line, b"data: [DONE]" | b"data:[DONE]"))
+            .then_some(End::Done),
+    }
 }
 
 /// Whether a `content-type` value is an event stream.
@@ -84,11 +188,10 @@ pub fn is_event_stream(content_type: &str) -> bool {
         .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
 }
 
-/// The terminal frame for a broken stream, in the API's error shape.
+/// The terminal frame for a broken Messages stream, in the API's error
+/// shape.
 pub fn error_frame(why: &str) -> String {
-    let message = format!("levee: {why}; the response is incomplete");
-    let json = crate::reply::error_json("api_error", &message, "");
-    format!("event: error\ndata: {json}\n\n")
+    Dialect::Messages.error_frame(why)
 }
 
 #[cfg(test)]
@@ -132,11 +235,60 @@ mod tests {
     }
 
     #[test]
-    fn an_upstream_error_event_finishes_the_stream() {
-        assert!(finishes_stream(b"event: error\ndata: {}\n\n"));
-        assert!(!finishes_stream(b"event: errors\ndata: {}\n\n"));
-        assert!(finishes_stream(b"event:message_stop\r\ndata: {}\r\n\r\n"));
-        assert!(!finishes_stream(b"data: event: message_stop\n\n"));
+    fn an_upstream_error_event_finishes_the_stream_with_its_status() {
+        let m = Dialect::Messages;
+        assert_eq!(
+            last_event(b"event: error\ndata: {}\n\n", m),
+            Some(End::Error(500))
+        );
+        let overloaded = b"event: error\r\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\r\n\r\n";
+        assert_eq!(last_event(overloaded, m), Some(End::Error(529)));
+        assert_eq!(last_event(b"event: errors\ndata: {}\n\n", m), None);
+        assert_eq!(
+            last_event(b"event:message_stop\r\ndata: {}\r\n\r\n", m),
+            Some(End::Done)
+        );
+        assert_eq!(last_event(b"data: event: message_stop\n\n", m), None);
+    }
+
+    #[test]
+    fn an_openai_stream_ends_with_done_and_nothing_else() {
+        let o = Dialect::OpenAi;
+        assert_eq!(last_event(b"data: [DONE]\n\n", o), Some(End::Done));
+        assert_eq!(last_event(b"data:[DONE]\r\n\r\n", o), Some(End::Done));
+        assert_eq!(last_event(b"event: message_stop\ndata: {}\n\n", o), None);
+        assert_eq!(last_event(b"data: [DONE]\n\n", Dialect::Messages), None);
+        let mut c = Cursor::new(o);
+        c.push(Bytes::from_static(b"data: {\"choices\":[]}\n\n"));
+        assert!(!c.complete());
+        c.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        assert_eq!(c.end(), Some(End::Done));
+    }
+
+    #[test]
+    fn the_dialect_follows_the_path() {
+        assert_eq!(Dialect::of_path("/v1/chat/completions"), Dialect::OpenAi);
+        assert_eq!(
+            Dialect::of_path("/v1/chat/completions/?x=1"),
+            Dialect::OpenAi
+        );
+        assert_eq!(Dialect::of_path("/v1/messages"), Dialect::Messages);
+        assert_eq!(Dialect::of_path("/v1/chat/completionsx"), Dialect::Messages);
+    }
+
+    #[test]
+    fn an_openai_error_frame_is_a_data_chunk_with_an_error_object() {
+        let frame = Dialect::OpenAi.error_frame("upstream stalled");
+        let data = frame
+            .strip_prefix("data: ")
+            .and_then(|f| f.strip_suffix("\n\n"))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["error"]["type"], "api_error");
+        assert_eq!(
+            v["error"]["message"],
+            "levee: upstream stalled; the response is incomplete"
+        );
     }
 
     #[test]

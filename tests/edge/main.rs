@@ -53,6 +53,9 @@ impl Edge {
         if let Some(ms) = setup.idle_timeout_ms {
             settings.push(("idle_timeout_ms", ms.to_string()));
         }
+        if let Some(ms) = setup.hold_ms {
+            settings.push(("hold_ms", ms.to_string()));
+        }
         Edge(serve(runtime, component, upstreams, &settings))
     }
 }

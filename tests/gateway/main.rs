@@ -16,6 +16,7 @@ mod redis;
 mod retries;
 mod sdk;
 mod status;
+mod streams;
 mod tls;
 mod trace;
 
@@ -120,8 +121,14 @@ impl scenarios::Gateway for Native {
         if let Some(n) = setup.max_attempts {
             config += &format!("\n[rails]\nmax_attempts = {n}\n");
         }
+        if setup.idle_timeout_ms.is_some() || setup.hold_ms.is_some() {
+            config += "\n[streaming]\n";
+        }
         if let Some(ms) = setup.idle_timeout_ms {
-            config += &format!("\n[streaming]\nidle_timeout_ms = {ms}\n");
+            config += &format!("idle_timeout_ms = {ms}\n");
+        }
+        if let Some(ms) = setup.hold_ms {
+            config += &format!("hold_ms = {ms}\n");
         }
         for (group, (name, url)) in upstreams.iter().enumerate() {
             config +=

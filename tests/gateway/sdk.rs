@@ -19,15 +19,35 @@ fn python() -> PathBuf {
 
 /// Runs `tests/sdk/client.py MODE` against levee; returns its JSON line.
 async fn sdk(levee: &Levee, mode: &str) -> serde_json::Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk/client.py");
-    let url = levee.url();
+    let env = [
+        ("ANTHROPIC_BASE_URL", levee.url()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-secret-0003".to_owned()),
+    ];
+    run_client("sdk/client.py", mode, env).await
+}
+
+/// Runs `tests/sdk/openai_client.py MODE` against levee's `/v1/`.
+async fn openai_sdk(levee: &Levee, mode: &str) -> serde_json::Value {
+    let env = [
+        ("OPENAI_BASE_URL", format!("{}/v1", levee.url())),
+        ("OPENAI_API_KEY", "sk-test-secret-0004".to_owned()),
+    ];
+    run_client("sdk/openai_client.py", mode, env).await
+}
+
+/// Runs a client script with `env`; returns its JSON line.
+async fn run_client(
+    script: &str,
+    mode: &str,
+    env: [(&'static str, String); 2],
+) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script);
     let mode = mode.to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(script)
             .arg(mode)
-            .env("ANTHROPIC_BASE_URL", url)
-            .env("ANTHROPIC_API_KEY", "sk-ant-test-secret-0003")
+            .envs(env)
             .output()
             .expect("python runs")
     })
@@ -108,4 +128,132 @@ async fn always_529_raises_overloaded_after_levees_attempts_without_the_sdks() {
         seen.iter()
             .all(|r| r.header("x-stainless-retry-count") == Some("0"))
     );
+}
+
+/// The Anthropic SDK's stream survives an `overloaded_error` event sent
+/// before any content: levee retried it, and the SDK saw one clean stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overloaded_error_event_before_content_never_reaches_the_sdk() {
+    let overloaded =
+        SseScript::message("never sent").error_after(3, "overloaded_error", "Overloaded");
+    let upstream = MockUpstream::start(Script::of([
+        Step::Sse(overloaded),
+        Step::Sse(SseScript::message("Hello after a retry")),
+    ]))
+    .await;
+    let levee = levee_for(&upstream, "");
+    let stream = sdk(&levee, "stream").await;
+    assert_eq!(stream["text"], "Hello after a retry");
+    assert_eq!(stream["stop_reason"], "end_turn");
+    assert_eq!(upstream.requests().len(), 2, "levee retried once");
+}
+
+/// A chat completion as the OpenAI API sends one.
+fn chat_completion(text: &str) -> Reply {
+    let body = serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+        "model": "claude-sonnet-4-5",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+    });
+    Reply::json(200, body.to_string())
+}
+
+/// A streamed chat completion: role, the words of `text`, the finish, the
+/// usage chunk and `[DONE]`.
+fn chat_stream(text: &str) -> SseScript {
+    let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
+        let c = serde_json::json!({"id": "chatcmpl-2", "object": "chat.completion.chunk",
+            "created": 1, "model": "claude-sonnet-4-5", "choices": choices, "usage": usage});
+        format!("data: {c}\n\n")
+    };
+    let delta = |d: serde_json::Value, finish: serde_json::Value| serde_json::json!([{"index": 0, "delta": d, "finish_reason": finish}]);
+    let null = serde_json::Value::Null;
+    let mut chunks = vec![chunk(
+        delta(
+            serde_json::json!({"role": "assistant", "content": ""}),
+            null.clone(),
+        ),
+        null.clone(),
+    )];
+    for word in text.split_inclusive(' ') {
+        chunks.push(chunk(
+            delta(serde_json::json!({"content": word}), null.clone()),
+            null.clone(),
+        ));
+    }
+    chunks.push(chunk(delta(serde_json::json!({}), "stop".into()), null));
+    let usage = serde_json::json!({"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13});
+    chunks.push(chunk(serde_json::json!([]), usage));
+    chunks.push("data: [DONE]\n\n".to_owned());
+    SseScript::from_chunks(chunks)
+}
+
+/// The official OpenAI SDK at levee's `/v1/`: a plain and a streamed chat
+/// completion come through whole, with their usage, after a 529 each that
+/// levee retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_sdk_runs_a_plain_and_a_streamed_chat_completion() {
+    let upstream = MockUpstream::start(Script::of([
+        Step::Reply(Reply::overloaded()),
+        Step::Reply(chat_completion("Hello from the mock")),
+        Step::Reply(Reply::overloaded()),
+        Step::Sse(chat_stream("Hello, streaming world")),
+    ]))
+    .await;
+    let levee = levee_for(&upstream, "");
+    let plain = openai_sdk(&levee, "plain").await;
+    assert_eq!(plain["text"], "Hello from the mock");
+    assert_eq!(plain["completion_tokens"], 3);
+    let stream = openai_sdk(&levee, "stream").await;
+    assert_eq!(stream["text"], "Hello, streaming world");
+    assert_eq!(stream["completion_tokens"], 4);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter().all(|r| r.path == "/v1/chat/completions"),
+        "{seen:?}"
+    );
+    // The stream's usage chunk reconciled its tokens (the access line is
+    // written within 20 ms of the body's end).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let reconciled = |log: &str| {
+        log.lines()
+            .any(|l| l.contains("levee::access") && l.contains(" output_tokens=4"))
+    };
+    while !reconciled(&levee.log()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let log = levee.log();
+    assert!(reconciled(&log), "{log}");
+    assert!(
+        !log.contains("sk-test-secret"),
+        "the key leaked into the log"
+    );
+}
+
+/// A give-up reaches the OpenAI SDK as a clean error class, and its
+/// verdict stops the SDK's own retries; a cut stream raises, never ends
+/// as if whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_sdk_gets_a_clean_error_on_a_give_up_and_on_a_cut_stream() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::overloaded()))).await;
+    let levee = levee_for(&upstream, "");
+    let answer = openai_sdk(&levee, "giveup").await;
+    assert_eq!(answer["raised"], "InternalServerError");
+    assert_eq!(answer["status"], 529);
+    assert_eq!(
+        upstream.requests().len(),
+        4,
+        "levee's attempts, none of the SDK's"
+    );
+    let mut cut = chat_stream("one two three");
+    cut.chunks.truncate(2);
+    let upstream = MockUpstream::start(Script::of([Step::Sse(cut)])).await;
+    let levee = levee_for(&upstream, "");
+    let answer = openai_sdk(&levee, "cut").await;
+    assert_eq!(answer["raised"], "APIError", "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("before data: [DONE]"), "{message}");
 }

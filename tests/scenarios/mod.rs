@@ -23,6 +23,9 @@ pub struct Setup {
     pub max_attempts: Option<u32>,
     /// The streaming idle timeout, when the scenario sets one.
     pub idle_timeout_ms: Option<u64>,
+    /// How long a stream's start is held back for content, when the
+    /// scenario sets it.
+    pub hold_ms: Option<u64>,
 }
 
 impl Default for Setup {
@@ -32,6 +35,7 @@ impl Default for Setup {
             policy: serde_json::json!({"max_attempts": 4, "backoff": {"base_ms": 20, "cap_ms": 100}}),
             max_attempts: None,
             idle_timeout_ms: None,
+            hold_ms: None,
         }
     }
 }
@@ -82,8 +86,13 @@ pub fn gateway_for<G: Gateway>(upstream: &MockUpstream, setup: &Setup) -> G {
 
 /// POSTs `body` to `/v1/messages` with a test key.
 pub async fn post<G: Gateway>(gw: &G, body: &str) -> reqwest::Response {
+    post_to(gw, "/v1/messages", body).await
+}
+
+/// POSTs `body` to `path` with a test key.
+pub async fn post_to<G: Gateway>(gw: &G, path: &str, body: &str) -> reqwest::Response {
     reqwest::Client::new()
-        .post(format!("{}/v1/messages", gw.url()))
+        .post(format!("{}{path}", gw.url()))
         .header("x-api-key", "sk-ant-test-secret-0001")
         .header("anthropic-version", "2023-06-01")
         .header("content-type", "application/json")
@@ -139,7 +148,13 @@ macro_rules! all_scenarios {
             streaming::a_cut_stream_ends_with_an_error_frame_not_a_clean_close,
             streaming::a_stalled_stream_ends_with_an_error_frame,
             streaming::a_stream_closed_before_message_stop_is_a_cut,
-            streaming::an_upstream_error_event_passes_through_as_the_end,
+            streaming::an_upstream_error_event_after_content_passes_through_as_the_end,
+            streaming::an_error_event_before_content_is_retried_and_the_client_sees_one_clean_stream,
+            streaming::an_error_event_before_content_on_every_try_gives_up_with_its_status,
+            streaming::with_no_hold_an_error_event_before_content_passes_through,
+            streaming::a_stream_closed_before_content_is_retried,
+            streaming::an_openai_stream_passes_byte_for_byte_ending_with_done,
+            streaming::a_cut_openai_stream_ends_with_an_error_chunk_in_its_format,
             paths::a_dot_segment_in_the_path_is_refused_before_any_attempt,
         );
     };

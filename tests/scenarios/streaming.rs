@@ -1,6 +1,6 @@
 //! Streams pass through byte for byte, and a broken one never ends silently.
 
-use super::{Gateway, STREAM_MESSAGE, Setup, gateway_for, header, post};
+use super::{Gateway, STREAM_MESSAGE, Setup, gateway_for, header, post, post_to};
 use levee_tests::mock::{MockUpstream, Script, SseScript, Step};
 
 /// The default policy with a 400 ms idle timeout.
@@ -97,7 +97,9 @@ pub async fn a_stalled_stream_ends_with_an_error_frame<G: Gateway>() {
 /// A clean close before `message_stop` is a cut.
 pub async fn a_stream_closed_before_message_stop_is_a_cut<G: Gateway>() {
     let full = SseScript::message("one two three");
-    let first: Vec<bytes::Bytes> = full.chunks[..3].iter().map(|(_, b)| b.clone()).collect();
+    // message_start, content_block_start, ping and the first delta: content
+    // reached the client, so the close cannot be retried.
+    let first: Vec<bytes::Bytes> = full.chunks[..4].iter().map(|(_, b)| b.clone()).collect();
     let whole: Vec<u8> = first.iter().flat_map(|b| b.to_vec()).collect();
     let upstream =
         MockUpstream::start(Script::of([Step::Sse(SseScript::from_chunks(first))])).await;
@@ -106,16 +108,160 @@ pub async fn a_stream_closed_before_message_stop_is_a_cut<G: Gateway>() {
     assert_ends_with_error_frame(&body, &whole, "closed the stream before message_stop");
 }
 
-/// The upstream's own error event ends the stream; levee adds nothing.
-pub async fn an_upstream_error_event_passes_through_as_the_end<G: Gateway>() {
+/// The upstream's own error event, after content, ends the stream as it
+/// came: too late to retry, and levee adds nothing.
+pub async fn an_upstream_error_event_after_content_passes_through_as_the_end<G: Gateway>() {
+    // message_start, content_block_start, ping, one delta, then the error.
     let script =
-        SseScript::message("one two three four").error_after(3, "overloaded_error", "Overloaded");
+        SseScript::message("one two three four").error_after(4, "overloaded_error", "Overloaded");
     let expected = script.bytes();
     let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
     let gw: G = gateway_for(&upstream, &setup());
-    let body = post(&gw, STREAM_MESSAGE).await.bytes().await.unwrap();
+    let resp = post(&gw, STREAM_MESSAGE).await;
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+    let body = resp.bytes().await.unwrap();
     assert_eq!(
         body, expected,
         "the upstream's own error event ends the stream; levee adds nothing"
+    );
+    assert_eq!(upstream.requests().len(), 1, "content had flowed: no retry");
+}
+
+/// An `overloaded_error` event: after message_start, content_block_start
+/// and a ping, before any content.
+fn overloaded_before_content() -> SseScript {
+    SseScript::message("never sent").error_after(3, "overloaded_error", "Overloaded")
+}
+
+/// An error event before content is the attempt's outcome: retried like
+/// the 529 it stands for, and the client sees only the clean stream.
+pub async fn an_error_event_before_content_is_retried_and_the_client_sees_one_clean_stream<
+    G: Gateway,
+>() {
+    let clean = SseScript::message("The second try answers.");
+    let expected = clean.bytes();
+    let script = Script::of([Step::Sse(overloaded_before_content()), Step::Sse(clean)]);
+    let upstream = MockUpstream::start(script).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post(&gw, STREAM_MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+    assert_eq!(header(&resp, "content-type"), Some("text/event-stream"));
+    assert_eq!(resp.bytes().await.unwrap(), expected, "one clean stream");
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+/// When every try's stream fails before content, levee gives up as for the
+/// status the error stands for: a 529 in the API's JSON shape, which the
+/// SDKs know, after the policy's attempts.
+pub async fn an_error_event_before_content_on_every_try_gives_up_with_its_status<G: Gateway>() {
+    let upstream = MockUpstream::start(Script::always(overloaded_before_content())).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post(&gw, STREAM_MESSAGE).await;
+    assert_eq!(resp.status(), 529);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("4"));
+    assert_eq!(header(&resp, "x-should-retry"), Some("false"));
+    assert_eq!(header(&resp, "content-type"), Some("application/json"));
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "overloaded_error");
+    assert_eq!(upstream.requests().len(), 4);
+}
+
+/// `hold_ms = 0` holds nothing back: the error event reaches the client
+/// as it came, after one attempt (what the hold changes, shown apart).
+pub async fn with_no_hold_an_error_event_before_content_passes_through<G: Gateway>() {
+    let script = overloaded_before_content();
+    let expected = script.bytes();
+    let upstream = MockUpstream::start(Script::always(script)).await;
+    let no_hold = Setup {
+        hold_ms: Some(0),
+        ..setup()
+    };
+    let gw: G = gateway_for(&upstream, &no_hold);
+    let resp = post(&gw, STREAM_MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("1"));
+    assert_eq!(resp.bytes().await.unwrap(), expected);
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// A stream that closes before any content has sent the client nothing:
+/// it is retried, as a reset before the head is.
+pub async fn a_stream_closed_before_content_is_retried<G: Gateway>() {
+    let full = SseScript::message("unused");
+    let start: Vec<bytes::Bytes> = full.chunks[..3].iter().map(|(_, b)| b.clone()).collect();
+    let clean = SseScript::message("The retry answers.");
+    let expected = clean.bytes();
+    let script = Script::of([Step::Sse(SseScript::from_chunks(start)), Step::Sse(clean)]);
+    let upstream = MockUpstream::start(script).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post(&gw, STREAM_MESSAGE).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("2"));
+    assert_eq!(resp.bytes().await.unwrap(), expected);
+}
+
+/// A streamed chat completion, as `/v1/chat/completions` sends one.
+const CHAT_STREAM: &str = r#"{"model":"claude-sonnet-4-5","max_completion_tokens":64,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// OpenAI-format chunks: a role, two pieces of content, the finish, the
+/// usage chunk.
+fn chat_chunks() -> Vec<String> {
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"claude-sonnet-4-5\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+        )
+    };
+    vec![
+        chunk(r#"{"role":"assistant","content":""}"#, "null"),
+        chunk(r#"{"content":"Hello"}"#, "null"),
+        chunk(r#"{"content":" there"}"#, "null"),
+        chunk("{}", r#""stop""#),
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"claude-sonnet-4-5\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n".to_owned(),
+    ]
+}
+
+/// An OpenAI-format stream is complete at `data: [DONE]`: it passes byte
+/// for byte, and levee appends nothing.
+pub async fn an_openai_stream_passes_byte_for_byte_ending_with_done<G: Gateway>() {
+    let mut chunks = chat_chunks();
+    chunks.push("data: [DONE]\n\n".to_owned());
+    let script = SseScript::from_chunks(chunks);
+    let expected = script.bytes();
+    let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post_to(&gw, "/v1/chat/completions", CHAT_STREAM).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body, expected, "{}", String::from_utf8_lossy(&body));
+    assert!(body.ends_with(b"data: [DONE]\n\n"));
+}
+
+/// An OpenAI-format stream cut before `[DONE]` ends with an error in its
+/// own format: a data chunk holding an `error` object, which the OpenAI
+/// SDKs raise.
+pub async fn a_cut_openai_stream_ends_with_an_error_chunk_in_its_format<G: Gateway>() {
+    let chunks = chat_chunks();
+    let whole: Vec<u8> = chunks[..2].concat().into_bytes();
+    // The body ends cleanly, but before `[DONE]`.
+    let script = SseScript::from_chunks(chunks[..2].to_vec());
+    let upstream = MockUpstream::start(Script::of([Step::Sse(script)])).await;
+    let gw: G = gateway_for(&upstream, &setup());
+    let resp = post_to(&gw, "/v1/chat/completions", CHAT_STREAM).await;
+    let body = resp.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert!(body.starts_with(&whole), "{text}");
+    let data = text[whole.len()..]
+        .strip_prefix("data: ")
+        .and_then(|t| t.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("no error chunk after the content:\n{text}"));
+    let json: serde_json::Value = serde_json::from_str(data).expect("the chunk is JSON");
+    assert_eq!(json["error"]["type"], "api_error");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("before data: [DONE]"), "{message}");
+    assert!(
+        !text.contains("event: error"),
+        "not the Messages format:\n{text}"
     );
 }

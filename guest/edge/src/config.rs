@@ -64,6 +64,9 @@ pub struct Settings {
     pub deadline_ms: u64,
     /// A stream with no bytes for this long is cut with an error frame.
     pub idle_timeout_ms: u64,
+    /// How long a Messages stream's start is held back until content
+    /// flows (`levee_exchange::early`); 0 holds nothing back.
+    pub hold_ms: u64,
     /// Request bodies above this are answered 413.
     pub max_body_bytes: usize,
     /// How much of an error body is read before the policy decides.
@@ -187,6 +190,7 @@ impl Settings {
                 defaults::IDLE_TIMEOUT_LIMIT_MS,
                 defaults::IDLE_TIMEOUT_MS,
             )?,
+            hold_ms: num("hold_ms", 0, defaults::HOLD_LIMIT_MS, defaults::HOLD_MS)?,
             max_body_bytes: num(
                 "max_body_bytes",
                 1,

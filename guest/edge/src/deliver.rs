@@ -9,7 +9,7 @@ use crate::reply::{self, Writer, get, set, strip_hop_by_hop};
 use crate::upstream::Upstreaming;
 use bytes::Bytes;
 use levee_exchange::reply::{Headers as _, set_verdict};
-use levee_exchange::sse::{Cursor, error_frame, is_event_stream};
+use levee_exchange::sse::{Cursor, Dialect, is_event_stream};
 use levee_exchange::{GiveUpAt, LocalReply};
 use levee_policy_core::GiveUp;
 use spin_sdk::http::ResponseOutparam;
@@ -25,7 +25,8 @@ pub struct Prefix {
 }
 
 /// Sends `resp` to the client: its head (plus `x-levee-attempts` and the
-/// verdict, if any), then `prefix` and the rest of its body.
+/// verdict, if any), then `prefix` and the rest of its body, a stream in
+/// `dialect`'s format if it is one.
 pub async fn stream_body(
     out: ResponseOutparam,
     mut resp: Upstreaming,
@@ -33,6 +34,7 @@ pub async fn stream_body(
     attempts: u32,
     verdict: Option<GiveUp>,
     settings: &Settings,
+    dialect: Dialect,
 ) {
     let sse = get(&resp.headers, "content-type").is_some_and(is_event_stream);
     let mut headers = std::mem::take(&mut resp.headers);
@@ -47,7 +49,7 @@ pub async fn stream_body(
         set_verdict(&mut headers, g, false);
     }
     let mut w = Writer::start(out, resp.status, &headers);
-    let mut cursor = sse.then(Cursor::default);
+    let mut cursor = sse.then(|| Cursor::new(dialect));
     let idle = settings.idle_timeout_ms;
     let mut pending = Some(prefix);
     let broken: Option<String> = loop {
@@ -78,7 +80,8 @@ pub async fn stream_body(
             Chunk::Failed(e) => break Some(format!("upstream failed mid-stream: {e}")),
             Chunk::End => match cursor.as_mut() {
                 Some(c) if !c.complete() => {
-                    break Some("upstream closed the stream before message_stop".into());
+                    let last = dialect.last_event();
+                    break Some(format!("upstream closed the stream before {last}"));
                 }
                 Some(c) => {
                     let rest = c.take_rest();
@@ -92,7 +95,7 @@ pub async fn stream_body(
         (None, _) => w.finish(),
         (Some(why), true) => {
             log_line!("levee edge: response body broke off: {why}");
-            let _ = w.write(error_frame(&why).as_bytes()).await;
+            let _ = w.write(dialect.error_frame(&why).as_bytes()).await;
             w.finish();
         }
         (Some(why), false) => {
@@ -123,11 +126,13 @@ pub async fn give_up(
     out: ResponseOutparam,
     last: Last,
     at: GiveUpAt,
+    dialect: Dialect,
 ) -> u16 {
     match last {
         Last::Response(resp, prefix) => {
             let status = resp.status;
-            stream_body(out, resp, prefix, at.attempts, at.verdict, settings).await;
+            let verdict = at.verdict;
+            stream_body(out, resp, prefix, at.attempts, verdict, settings, dialect).await;
             status
         }
         Last::Failure(upstream, failure) => {

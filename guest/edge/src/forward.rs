@@ -13,8 +13,10 @@ use crate::io::Chunk;
 use crate::reply::{self, Headers, get, set, strip_hop_by_hop};
 use crate::state::State;
 use crate::upstream::{self, Failure, Upstreaming};
+use levee_exchange::early::{self, Early};
+use levee_exchange::sse::{Dialect, is_event_stream};
 use levee_exchange::{Action, LocalReply, Rails, Reason, facts};
-use levee_policy_core::{Outcome, RequestFacts, View};
+use levee_policy_core::{FailureKind, Outcome, RequestFacts, View};
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use subtle::ConstantTimeEq;
 
@@ -89,7 +91,7 @@ impl Exchange<'_> {
                         self.state.charge(upstream, now_ms(), &plan.charges);
                     }
                     match self.attempt(upstream, try_timeout_ms).await {
-                        Ok((resp, elapsed_ms)) => {
+                        Ok((resp, held, elapsed_ms)) => {
                             let status = resp.status;
                             let answered = x.answered(facts::success(status, elapsed_ms));
                             let Action::Deliver(attempt) = answered else {
@@ -99,10 +101,11 @@ impl Exchange<'_> {
                             stream_body(
                                 out,
                                 resp,
-                                Prefix::default(),
+                                held,
                                 attempts,
                                 None,
                                 self.settings,
+                                self.dialect(),
                             )
                             .await;
                             return (status, attempts);
@@ -139,7 +142,9 @@ impl Exchange<'_> {
                 Action::Deliver(_) => unreachable!("delivered where it was sent"),
                 Action::GiveUp(at) => {
                     let last = last.expect("a give-up follows an attempt");
-                    let status = give_up(self.settings, self.request_id, out, last, at).await;
+                    let dialect = self.dialect();
+                    let status =
+                        give_up(self.settings, self.request_id, out, last, at, dialect).await;
                     return (status, at.attempts);
                 }
                 Action::Reply(local) => {
@@ -149,12 +154,18 @@ impl Exchange<'_> {
         }
     }
 
-    /// One attempt: a success to deliver, or what to keep and the outcome.
+    /// The format of the streams this request is answered with.
+    fn dialect(&self) -> Dialect {
+        Dialect::of_path(&self.path)
+    }
+
+    /// One attempt: a success to deliver (with its body's first bytes, a
+    /// stream's held start), or what to keep and the outcome.
     async fn attempt(
         &self,
         id: u32,
         timeout_ms: u64,
-    ) -> Result<(Upstreaming, u32), (Last, Outcome)> {
+    ) -> Result<(Upstreaming, Prefix, u32), (Last, Outcome)> {
         let up = &self.settings.upstreams[id as usize];
         let started = now_ms();
         let sent = upstream::send(
@@ -167,15 +178,32 @@ impl Exchange<'_> {
         )
         .await;
         let elapsed_ms = now_ms().saturating_sub(started).min(u64::from(u32::MAX)) as u32;
-        let resp = match sent {
-            Ok(resp) if resp.status < 400 => return Ok((resp, elapsed_ms)),
-            Ok(resp) => resp,
+        let (resp, prefix) = match sent {
+            Ok(resp) if resp.status < 400 => match self.hold(resp).await {
+                Hold::Released(resp, held) => return Ok((resp, held, elapsed_ms)),
+                // The error event is the answer, as if its status had said it.
+                Hold::Error(resp, prefix) => (resp, prefix),
+                Hold::Broken(why) => {
+                    let failure = Failure {
+                        kind: FailureKind::Reset,
+                        message: format!("the stream broke off before any content: {why}"),
+                        denied: false,
+                    };
+                    return Err((
+                        Last::Failure(id, failure),
+                        Outcome::Failure(FailureKind::Reset),
+                    ));
+                }
+            },
+            Ok(resp) => {
+                let prefix = read_prefix(&resp, self.settings.error_body_bytes, timeout_ms).await;
+                (resp, prefix)
+            }
             Err(failure) => {
                 let outcome = Outcome::Failure(failure.kind);
                 return Err((Last::Failure(id, failure), outcome));
             }
         };
-        let prefix = read_prefix(&resp, self.settings.error_body_bytes, timeout_ms).await;
         let facts = facts::response_facts(
             resp.status,
             |name| get(&resp.headers, name),
@@ -191,6 +219,66 @@ impl Exchange<'_> {
             _ => {}
         }
         Err((Last::Response(resp, prefix), Outcome::Response(facts)))
+    }
+}
+
+/// What holding a stream's start back found.
+enum Hold {
+    /// Content flowed, or the window ended: deliver, the held bytes first.
+    Released(Upstreaming, Prefix),
+    /// An error event before content: the response made the error
+    /// response it stands for (its status, a JSON head), and its body.
+    Error(Upstreaming, Prefix),
+    /// The stream ended or broke before content.
+    Broken(String),
+}
+
+impl Exchange<'_> {
+    /// Holds a Messages stream's head and first events back until content
+    /// flows, for at most `hold_ms` (`levee_exchange::early`): an error
+    /// event, or the stream's end, before content is the attempt's
+    /// outcome, since the client has seen nothing yet.
+    async fn hold(&self, mut resp: Upstreaming) -> Hold {
+        let window = self.settings.hold_ms;
+        let sse = get(&resp.headers, "content-type").is_some_and(is_event_stream);
+        if !sse || window == 0 || self.dialect() != Dialect::Messages {
+            return Hold::Released(resp, Prefix::default());
+        }
+        let mut held = early::Held::default();
+        let read = async {
+            loop {
+                match resp.next().await {
+                    Chunk::Data(d) => match held.push(&d) {
+                        Early::Holding => {}
+                        other => return Ok(other),
+                    },
+                    Chunk::Failed(e) => return Err(e),
+                    Chunk::End => return Err("the upstream closed it".to_owned()),
+                }
+            }
+        };
+        let seen = timeout(window, read).await;
+        match seen {
+            Some(Ok(Early::Error { status, body })) => {
+                resp.status = status;
+                resp.headers
+                    .retain(|(k, _)| k != "content-length" && k != "cache-control");
+                set(&mut resp.headers, "content-type", "application/json");
+                let prefix = Prefix {
+                    bytes: body.to_vec(),
+                    ended: Some(None),
+                };
+                Hold::Error(resp, prefix)
+            }
+            Some(Err(why)) => Hold::Broken(why),
+            Some(Ok(_)) | None => {
+                let prefix = Prefix {
+                    bytes: held.into_bytes().to_vec(),
+                    ended: None,
+                };
+                Hold::Released(resp, prefix)
+            }
+        }
     }
 }
 

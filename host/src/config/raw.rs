@@ -158,6 +158,7 @@ pub(super) struct RawRails {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStreaming {
     pub idle_timeout_ms: Option<Millis>,
+    pub hold_ms: Option<Millis>,
 }
 
 /// `[admin]`.

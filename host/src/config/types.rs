@@ -168,6 +168,10 @@ pub struct Rails {
 pub struct Streaming {
     /// A stream that sends no bytes for this long is stalled.
     pub idle_timeout: Duration,
+    /// How long a Messages stream's head and first events are held back
+    /// until content flows: an error event meanwhile is retried. Zero holds
+    /// nothing back.
+    pub hold: Duration,
 }
 
 /// Trace recording (`[trace]`): off unless `file` is set.

@@ -189,6 +189,12 @@ fn streaming(c: &mut Checker<'_>, raw: RawStreaming) -> Streaming {
             1..=defaults::IDLE_TIMEOUT_LIMIT_MS as i64,
             Duration::from_millis(defaults::IDLE_TIMEOUT_MS),
         ),
+        hold: c.millis(
+            "streaming.hold_ms",
+            raw.hold_ms,
+            0..=defaults::HOLD_LIMIT_MS as i64,
+            Duration::from_millis(defaults::HOLD_MS),
+        ),
     }
 }
 

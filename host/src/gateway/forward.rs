@@ -33,7 +33,9 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use levee_exchange::early::{self, Early};
 use levee_exchange::reply::set_verdict;
+use levee_exchange::sse::Dialect;
 use levee_exchange::{Action, Exchange, GiveUpAt, LocalReply, Rails, Why};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,6 +121,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         reservation: Mutex::default(),
         access: access.clone(),
         served_by: AtomicU32::new(NO_UPSTREAM),
+        dialect: Dialect::of_path(parts.uri.path()),
     };
     let resp = driver.run(request, &mut span).await;
     let upstream = driver.served_by();
@@ -183,6 +186,8 @@ struct Driver<'a> {
     /// The upstream whose answer (or failure) the response carries, for
     /// the access line; [`NO_UPSTREAM`] for a response levee made up alone.
     served_by: AtomicU32,
+    /// The format of the streams this request is answered with.
+    dialect: Dialect,
 }
 
 /// What follows the prefix of an error body that levee read.
@@ -193,6 +198,30 @@ enum Rest {
     Broken(String),
     /// The rest of the body, still to read.
     More(UpstreamBody),
+}
+
+/// What holding a stream's start back found.
+enum Hold {
+    /// Content flowed, or the window ended: deliver the stream, these
+    /// bytes first.
+    Released(UpstreamBody, Bytes),
+    /// An error event before content: its status and JSON.
+    Error { status: u16, body: Bytes },
+    /// The stream ended or broke before content.
+    Broken(String),
+}
+
+/// Makes a stream's head the head of the error response its in-band error
+/// stands for: that status, and a JSON body.
+fn in_band_head(head: &mut http::response::Parts, status: u16) {
+    head.status =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    head.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    head.headers.remove(http::header::CONTENT_LENGTH);
+    head.headers.remove(http::header::CACHE_CONTROL);
 }
 
 /// The last thing an attempt produced, kept for delivery if levee gives up.
@@ -296,7 +325,7 @@ impl Driver<'_> {
                         .attempt(upstream, timeout, clients, now, traceparent)
                         .await
                     {
-                        Ok((resp, took)) => {
+                        Ok((resp, held, took)) => {
                             let status = resp.status().as_u16();
                             if let Some(s) = span {
                                 s.answered(status, true);
@@ -306,7 +335,7 @@ impl Driver<'_> {
                                 unreachable!("a success is delivered")
                             };
                             trace.delivered(&attempt);
-                            return self.deliver(upstream, resp, attempt.number + 1);
+                            return self.deliver(upstream, resp, held, attempt.number + 1);
                         }
                         Err((kept, outcome)) => {
                             if let Some(s) = span {
@@ -375,6 +404,7 @@ impl Driver<'_> {
     }
 
     /// One attempt, sent at `now`: the response when it is a success, with
+    /// the first bytes of its body already read (a stream's held start) and
     /// the time it took to its head; otherwise what to keep for delivery and
     /// the outcome for the policy. `clients`: `timeout` ends at the
     /// client's own deadline. `traceparent` names the attempt's span.
@@ -385,7 +415,7 @@ impl Driver<'_> {
         clients: bool,
         now: u64,
         traceparent: Option<http::HeaderValue>,
-    ) -> Result<(Response<UpstreamBody>, Duration), (Last, Outcome)> {
+    ) -> Result<(Response<UpstreamBody>, Bytes, Duration), (Last, Outcome)> {
         let up = &self.rt.upstreams[id as usize];
         let _in_flight = up.state.start();
         let _probe = up.health.begin(now);
@@ -397,54 +427,49 @@ impl Driver<'_> {
         let elapsed_ms = millis(took);
         let resp = match sent {
             Ok(resp) => resp,
-            Err(error) => {
-                let layer = layer_name(error.kind);
-                up.track
-                    .record(started + took, Kind::Failed(error.kind), None);
-                if clients && error.kind == FailureKind::Timeout {
-                    // The client ran out of time, not the upstream: one
-                    // client's short deadline must not eject it for all.
-                    up.track
-                        .failed(layer, "the client's own deadline came first");
-                } else {
-                    up.health.record(now, true);
-                    up.track.failed(layer, &error.message);
-                }
-                self.gw.metrics.attempt(&up.label, layer, None);
-                tracing::debug!(request_id = self.request_id, upstream = %up.config.name, %error.message, "attempt failed");
-                let outcome = Outcome::Failure(error.kind);
-                return Err((
-                    Last::Failure {
-                        upstream: id,
-                        error,
-                    },
-                    outcome,
-                ));
-            }
+            Err(error) => return Err(self.failed(id, error, started + took, now, clients)),
         };
         up.state.observe_ttfb(elapsed_ms, now);
-        let kind = Kind::of_status(resp.status().as_u16());
-        up.track.record(started + took, kind, Some(took));
         let metrics = &self.gw.metrics;
-        metrics.attempt(
-            &up.label,
-            attempt_outcome(Ok(resp.status().as_u16())),
-            Some(took),
-        );
         let limits = Found::of(resp.headers());
         for (dimension, left) in facts::remaining_budgets(&limits) {
             metrics.rate_limit_remaining(&up.label, dimension, left);
         }
         admission::observe(self.rt, id, &limits, now);
-        if resp.status().as_u16() < 400 {
-            up.health.record(now, false);
-            return Ok((resp, took));
-        }
-        let (head, body) = resp.into_parts();
-        let (prefix, rest) = read_prefix(body, self.rt.rails.error_body_bytes, timeout).await;
+        let (mut head, body) = resp.into_parts();
+        let (status, prefix, rest) = if head.status.as_u16() < 400 {
+            match self.hold(&head, body).await {
+                Hold::Released(body, held) => {
+                    let status = head.status.as_u16();
+                    up.track
+                        .record(started + took, Kind::of_status(status), Some(took));
+                    metrics.attempt(&up.label, attempt_outcome(Ok(status)), Some(took));
+                    up.health.record(now, false);
+                    return Ok((Response::from_parts(head, body), held, took));
+                }
+                Hold::Broken(why) => {
+                    let error = AttemptError {
+                        kind: FailureKind::Reset,
+                        message: format!("the stream broke off before any content: {why}"),
+                    };
+                    return Err(self.failed(id, error, started + took, now, false));
+                }
+                // The error event is the answer, as if its status had said it.
+                Hold::Error { status, body } => {
+                    in_band_head(&mut head, status);
+                    (status, body, Rest::Ended)
+                }
+            }
+        } else {
+            let (prefix, rest) = read_prefix(body, self.rt.rails.error_body_bytes, timeout).await;
+            (head.status.as_u16(), prefix, rest)
+        };
+        let kind = Kind::of_status(status);
+        up.track.record(started + took, kind, Some(took));
+        metrics.attempt(&up.label, attempt_outcome(Ok(status)), Some(took));
         let now = now_ms();
         let facts = levee_exchange::facts::response_facts(
-            head.status.as_u16(),
+            status,
             |name| head.headers.get(name).and_then(|v| v.to_str().ok()),
             &prefix,
             elapsed_ms,
@@ -485,6 +510,80 @@ impl Driver<'_> {
         ))
     }
 
+    /// An attempt that got no answer (`at`, the time it failed): counted
+    /// against the upstream unless the client's own deadline (`clients`)
+    /// ran out first; what to keep for delivery, and the outcome.
+    fn failed(
+        &self,
+        id: u32,
+        error: AttemptError,
+        at: Instant,
+        now: u64,
+        clients: bool,
+    ) -> (Last, Outcome) {
+        let up = &self.rt.upstreams[id as usize];
+        let layer = layer_name(error.kind);
+        up.track.record(at, Kind::Failed(error.kind), None);
+        if clients && error.kind == FailureKind::Timeout {
+            // The client ran out of time, not the upstream: one
+            // client's short deadline must not eject it for all.
+            up.track
+                .failed(layer, "the client's own deadline came first");
+        } else {
+            up.health.record(now, true);
+            up.track.failed(layer, &error.message);
+        }
+        self.gw.metrics.attempt(&up.label, layer, None);
+        tracing::debug!(request_id = self.request_id, upstream = %up.config.name, %error.message, "attempt failed");
+        let outcome = Outcome::Failure(error.kind);
+        (
+            Last::Failure {
+                upstream: id,
+                error,
+            },
+            outcome,
+        )
+    }
+
+    /// Holds a Messages stream's head and first events back until content
+    /// flows, for at most the hold window (`levee_exchange::early`): an
+    /// error event, or the stream's end, before content is the attempt's
+    /// outcome, since the client has seen nothing yet.
+    async fn hold(&self, head: &http::response::Parts, mut body: UpstreamBody) -> Hold {
+        let window = self.rt.streaming.hold;
+        let sse = head
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(levee_exchange::sse::is_event_stream);
+        if !sse || window.is_zero() || self.dialect != Dialect::Messages {
+            return Hold::Released(body, Bytes::new());
+        }
+        let mut held = early::Held::default();
+        let read = async {
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        match held.push(&data) {
+                            Early::Holding => {}
+                            other => return Ok(other),
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("the upstream closed it".to_owned()),
+                }
+            }
+        };
+        match tokio::time::timeout(window, read).await {
+            Ok(Ok(Early::Error { status, body })) => Hold::Error { status, body },
+            Ok(Err(why)) => Hold::Broken(why),
+            Ok(Ok(_)) | Err(_) => Hold::Released(body, held.into_bytes()),
+        }
+    }
+
     fn upstream_request(
         &self,
         id: u32,
@@ -505,10 +604,12 @@ impl Driver<'_> {
         req
     }
 
+    /// Delivers a success, whose first bytes `held` were already read.
     fn deliver(
         &self,
         upstream: u32,
         resp: Response<UpstreamBody>,
+        held: Bytes,
         attempts: u32,
     ) -> Response<Body> {
         let (mut head, body) = resp.into_parts();
@@ -517,10 +618,11 @@ impl Driver<'_> {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(levee_exchange::sse::is_event_stream);
+            .is_some_and(levee_exchange::sse::is_event_stream)
+            .then_some(self.dialect);
         strip_hop_by_hop(&mut head.headers);
         set_attempts(&mut head.headers, attempts);
-        let body = self.guard(upstream, body, Bytes::new(), sse, false);
+        let body = self.guard(upstream, body, held, sse, false);
         Response::from_parts(head, body)
     }
 
@@ -548,7 +650,7 @@ impl Driver<'_> {
                     set_verdict(&mut head.headers, g, false);
                 }
                 let body = match rest {
-                    Rest::More(rest) => self.guard(upstream, rest, prefix, false, true),
+                    Rest::More(rest) => self.guard(upstream, rest, prefix, None, true),
                     Rest::Ended => {
                         self.settle(upstream, &prefix, Termination::Complete);
                         reply::full(prefix)
@@ -611,17 +713,17 @@ impl Driver<'_> {
         upstream: u32,
         body: UpstreamBody,
         prefix: Bytes,
-        sse: bool,
+        sse: Option<Dialect>,
         error: bool,
     ) -> Body {
         self.access.expect_body();
         let watch = Box::new(Delivery {
-            settle: Settle::new(sse, self.reservation().take(), error),
+            settle: Settle::new(sse.is_some(), self.reservation().take(), error),
             gw: self.gw.clone(),
             rt: self.rt.clone(),
             upstream,
             access: self.access.clone(),
-            sse,
+            sse: sse.is_some(),
             request_id: self.request_id.to_owned(),
         });
         Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, watch).boxed()
@@ -648,6 +750,9 @@ impl Watch for Delivery {
 
     fn end(self: Box<Self>, how: Termination, sent: u64) {
         let up = &self.rt.upstreams[self.upstream as usize];
+        if let Termination::UpstreamError { status } = how {
+            self.upstream_error(status);
+        }
         let usage = self.settle.finish(&self.gw.metrics, up);
         self.gw.metrics.stream_end(how);
         self.access.body_ended(usage, how, self.sse, sent);
@@ -657,6 +762,27 @@ impl Watch for Delivery {
             bytes = sent,
             "response body ended"
         );
+    }
+}
+
+impl Delivery {
+    /// The upstream ended a stream that had sent content with its own
+    /// error event: too late to retry, but it counts for the upstream as
+    /// the same error status would.
+    fn upstream_error(&self, status: u16) {
+        let up = &self.rt.upstreams[self.upstream as usize];
+        let now = now_ms();
+        let message = format!("an error event ({status}) ended a stream after content");
+        up.track.failed("http", &message);
+        if status == 529
+            && let Some(for_ms) = up.state.overloaded(now, None)
+        {
+            let detail = format!("marked overloaded for {for_ms} ms (an error event in a stream)");
+            let events = &self.gw.metrics.activity.events;
+            events.record(EventKind::Overloaded, Some(&up.config.name), detail);
+        }
+        up.health
+            .record(now, crate::upstream::health::is_broken(status));
     }
 }
 

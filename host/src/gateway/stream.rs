@@ -4,16 +4,18 @@
 //! For SSE (`text/event-stream`), levee forwards each event as soon as its
 //! terminating blank line arrives, so a failure never leaves half an event
 //! on the wire: the terminal `event: error` frame that follows is always
-//! parseable. (The API writes each event whole, so this adds no delay.) A
-//! stream that ends without `message_stop` is cut, even if the upstream
-//! closed cleanly. A broken non-SSE body is aborted, so the client sees an
-//! incomplete response rather than a short one.
+//! parseable, in the stream's own dialect. (The API writes each event
+//! whole, so this adds no delay.) A stream that ends without its last event
+//! (`message_stop`, or `data: [DONE]` for OpenAI's format) is cut, even if
+//! the upstream closed cleanly; one the upstream ended with its own `error`
+//! event ended in an upstream error. A broken non-SSE body is aborted, so
+//! the client sees an incomplete response rather than a short one.
 
 use super::reply::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame};
 pub use levee_exchange::body::Termination;
-use levee_exchange::sse::{Cursor as SseCursor, error_frame};
+use levee_exchange::sse::{Cursor as SseCursor, Dialect, End};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -60,11 +62,12 @@ pub struct Guarded<B> {
 }
 
 impl<B> Guarded<B> {
-    /// Watches `inner`, whose first bytes (already read) are `prefix`.
+    /// Watches `inner`, whose first bytes (already read) are `prefix`; an
+    /// event stream in `sse`'s dialect, or not.
     pub fn new(
         inner: B,
         prefix: Bytes,
-        sse: bool,
+        sse: Option<Dialect>,
         idle: Duration,
         watch: Box<dyn Watch>,
     ) -> Guarded<B> {
@@ -74,7 +77,7 @@ impl<B> Guarded<B> {
             idle,
             last_bytes: Instant::now(),
             timer: None,
-            sse: sse.then(SseCursor::default),
+            sse: sse.map(SseCursor::new),
             sent: 0,
             ended: false,
             watch: Some(watch),
@@ -120,10 +123,10 @@ impl<B> Guarded<B> {
         why: String,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         tracing::warn!(termination = how.label(), reason = %why, "response body broke off");
-        let sse = self.sse.is_some();
+        let dialect = self.sse.as_ref().map(SseCursor::dialect);
         self.finish(how);
-        if sse {
-            self.emit(Bytes::from(error_frame(&why)))
+        if let Some(dialect) = dialect {
+            self.emit(Bytes::from(dialect.error_frame(&why)))
         } else {
             Poll::Ready(Some(Err(why.into())))
         }
@@ -185,25 +188,31 @@ where
                     );
                 }
                 Poll::Ready(None) => {
-                    let incomplete = this.sse.as_ref().is_some_and(|s| !s.complete());
-                    if incomplete {
-                        return this.break_off(
-                            Termination::UpstreamCut,
-                            "upstream closed the stream before message_stop".into(),
-                        );
-                    }
+                    let how = match this.sse.as_ref().map(|s| (s.dialect(), s.end())) {
+                        Some((dialect, None)) => {
+                            let why = format!(
+                                "upstream closed the stream before {}",
+                                dialect.last_event()
+                            );
+                            return this.break_off(Termination::UpstreamCut, why);
+                        }
+                        Some((_, Some(End::Error(status)))) => {
+                            Termination::UpstreamError { status }
+                        }
+                        Some((_, Some(End::Done))) | None => Termination::Complete,
+                    };
                     let rest = this
                         .sse
                         .as_mut()
                         .map(SseCursor::take_rest)
                         .unwrap_or_default();
                     if rest.is_empty() {
-                        this.finish(Termination::Complete);
+                        this.finish(how);
                         return Poll::Ready(None);
                     }
                     // The bytes sent, as reported, include this rest.
                     let poll = this.emit(rest);
-                    this.finish(Termination::Complete);
+                    this.finish(how);
                     return poll;
                 }
                 Poll::Pending => {
@@ -242,7 +251,7 @@ mod tests {
         let on_end = Box::new(move |how, bytes| {
             *slot.lock().unwrap() = Some((how, bytes));
         });
-        let guarded = Guarded::new(inner, Bytes::new(), false, Duration::from_secs(60), on_end);
+        let guarded = Guarded::new(inner, Bytes::new(), None, Duration::from_secs(60), on_end);
         (guarded, seen)
     }
 
@@ -281,7 +290,8 @@ mod tests {
         let kept = Kept::default();
         let prefix = Bytes::from_static(b"event: ping\n");
         let idle = Duration::from_secs(60);
-        let mut body = Guarded::new(Fed(rx), prefix, true, idle, Box::new(kept.clone()));
+        let sse = Some(Dialect::Messages);
+        let mut body = Guarded::new(Fed(rx), prefix, sse, idle, Box::new(kept.clone()));
         tx.send(Bytes::from_static(
             b"data: {}\n\nevent: message_stop\ndata: {}\n\n: a tail",
         ))
@@ -351,7 +361,7 @@ mod tests {
         let slot = seen.clone();
         let on_end = Box::new(move |how, bytes| *slot.lock().unwrap() = Some((how, bytes)));
         let idle = Duration::from_millis(100);
-        let mut body = Guarded::new(Fed(rx), Bytes::new(), false, idle, on_end);
+        let mut body = Guarded::new(Fed(rx), Bytes::new(), None, idle, on_end);
         let start = Instant::now();
         let feeder = tokio::spawn(async move {
             for _ in 0..4 {

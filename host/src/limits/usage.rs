@@ -26,20 +26,24 @@ fn usage_of(object: &[u8]) -> Option<Usage> {
 }
 
 /// A `usage` object: input counts cache writes (billed as input) but not
-/// cache reads.
+/// cache reads. OpenAI's format (chat completions) says `prompt_tokens`
+/// and `completion_tokens`.
 fn parse_usage(raw: &[u8]) -> Option<Usage> {
-    let [input, cache_writes, output] = json_fields::fields(
+    let [input, cache_writes, output, prompt, completion] = json_fields::fields(
         raw,
         [
             "input_tokens",
             "cache_creation_input_tokens",
             "output_tokens",
+            "prompt_tokens",
+            "completion_tokens",
         ],
     )?;
     let count = |v: Option<&[u8]>| std::str::from_utf8(v?).ok()?.parse::<u64>().ok();
+    let input = count(input).map(|i| i.saturating_add(count(cache_writes).unwrap_or(0)));
     Some(Usage {
-        input: count(input).map(|i| i.saturating_add(count(cache_writes).unwrap_or(0))),
-        output: count(output),
+        input: input.or_else(|| count(prompt)),
+        output: count(output).or_else(|| count(completion)),
     })
 }
 
@@ -130,6 +134,13 @@ impl UsageScan {
                 }
             }
             Some(br#""content_block_delta""#) => self.deltas += 1,
+            // OpenAI's chunks have no `type`; the last one (with
+            // `stream_options.include_usage`) carries the whole usage.
+            None => {
+                if let Some(u) = usage.and_then(parse_usage) {
+                    self.usage = u;
+                }
+            }
             _ => {}
         }
     }
@@ -183,6 +194,22 @@ mod tests {
                 output: Some(42)
             }
         );
+    }
+
+    #[test]
+    fn openai_usage_is_read_from_the_body_and_from_the_streams_usage_chunk() {
+        let mut json = UsageScan::new(false);
+        json.feed(br#"{"id":"c","object":"chat.completion","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":9,"total_tokens":20}}"#);
+        let want = Usage {
+            input: Some(11),
+            output: Some(9),
+        };
+        assert_eq!(json.usage(), want);
+        let mut sse = UsageScan::new(true);
+        sse.feed(b"data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n");
+        assert_eq!(sse.usage(), Usage::default(), "a null usage is no usage");
+        sse.feed(b"data: {\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n");
+        assert_eq!(sse.usage(), want);
     }
 
     #[test]
