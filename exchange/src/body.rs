@@ -41,20 +41,34 @@ impl Termination {
 /// Actual usage from a response, for reconciliation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// `input_tokens + cache_creation_input_tokens`, when reported.
+    /// `input_tokens`: the input neither read from nor written to the
+    /// prompt cache, when reported.
     pub input: Option<u64>,
+    /// `cache_creation_input_tokens`: input written to the cache, billed
+    /// and limited as input.
+    pub cache_write: Option<u64>,
+    /// `cache_read_input_tokens`: input read from the cache, which the
+    /// API's input-token limits do not count for current models.
+    pub cache_read: Option<u64>,
     /// Output tokens produced, when known.
     pub output: Option<u64>,
 }
 
 impl Usage {
+    /// The input that counts toward input-token limits, by the API's rule:
+    /// `input_tokens + cache_creation_input_tokens`.
+    pub fn limited_input(&self) -> Option<u64> {
+        let input = self.input?;
+        Some(input.saturating_add(self.cache_write.unwrap_or(0)))
+    }
+
     /// What a charge of `kind` reserved at `reserved` really cost: the
     /// reported usage, else the estimate; `None` for concurrency, which
     /// has nothing to settle.
     pub fn actual(&self, kind: LimitKind, reserved: u64) -> Option<u64> {
         match kind {
             LimitKind::Requests => Some(reserved),
-            LimitKind::InputTokens => Some(self.input.unwrap_or(reserved)),
+            LimitKind::InputTokens => Some(self.limited_input().unwrap_or(reserved)),
             LimitKind::OutputTokens => Some(self.output.unwrap_or(reserved)),
             LimitKind::Concurrency => None,
         }

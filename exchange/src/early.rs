@@ -40,6 +40,8 @@ pub enum Early {
 /// stream is chunked.
 #[derive(Debug, Default)]
 pub struct Held {
+    /// Levee's id for the request, for an error of levee's making.
+    request_id: String,
     bytes: BytesMut,
     /// Where the first event not yet classified starts.
     classified: usize,
@@ -48,6 +50,15 @@ pub struct Held {
 }
 
 impl Held {
+    /// The start of the stream answering the request levee calls
+    /// `request_id`.
+    pub fn new(request_id: &str) -> Held {
+        Held {
+            request_id: request_id.to_owned(),
+            ..Held::default()
+        }
+    }
+
     /// Takes the next bytes; says what the events complete so far mean.
     pub fn push(&mut self, data: &[u8]) -> Early {
         self.bytes.extend_from_slice(data);
@@ -55,7 +66,7 @@ impl Held {
             let event = &self.bytes[self.classified..end];
             self.classified = end;
             self.searched = end;
-            match classify(event) {
+            match classify(event, &self.request_id) {
                 Early::Holding => continue,
                 other => return other,
             }
@@ -86,7 +97,7 @@ fn first_boundary(data: &[u8], from: usize) -> Option<usize> {
 }
 
 /// What one complete event means before content.
-fn classify(event: &[u8]) -> Early {
+fn classify(event: &[u8], request_id: &str) -> Early {
     let mut name: Option<&[u8]> = None;
     let mut data: Option<&[u8]> = None;
     for line in event.split(|&b| b == b'\n' || b == b'\r') {
@@ -111,7 +122,7 @@ fn classify(event: &[u8]) -> Early {
     };
     match name {
         b"message_start" | b"content_block_start" | b"ping" => Early::Holding,
-        b"error" => error(data.unwrap_or_default()),
+        b"error" => error(data.unwrap_or_default(), request_id),
         _ => Early::Content,
     }
 }
@@ -125,7 +136,7 @@ fn field<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 
 /// An error event's outcome: its data when that is the API's error shape,
 /// else an `api_error` of levee's saying what came.
-fn error(data: &[u8]) -> Early {
+fn error(data: &[u8], request_id: &str) -> Early {
     let (kind, _) = headers::parse_error_body(data);
     match kind {
         Some(kind) => Early::Error {
@@ -137,7 +148,7 @@ fn error(data: &[u8]) -> Early {
             body: crate::reply::error_json(
                 "api_error",
                 "levee: the upstream sent an error event that is not in the API's shape",
-                "",
+                request_id,
             )
             .into(),
         },
@@ -180,7 +191,7 @@ mod tests {
     /// Pushes `bytes` `chunk` bytes at a time; the first verdict that is
     /// not `Holding`, or `Holding`.
     fn fed(bytes: &[u8], chunk: usize) -> Early {
-        let mut held = Held::default();
+        let mut held = Held::new("levee_1");
         for piece in bytes.chunks(chunk) {
             match held.push(piece) {
                 Early::Holding => {}
@@ -266,6 +277,7 @@ mod tests {
         assert_eq!(status, 500);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["type"], "api_error");
+        assert_eq!(v["request_id"], "levee_1", "levee's own error names its id");
     }
 
     #[test]

@@ -40,18 +40,19 @@ impl Dialect {
         }
     }
 
-    /// The terminal frame for a broken stream, in the API's error shape.
-    pub fn error_frame(self, why: &str) -> String {
+    /// The terminal frame for a broken stream, in the API's error shape,
+    /// naming `request_id` (the upstream's, else levee's).
+    pub fn error_frame(self, why: &str, request_id: &str) -> String {
         let message = format!("levee: {why}; the response is incomplete");
         match self {
             Dialect::Messages => {
-                let json = crate::reply::error_json("api_error", &message, "");
+                let json = crate::reply::error_json("api_error", &message, request_id);
                 format!("event: error\ndata: {json}\n\n")
             }
             Dialect::OpenAi => {
                 let error = serde_json::json!({"error": {
                     "message": message, "type": "api_error", "param": null, "code": null,
-                }});
+                }, "request_id": request_id});
                 format!("data: {error}\n\n")
             }
         }
@@ -188,12 +189,6 @@ pub fn is_event_stream(content_type: &str) -> bool {
         .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
 }
 
-/// The terminal frame for a broken Messages stream, in the API's error
-/// shape.
-pub fn error_frame(why: &str) -> String {
-    Dialect::Messages.error_frame(why)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +273,7 @@ mod tests {
 
     #[test]
     fn an_openai_error_frame_is_a_data_chunk_with_an_error_object() {
-        let frame = Dialect::OpenAi.error_frame("upstream stalled");
+        let frame = Dialect::OpenAi.error_frame("upstream stalled", "req_1");
         let data = frame
             .strip_prefix("data: ")
             .and_then(|f| f.strip_suffix("\n\n"))
@@ -289,6 +284,7 @@ mod tests {
             v["error"]["message"],
             "levee: upstream stalled; the response is incomplete"
         );
+        assert_eq!(v["request_id"], "req_1");
     }
 
     #[test]
@@ -301,7 +297,7 @@ mod tests {
 
     #[test]
     fn the_error_frame_is_the_apis_shape() {
-        let frame = error_frame("upstream stalled");
+        let frame = Dialect::Messages.error_frame("upstream stalled", "levee_1");
         let data = frame
             .strip_prefix("event: error\ndata: ")
             .and_then(|f| f.strip_suffix("\n\n"))
@@ -312,5 +308,6 @@ mod tests {
             v["error"]["message"],
             "levee: upstream stalled; the response is incomplete"
         );
+        assert_eq!(v["request_id"], "levee_1");
     }
 }

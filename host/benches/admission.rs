@@ -62,6 +62,8 @@ fn charges(client: bool) -> Vec<Charge> {
 const USAGE: Usage = Usage {
     input: Some(230),
     output: Some(310),
+    cache_write: None,
+    cache_read: None,
 };
 
 fn admission(c: &mut Criterion) {

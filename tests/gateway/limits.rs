@@ -384,3 +384,52 @@ async fn output_token_limits_hold_for_streamed_responses() {
     let series = "levee_tokens_total{upstream=\"primary\",direction=\"output\"}";
     until_metric(&levee, series, reported as f64).await;
 }
+
+/// The API's rule for prompt caching: cache reads do not count toward the
+/// input-token limit, cache writes do. Five answers that each read 5,000
+/// tokens from the cache leave a 2,000-a-minute input budget nearly whole;
+/// the access line and the metrics keep every count apart, with the
+/// upstream's `request-id` and organization.
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_reads_are_not_charged_against_the_input_limit_and_each_count_is_kept() {
+    let cached = r#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}],"model":"claude-sonnet-4-5","stop_reason":"end_turn","usage":{"input_tokens":10,"cache_creation_input_tokens":0,"cache_read_input_tokens":5000,"output_tokens":5}}"#;
+    let reply = Reply::json(200, cached).header("anthropic-organization-id", "org-0001");
+    let upstream = MockUpstream::start(Script::always(Step::Reply(reply))).await;
+    let levee = levee_with_limits(&upstream, "input_tokens_per_minute = 2000", "");
+    for _ in 0..5 {
+        // Charged 5,000 tokens each, the second would wait for a refill
+        // that takes minutes: the client's 5 s makes that a prompt 429.
+        let resp = post_within(&levee, 5.0).await;
+        assert_eq!(resp.status(), 200, "admitted at once");
+        resp.bytes().await.unwrap();
+    }
+    let series =
+        |dir: &str| format!("levee_tokens_total{{upstream=\"primary\",direction=\"{dir}\"}}");
+    until_metric(&levee, &series("cache_read"), 25_000.0).await;
+    assert_eq!(metric(&levee, &series("input")).await, 50.0);
+    assert_eq!(metric(&levee, &series("output")).await, 25.0);
+    let status = super::status(&levee).await;
+    let input = status["admission"]["upstreams"][0]["budgets"]
+        .as_array()
+        .expect("budgets")
+        .iter()
+        .find(|b| b["kind"] == "input-tokens")
+        .unwrap_or_else(|| panic!("no input budget in {status}"))
+        .clone();
+    let left = input["remaining"].as_u64().unwrap();
+    assert!(
+        (1900..=2000).contains(&left),
+        "only the 50 uncached tokens were charged: {input}"
+    );
+    let line = super::access_line(&levee, &["status=200"]).await;
+    for field in [
+        "input_tokens=10",
+        "cache_read_input_tokens=5000",
+        "cache_creation_input_tokens=0",
+        "output_tokens=5",
+        "organization_id=\"org-0001\"",
+    ] {
+        assert!(line.split(' ').any(|w| w == field), "{field} in {line}");
+    }
+    assert!(line.contains("upstream_request_id=\"req_mock_"), "{line}");
+}

@@ -25,6 +25,7 @@ mod scenarios;
 
 use levee_tests::levee::Levee;
 use levee_tests::mock::MockUpstream;
+use std::time::{Duration, Instant};
 
 /// A short-scale standard policy: small backoff, four attempts.
 pub const FAST_POLICY: &str = r#"
@@ -102,6 +103,25 @@ pub async fn metric(levee: &Levee, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Waits at most 5 s for an access line holding every one of `fields`.
+pub async fn access_line(levee: &Levee, fields: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = levee.log();
+        let found = log.lines().find(|l| {
+            l.contains("levee::access") && fields.iter().all(|f| l.split(' ').any(|w| w == *f))
+        });
+        if let Some(line) = found {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access line with {fields:?}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A response header as text.

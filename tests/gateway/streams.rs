@@ -2,29 +2,9 @@
 //! event after content counts against the upstream and names the stream's
 //! end; one before content is an attempt that failed.
 
-use super::{STREAM_MESSAGE, post, status};
+use super::{STREAM_MESSAGE, access_line, post, status};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script, SseScript, Step};
-use std::time::{Duration, Instant};
-
-/// Waits at most 5 s for an access line holding every one of `fields`.
-async fn access_line(levee: &Levee, fields: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = levee.log();
-        let found = log.lines().find(|l| {
-            l.contains("levee::access") && fields.iter().all(|f| l.split(' ').any(|w| w == *f))
-        });
-        if let Some(line) = found {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access line with {fields:?}:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Primary streams content, then the API's `overloaded_error` event; the
 /// backup serves. The client gets the primary's stream as it came, the

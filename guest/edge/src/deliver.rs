@@ -24,19 +24,38 @@ pub struct Prefix {
     pub ended: Option<Option<String>>,
 }
 
+/// A response on its way to the client, as [`stream_body`] sends it.
+pub struct Delivery<'a> {
+    /// Levee's id for the request: an error frame names it when the
+    /// upstream sent no `request-id`.
+    pub request_id: &'a str,
+    /// Attempts made, for `x-levee-attempts`.
+    pub attempts: u32,
+    /// The verdict, when levee gave up.
+    pub verdict: Option<GiveUp>,
+    /// The streams' format.
+    pub dialect: Dialect,
+}
+
 /// Sends `resp` to the client: its head (plus `x-levee-attempts` and the
-/// verdict, if any), then `prefix` and the rest of its body, a stream in
-/// `dialect`'s format if it is one.
+/// verdict, if any), then `prefix` and the rest of its body.
 pub async fn stream_body(
     out: ResponseOutparam,
     mut resp: Upstreaming,
     prefix: Prefix,
-    attempts: u32,
-    verdict: Option<GiveUp>,
+    d: Delivery<'_>,
     settings: &Settings,
-    dialect: Dialect,
 ) {
+    let Delivery {
+        attempts,
+        verdict,
+        dialect,
+        ..
+    } = d;
     let sse = get(&resp.headers, "content-type").is_some_and(is_event_stream);
+    let request_id = get(&resp.headers, levee_exchange::reply::REQUEST_ID)
+        .unwrap_or(d.request_id)
+        .to_owned();
     let mut headers = std::mem::take(&mut resp.headers);
     // A body whose length is known to be whole keeps its content-length.
     let length = get(&headers, "content-length").map(str::to_owned);
@@ -95,7 +114,9 @@ pub async fn stream_body(
         (None, _) => w.finish(),
         (Some(why), true) => {
             log_line!("levee edge: response body broke off: {why}");
-            let _ = w.write(dialect.error_frame(&why).as_bytes()).await;
+            let _ = w
+                .write(dialect.error_frame(&why, &request_id).as_bytes())
+                .await;
             w.finish();
         }
         (Some(why), false) => {
@@ -131,8 +152,13 @@ pub async fn give_up(
     match last {
         Last::Response(resp, prefix) => {
             let status = resp.status;
-            let verdict = at.verdict;
-            stream_body(out, resp, prefix, at.attempts, verdict, settings, dialect).await;
+            let delivery = Delivery {
+                request_id,
+                attempts: at.attempts,
+                verdict: at.verdict,
+                dialect,
+            };
+            stream_body(out, resp, prefix, delivery, settings).await;
             status
         }
         Last::Failure(upstream, failure) => {

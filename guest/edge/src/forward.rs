@@ -8,7 +8,7 @@
 use crate::bindings::policy;
 use crate::clock::{now_ms, sleep_ms, timeout};
 use crate::config::Settings;
-use crate::deliver::{Prefix, give_up, stream_body};
+use crate::deliver::{Delivery, Prefix, give_up, stream_body};
 use crate::io::Chunk;
 use crate::reply::{self, Headers, get, set, strip_hop_by_hop};
 use crate::state::State;
@@ -98,16 +98,13 @@ impl Exchange<'_> {
                                 unreachable!("a success is delivered")
                             };
                             let attempts = attempt.number + 1;
-                            stream_body(
-                                out,
-                                resp,
-                                held,
+                            let delivery = Delivery {
+                                request_id: self.request_id,
                                 attempts,
-                                None,
-                                self.settings,
-                                self.dialect(),
-                            )
-                            .await;
+                                verdict: None,
+                                dialect: self.dialect(),
+                            };
+                            stream_body(out, resp, held, delivery, self.settings).await;
                             return (status, attempts);
                         }
                         // A destination the runtime refuses is a setting to
@@ -244,7 +241,7 @@ impl Exchange<'_> {
         if !sse || window == 0 || self.dialect() != Dialect::Messages {
             return Hold::Released(resp, Prefix::default());
         }
-        let mut held = early::Held::default();
+        let mut held = early::Held::new(self.request_id);
         let read = async {
             loop {
                 match resp.next().await {

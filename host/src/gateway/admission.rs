@@ -149,11 +149,15 @@ impl Settle {
         if self.error && usage.output.is_none() {
             usage.output = Some(0);
         }
-        if let Some(n) = usage.input {
-            metrics.limits.tokens(&up.label, "input", n);
-        }
-        if let Some(n) = usage.output {
-            metrics.limits.tokens(&up.label, "output", n);
+        for (direction, n) in [
+            ("input", usage.input),
+            ("cache_write", usage.cache_write),
+            ("cache_read", usage.cache_read),
+            ("output", usage.output),
+        ] {
+            if let Some(n) = n {
+                metrics.limits.tokens(&up.label, direction, n);
+            }
         }
         if let Some(r) = self.reservation {
             r.finish(usage);

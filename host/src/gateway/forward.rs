@@ -15,14 +15,14 @@ use super::admission::{self, Settle};
 use super::record::Recorder;
 use super::reply::{self, Body, set_attempts, strip_hop_by_hop};
 use super::server::Gateway;
-use super::stream::{Guarded, Termination, Watch};
+use super::stream::{Guarded, Sse, Termination, Watch};
 use super::{Runtime, facts};
 use crate::clock::now_ms;
 use crate::core::{Admission, FailureKind, NextStep, Outcome, RequestFacts};
 use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use crate::limits::headers::Found;
-use crate::telemetry::access::{Access, Head};
+use crate::telemetry::access::{Access, Head, UpstreamIds};
 use crate::telemetry::activity::answer_message;
 use crate::telemetry::activity::events::EventKind;
 use crate::telemetry::activity::window::Kind;
@@ -126,6 +126,10 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     let resp = driver.run(request, &mut span).await;
     let upstream = driver.served_by();
     drop(driver);
+    let upstream_ids = match upstream {
+        Some(_) => UpstreamIds::of(resp.headers(), &request_id),
+        None => UpstreamIds::default(),
+    };
     access.head(Head {
         request_id,
         method: parts.method,
@@ -137,6 +141,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
             .get(reply::ATTEMPTS)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0),
+        upstream_ids,
         head_ms: started.elapsed().as_millis() as u64,
         span,
     });
@@ -559,7 +564,7 @@ impl Driver<'_> {
         if !sse || window.is_zero() || self.dialect != Dialect::Messages {
             return Hold::Released(body, Bytes::new());
         }
-        let mut held = early::Held::default();
+        let mut held = early::Held::new(self.request_id);
         let read = async {
             loop {
                 match body.frame().await {
@@ -619,7 +624,15 @@ impl Driver<'_> {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(levee_exchange::sse::is_event_stream)
-            .then_some(self.dialect);
+            .then(|| Sse {
+                dialect: self.dialect,
+                request_id: head
+                    .headers
+                    .get(levee_exchange::reply::REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(self.request_id)
+                    .to_owned(),
+            });
         strip_hop_by_hop(&mut head.headers);
         set_attempts(&mut head.headers, attempts);
         let body = self.guard(upstream, body, held, sse, false);
@@ -713,7 +726,7 @@ impl Driver<'_> {
         upstream: u32,
         body: UpstreamBody,
         prefix: Bytes,
-        sse: Option<Dialect>,
+        sse: Option<Sse>,
         error: bool,
     ) -> Body {
         self.access.expect_body();

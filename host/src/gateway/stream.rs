@@ -39,6 +39,14 @@ impl<F: FnOnce(Termination, u64) + Send + Sync> Watch for F {
     }
 }
 
+/// An event stream's format, and the request id its error frame names.
+pub struct Sse {
+    /// Messages, or OpenAI's chat completions.
+    pub dialect: Dialect,
+    /// The upstream's `request-id`, else levee's.
+    pub request_id: String,
+}
+
 /// A response body under watch.
 ///
 /// The stall timer is armed lazily: only when the upstream has nothing
@@ -56,6 +64,8 @@ pub struct Guarded<B> {
     last_bytes: Instant,
     timer: Option<Pin<Box<Sleep>>>,
     sse: Option<SseCursor>,
+    /// The id an error frame names.
+    request_id: String,
     sent: u64,
     ended: bool,
     watch: Option<Box<dyn Watch>>,
@@ -63,21 +73,26 @@ pub struct Guarded<B> {
 
 impl<B> Guarded<B> {
     /// Watches `inner`, whose first bytes (already read) are `prefix`; an
-    /// event stream in `sse`'s dialect, or not.
+    /// event stream as `sse` says, or not.
     pub fn new(
         inner: B,
         prefix: Bytes,
-        sse: Option<Dialect>,
+        sse: Option<Sse>,
         idle: Duration,
         watch: Box<dyn Watch>,
     ) -> Guarded<B> {
+        let (sse, request_id) = match sse {
+            Some(s) => (Some(SseCursor::new(s.dialect)), s.request_id),
+            None => (None, String::new()),
+        };
         Guarded {
             inner,
             prefix: (!prefix.is_empty()).then_some(prefix),
             idle,
             last_bytes: Instant::now(),
             timer: None,
-            sse: sse.map(SseCursor::new),
+            request_id,
+            sse,
             sent: 0,
             ended: false,
             watch: Some(watch),
@@ -126,7 +141,8 @@ impl<B> Guarded<B> {
         let dialect = self.sse.as_ref().map(SseCursor::dialect);
         self.finish(how);
         if let Some(dialect) = dialect {
-            self.emit(Bytes::from(dialect.error_frame(&why)))
+            let frame = dialect.error_frame(&why, &self.request_id);
+            self.emit(Bytes::from(frame))
         } else {
             Poll::Ready(Some(Err(why.into())))
         }
@@ -290,7 +306,10 @@ mod tests {
         let kept = Kept::default();
         let prefix = Bytes::from_static(b"event: ping\n");
         let idle = Duration::from_secs(60);
-        let sse = Some(Dialect::Messages);
+        let sse = Some(Sse {
+            dialect: Dialect::Messages,
+            request_id: "req_1".into(),
+        });
         let mut body = Guarded::new(Fed(rx), prefix, sse, idle, Box::new(kept.clone()));
         tx.send(Bytes::from_static(
             b"data: {}\n\nevent: message_stop\ndata: {}\n\n: a tail",

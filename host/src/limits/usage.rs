@@ -25,24 +25,25 @@ fn usage_of(object: &[u8]) -> Option<Usage> {
     parse_usage(raw)
 }
 
-/// A `usage` object: input counts cache writes (billed as input) but not
-/// cache reads. OpenAI's format (chat completions) says `prompt_tokens`
-/// and `completion_tokens`.
+/// A `usage` object, each count apart. OpenAI's format (chat
+/// completions) says `prompt_tokens` and `completion_tokens`.
 fn parse_usage(raw: &[u8]) -> Option<Usage> {
-    let [input, cache_writes, output, prompt, completion] = json_fields::fields(
+    let [input, cache_write, cache_read, output, prompt, completion] = json_fields::fields(
         raw,
         [
             "input_tokens",
             "cache_creation_input_tokens",
+            "cache_read_input_tokens",
             "output_tokens",
             "prompt_tokens",
             "completion_tokens",
         ],
     )?;
     let count = |v: Option<&[u8]>| std::str::from_utf8(v?).ok()?.parse::<u64>().ok();
-    let input = count(input).map(|i| i.saturating_add(count(cache_writes).unwrap_or(0)));
     Some(Usage {
-        input: input.or_else(|| count(prompt)),
+        input: count(input).or_else(|| count(prompt)),
+        cache_write: count(cache_write),
+        cache_read: count(cache_read),
         output: count(output).or_else(|| count(completion)),
     })
 }
@@ -121,16 +122,19 @@ impl UsageScan {
         match kind {
             Some(br#""message_start""#) => {
                 if let Some(u) = message.and_then(usage_of) {
-                    self.usage.input = u.input;
-                    self.usage.output = u.output;
+                    self.usage = u;
                 }
             }
+            // Cumulative counts: each one given replaces the last.
             Some(br#""message_delta""#) => {
                 if let Some(u) = usage.and_then(parse_usage) {
-                    self.usage.output = u.output.or(self.usage.output);
-                    if u.input.is_some() {
-                        self.usage.input = u.input;
-                    }
+                    let was = self.usage;
+                    self.usage = Usage {
+                        input: u.input.or(was.input),
+                        cache_write: u.cache_write.or(was.cache_write),
+                        cache_read: u.cache_read.or(was.cache_read),
+                        output: u.output.or(was.output),
+                    };
                 }
             }
             Some(br#""content_block_delta""#) => self.deltas += 1,
@@ -151,7 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_usage_counts_cache_writes_but_not_reads() {
+    fn json_usage_keeps_each_count_and_limits_cache_writes_but_not_reads() {
         let mut s = UsageScan::new(false);
         let body = br#"{"id":"m","usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":7}}"#;
         s.feed(&body[..20]);
@@ -159,9 +163,16 @@ mod tests {
         assert_eq!(
             s.usage(),
             Usage {
-                input: Some(15),
+                input: Some(10),
+                cache_write: Some(5),
+                cache_read: Some(100),
                 output: Some(7)
             }
+        );
+        assert_eq!(
+            s.usage().limited_input(),
+            Some(15),
+            "writes count, reads do not"
         );
         // A `usage` inside the content is the model's, not the bill.
         let mut nested = UsageScan::new(false);
@@ -170,7 +181,8 @@ mod tests {
             nested.usage(),
             Usage {
                 input: Some(4),
-                output: Some(2)
+                output: Some(2),
+                ..Usage::default()
             }
         );
         let mut bad = UsageScan::new(false);
@@ -191,7 +203,8 @@ mod tests {
             s.usage(),
             Usage {
                 input: Some(25),
-                output: Some(42)
+                output: Some(42),
+                ..Usage::default()
             }
         );
     }
@@ -203,6 +216,7 @@ mod tests {
         let want = Usage {
             input: Some(11),
             output: Some(9),
+            ..Usage::default()
         };
         assert_eq!(json.usage(), want);
         let mut sse = UsageScan::new(true);
@@ -210,6 +224,22 @@ mod tests {
         assert_eq!(sse.usage(), Usage::default(), "a null usage is no usage");
         sse.feed(b"data: {\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n");
         assert_eq!(sse.usage(), want);
+    }
+
+    #[test]
+    fn a_streams_cache_counts_come_from_message_start_and_the_delta_updates_them() {
+        let mut s = UsageScan::new(true);
+        s.feed(b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"cache_creation_input_tokens\":2000,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n");
+        s.feed(b"data: {\"type\":\"message_delta\",\"usage\":{\"cache_read_input_tokens\":500,\"output_tokens\":9}}\n\n");
+        assert_eq!(
+            s.usage(),
+            Usage {
+                input: Some(3),
+                cache_write: Some(2000),
+                cache_read: Some(500),
+                output: Some(9),
+            }
+        );
     }
 
     #[test]
@@ -223,7 +253,8 @@ mod tests {
             s.usage(),
             Usage {
                 input: Some(3),
-                output: Some(5)
+                output: Some(5),
+                ..Usage::default()
             }
         );
         assert_eq!(UsageScan::new(true).usage(), Usage::default());

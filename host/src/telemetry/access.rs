@@ -28,10 +28,42 @@ pub(crate) struct Head {
     pub upstream: Option<Arc<String>>,
     /// Attempts made (`x-levee-attempts`).
     pub attempts: u32,
+    /// The answering upstream's `request-id` and
+    /// `anthropic-organization-id`, when it sent them.
+    pub upstream_ids: UpstreamIds,
     /// From the request's arrival to the response head, in ms.
     pub head_ms: u64,
     /// The request's spans, when it is traced.
     pub span: Option<Box<RequestSpan>>,
+}
+
+/// What the upstream that answered calls the request, and whose it was.
+#[derive(Default)]
+pub(crate) struct UpstreamIds {
+    /// Its `request-id`.
+    pub request_id: Option<http::HeaderValue>,
+    /// Its `anthropic-organization-id`.
+    pub organization_id: Option<http::HeaderValue>,
+}
+
+impl UpstreamIds {
+    /// The ids in `headers`, unless the id is levee's own (`levee_id`: a
+    /// response levee made).
+    pub(crate) fn of(headers: &http::HeaderMap, levee_id: &str) -> UpstreamIds {
+        UpstreamIds {
+            request_id: headers
+                .get(levee_exchange::reply::REQUEST_ID)
+                .filter(|v| v.as_bytes() != levee_id.as_bytes())
+                .cloned(),
+            organization_id: headers.get("anthropic-organization-id").cloned(),
+        }
+    }
+
+    /// An id as the line shows it: printable ASCII, at most 128 bytes.
+    fn shown(v: Option<&http::HeaderValue>) -> Option<&str> {
+        let s = v?.to_str().ok()?;
+        Some(s.get(..128).unwrap_or(s))
+    }
 }
 
 impl Head {
@@ -50,6 +82,7 @@ impl Head {
             status,
             upstream: None,
             attempts: 0,
+            upstream_ids: UpstreamIds::default(),
             head_ms: 0,
             span,
         }
@@ -178,12 +211,16 @@ impl Access {
             endpoint = head.endpoint,
             status = head.status,
             upstream = head.upstream.as_deref().map_or("-", String::as_str),
+            upstream_request_id = UpstreamIds::shown(head.upstream_ids.request_id.as_ref()),
+            organization_id = UpstreamIds::shown(head.upstream_ids.organization_id.as_ref()),
             attempts = head.attempts,
             worker = crate::worker::current(),
             head_ms = head.head_ms,
             total_ms = line.total_ms,
             bytes = line.bytes,
             input_tokens = line.usage.input,
+            cache_creation_input_tokens = line.usage.cache_write,
+            cache_read_input_tokens = line.usage.cache_read,
             output_tokens = line.usage.output,
             end = line.end,
             "request"
@@ -241,6 +278,15 @@ impl Line<'_> {
         }
         buf.extend_from_slice(lead!("upstream"));
         json_str(buf, h.upstream.as_deref().map_or("-", String::as_str));
+        for (lead, id) in [
+            (lead!("upstream_request_id"), &h.upstream_ids.request_id),
+            (lead!("organization_id"), &h.upstream_ids.organization_id),
+        ] {
+            if let Some(id) = UpstreamIds::shown(id.as_ref()) {
+                buf.extend_from_slice(lead);
+                json_str(buf, id);
+            }
+        }
         if let Some(end) = self.end {
             buf.extend_from_slice(lead!("end", "\""));
             buf.extend_from_slice(end.as_bytes());
@@ -254,6 +300,8 @@ impl Line<'_> {
             (lead!("total_ms"), Some(self.total_ms)),
             (lead!("bytes"), self.bytes),
             (lead!("input_tokens"), self.usage.input),
+            (lead!("cache_creation_input_tokens"), self.usage.cache_write),
+            (lead!("cache_read_input_tokens"), self.usage.cache_read),
             (lead!("output_tokens"), self.usage.output),
         ] {
             if let Some(v) = value {
@@ -366,6 +414,10 @@ mod tests {
             status: 200,
             upstream: Some(Arc::new("a \"b\"".into())),
             attempts: 1,
+            upstream_ids: UpstreamIds {
+                request_id: Some(http::HeaderValue::from_static("req_011")),
+                organization_id: None,
+            },
             head_ms: 3,
             span: None,
         };
@@ -373,7 +425,8 @@ mod tests {
             head: &head,
             usage: Usage {
                 input: Some(17),
-                output: None,
+                cache_read: Some(4),
+                ..Usage::default()
             },
             total_ms: 9,
             bytes: Some(120),
@@ -387,8 +440,12 @@ mod tests {
         let f = &v["fields"];
         assert_eq!(f["message"], "request");
         assert_eq!(f["upstream"], "a \"b\"");
+        assert_eq!(f["upstream_request_id"], "req_011");
+        assert!(f.get("organization_id").is_none());
         assert_eq!(f["input_tokens"], 17);
+        assert_eq!(f["cache_read_input_tokens"], 4);
         assert!(f.get("output_tokens").is_none());
+        assert!(f.get("cache_creation_input_tokens").is_none());
         assert_eq!(f["end"], "complete");
         assert_eq!(f["status"], 200);
         assert_eq!(f["attempts"], 1);
@@ -397,7 +454,7 @@ mod tests {
         line.format(&mut buf, false);
         let text = String::from_utf8(buf).unwrap();
         assert!(
-            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" end=\"complete\" status=200 attempts=1 worker=3 head_ms=3 total_ms=9 bytes=120 input_tokens=17\n"),
+            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" upstream_request_id=\"req_011\" end=\"complete\" status=200 attempts=1 worker=3 head_ms=3 total_ms=9 bytes=120 input_tokens=17 cache_read_input_tokens=4\n"),
             "{text}"
         );
         let unix = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_939_742_281_007);

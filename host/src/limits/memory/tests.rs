@@ -58,6 +58,7 @@ fn concurrency_is_held_until_settled_and_refunds_on_cancel() {
         Usage {
             input: Some(30),
             output: Some(100),
+            ..Usage::default()
         },
         0,
     );
@@ -201,7 +202,7 @@ proptest! {
                     if let Some((g, i, input)) = open.pop_front() {
                         let used = input * used_pct / 100;
                         through[i].1 = used;
-                        l.settle(&g, Usage { input: Some(used), output: None }, now);
+                        l.settle(&g, Usage { input: Some(used), ..Usage::default() }, now);
                     }
                 }
             }

@@ -30,6 +30,12 @@ pub(super) fn spans(r: &RequestSpan, e: &Ending) -> Vec<Span> {
     if let Some(input) = e.usage.input {
         attrs.int("gen_ai.usage.input_tokens", input);
     }
+    if let Some(n) = e.usage.cache_write {
+        attrs.int("gen_ai.usage.cache_creation.input_tokens", n);
+    }
+    if let Some(n) = e.usage.cache_read {
+        attrs.int("gen_ai.usage.cache_read.input_tokens", n);
+    }
     if let Some(output) = e.usage.output {
         attrs.int("gen_ai.usage.output_tokens", output);
     }
