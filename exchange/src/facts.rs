@@ -78,14 +78,9 @@ fn json_u64(raw: &[u8]) -> Option<u64> {
     }
 }
 
-/// Input tokens, estimated as one token per four bytes of body.
-///
-/// The body's JSON syntax and field names inflate the count, and non-English
-/// text deflates it: for typical English prompts the estimate is within
-/// about 30% of the API's count. Reconciliation with the response's `usage`
-/// corrects the limiter either way.
+/// Input tokens, estimated from the body: see [`crate::estimate`].
 pub fn estimate_input_tokens(body: &[u8]) -> u32 {
-    u32::try_from(body.len().div_ceil(4)).unwrap_or(u32::MAX)
+    crate::estimate::input_tokens(body)
 }
 
 /// Whether `path` (a query, if any, is ignored) holds a `.` or `..`

@@ -19,6 +19,7 @@
 
 pub mod body;
 pub mod early;
+pub mod estimate;
 pub mod facts;
 pub mod json_fields;
 mod machine;

@@ -433,3 +433,114 @@ async fn cache_reads_are_not_charged_against_the_input_limit_and_each_count_is_k
     }
     assert!(line.contains("upstream_request_id=\"req_mock_"), "{line}");
 }
+
+/// A Messages request with one base64 `kind` source (`media_type`,
+/// `data`) and a question.
+fn media_request(kind: &str, media_type: &str, data: &[u8]) -> String {
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.encode(data);
+    serde_json::json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 256,
+        "messages": [{"role": "user", "content": [
+            {"type": kind, "source": {"type": "base64", "media_type": media_type, "data": data}},
+            {"type": "text", "text": "What is in it?"},
+        ]}],
+    })
+    .to_string()
+}
+
+/// A 4032 × 3024 JPEG header (a phone photo's), an EXIF segment first,
+/// then `size` bytes in all.
+fn phone_photo(size: usize) -> Vec<u8> {
+    let mut b = vec![0xff, 0xd8, 0xff, 0xe1, 0x10, 0x02];
+    b.extend(std::iter::repeat_n(0x45, 0x1000));
+    b.extend_from_slice(&[0xff, 0xc0, 0x00, 0x11, 0x08, 0x0b, 0xd0, 0x0f, 0xc0]);
+    b.extend((b.len()..size).map(|i| (i % 251) as u8));
+    b
+}
+
+/// A PDF of `pages` pages, about `size` bytes.
+fn pdf_of(pages: usize, size: usize) -> Vec<u8> {
+    let mut b =
+        format!("%PDF-1.7\n2 0 obj << /Type /Pages /Count {pages} >> endobj\n").into_bytes();
+    for i in 0..pages {
+        b.extend_from_slice(
+            format!("{} 0 obj << /Type /Page /Parent 2 0 R >> stream\n", i + 3).as_bytes(),
+        );
+        b.extend(std::iter::repeat_n(b'q', size / pages));
+        b.extend_from_slice(b"\nendstream endobj\n");
+    }
+    b
+}
+
+/// The first value of `key` anywhere in `v`.
+fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.get(key).or_else(|| m.values().find_map(|v| find(v, key)))
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(|v| find(v, key)),
+        _ => None,
+    }
+}
+
+/// A 5 MB photo and a 5 MB PDF of 6 pages, under the API's first-tier
+/// Sonnet limit of 30,000 input tokens a minute: the photo is about 1,600
+/// tokens by the API's rule, the PDF about 18,000 (the estimates the
+/// trace records), and both are admitted. Counted as text, a quarter of
+/// their bytes, each would be 1.7 M tokens, and refused as never
+/// admissible.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_5_mb_photo_and_a_5_mb_pdf_are_admitted_under_a_30_000_token_limit() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let recorded = format!("[trace]\nfile = {:?}\n", trace.display().to_string());
+    let levee = Levee::start(&format!(
+        "{FAST_POLICY}\n{recorded}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n[upstreams.limits]\ninput_tokens_per_minute = 30000\n",
+        upstream.url()
+    ));
+    for body in [
+        media_request("image", "image/jpeg", &phone_photo(5 << 20)),
+        media_request("document", "application/pdf", &pdf_of(6, 5 << 20)),
+    ] {
+        assert!(body.len() > 5 << 20);
+        let resp = client()
+            .post(format!("{}/v1/messages", levee.url()))
+            .header("x-api-key", "sk-ant-test-secret-0001")
+            .header("x-stainless-timeout", "5")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("levee answers");
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    }
+    assert_eq!(upstream.requests().len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&trace).unwrap_or_default();
+        if text.lines().count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let estimates: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON trace line");
+            find(&v, "est-input-tokens")
+                .and_then(|e| e.as_u64())
+                .expect("an estimate")
+        })
+        .collect();
+    assert_eq!(estimates.len(), 2, "{text}");
+    assert!(
+        (1_500..2_000).contains(&estimates[0]),
+        "the photo: {estimates:?}"
+    );
+    assert!(
+        (18_000..18_500).contains(&estimates[1]),
+        "the PDF: {estimates:?}"
+    );
+}

@@ -41,11 +41,18 @@ fn assert_ends_with_error_frame(body: &[u8], before: &[u8], reason: &str) {
     assert_eq!(json["error"]["type"], "api_error");
     let message = json["error"]["message"].as_str().unwrap();
     assert!(message.contains(reason), "{message}");
+    // The stream's own request id (the mock's), so support can find it.
+    let id = json["request_id"].as_str().unwrap_or_default();
+    assert!(id.starts_with("req_mock_"), "request_id {id:?}");
 }
 
 /// A connection cut mid-event ends with an error frame, never a clean close.
 pub async fn a_cut_stream_ends_with_an_error_frame_not_a_clean_close<G: Gateway>() {
-    let script = SseScript::message("one two three four five six").cut_after(4, 10);
+    // Paced, so that every runtime has read the first delta (content, past
+    // the hold) before the cut: a cut before content would be retried.
+    let script = SseScript::message("one two three four five six")
+        .chunk_delay(std::time::Duration::from_millis(20))
+        .cut_after(4, 10);
     let events = |n: usize| -> Vec<u8> {
         script.chunks[..n]
             .iter()
@@ -258,6 +265,8 @@ pub async fn a_cut_openai_stream_ends_with_an_error_chunk_in_its_format<G: Gatew
         .unwrap_or_else(|| panic!("no error chunk after the content:\n{text}"));
     let json: serde_json::Value = serde_json::from_str(data).expect("the chunk is JSON");
     assert_eq!(json["error"]["type"], "api_error");
+    let id = json["request_id"].as_str().unwrap_or_default();
+    assert!(id.starts_with("req_mock_"), "request_id {id:?}");
     let message = json["error"]["message"].as_str().unwrap();
     assert!(message.contains("before data: [DONE]"), "{message}");
     assert!(

@@ -40,13 +40,17 @@ impl Entry {
         }
     }
 
-    /// What `amount` of `kind` would really take: an output reserve is an
-    /// estimate, so one above the capacity is capped to it.
+    /// What `amount` of `kind` would really take: token charges are
+    /// estimates (input from the body, output from `max_tokens`), so one
+    /// above the capacity is capped to it and the upstream decides: an
+    /// estimate never makes a request "never admissible".
     fn cost(&mut self, kind: LimitKind, amount: u64) -> u64 {
-        match (kind, self.output.as_ref()) {
-            (LimitKind::OutputTokens, Some(b)) => amount.min(b.capacity()),
-            _ => amount,
-        }
+        let bucket = match kind {
+            LimitKind::InputTokens => self.input.as_ref(),
+            LimitKind::OutputTokens => self.output.as_ref(),
+            _ => None,
+        };
+        bucket.map_or(amount, |b| amount.min(b.capacity()))
     }
 
     /// Whether every `(kind, amount)` fits at `now`.

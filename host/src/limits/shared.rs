@@ -161,7 +161,10 @@ impl SharedLimiter {
                         cap,
                         n,
                         hold: kind != LimitKind::Requests,
-                        cap_to_capacity: kind == LimitKind::OutputTokens,
+                        cap_to_capacity: matches!(
+                            kind,
+                            LimitKind::InputTokens | LimitKind::OutputTokens
+                        ),
                         kind: kind_name(kind),
                     });
                 }

@@ -171,14 +171,14 @@ async fn a_dropped_unsent_reservation_gives_everything_back() {
 async fn a_cost_above_every_limit_is_too_large() {
     let a = admitter(
         LimitSpec {
-            input_tokens_per_minute: Some(10),
+            requests_per_minute: Some(10),
             ..LimitSpec::default()
         },
         4,
     );
     let charges = [Charge {
         scope: LimitScope::Upstream,
-        kind: LimitKind::InputTokens,
+        kind: LimitKind::Requests,
         amount: 11,
     }];
     let ask = Ask {
@@ -187,7 +187,7 @@ async fn a_cost_above_every_limit_is_too_large() {
     };
     assert_eq!(
         a.admit(ask, None).await.err(),
-        Some(Refused::TooLarge(LimitKind::InputTokens))
+        Some(Refused::TooLarge(LimitKind::Requests))
     );
 }
 

@@ -79,12 +79,17 @@ fn concurrency_is_held_until_settled_and_refunds_on_cancel() {
 }
 
 #[test]
-fn an_oversize_input_never_fits_but_an_output_reserve_is_capped() {
+fn token_estimates_above_the_capacity_are_capped_so_they_always_fit_in_time() {
     let l = MemoryLimiter::new(&[spec(100, 1_000, 500, 10)], LimitSpec::default(), 0);
-    assert_eq!(
-        l.try_reserve(0, None, &request(1_001, 1), 0),
-        Err(Denied::Never(LimitKind::InputTokens))
-    );
+    let g = l
+        .try_reserve(0, None, &request(50_000, 1), 0)
+        .expect("an input estimate is capped too");
+    assert!(g.taken.contains(&Taken {
+        client: false,
+        kind: LimitKind::InputTokens,
+        amount: 1_000
+    }));
+    l.cancel(&g, 0);
     let g = l
         .try_reserve(0, None, &request(10, 64_000), 0)
         .expect("capped");
