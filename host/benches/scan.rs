@@ -9,6 +9,7 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use levee::gateway::encoding::{Coding, Decoder};
 use levee::limits::usage::UsageScan;
 use levee_exchange::json_fields;
 use std::hint::black_box;
@@ -80,6 +81,36 @@ fn bench(c: &mut Criterion) {
     let sse = stream();
     g.bench_function("stream usage", |b| {
         b.iter(|| usage_of(black_box(sse.as_bytes()), true))
+    });
+    // A gzipped answer: decoding the copy levee reads, then the same scan.
+    let gzipped = {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(ANSWER.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    g.bench_function("answer usage, gzipped", |b| {
+        b.iter(|| {
+            let mut d = Decoder::new(Coding::Gzip);
+            let mut scan = UsageScan::new(false);
+            scan.feed(&d.feed(black_box(&gzipped)));
+            scan.usage()
+        })
+    });
+    // The input estimate: a text request (no base64: one memmem pass),
+    // and one with a 200 KB image (a streaming walk of the body).
+    g.bench_function("estimate, text request", |b| {
+        b.iter(|| levee_exchange::estimate::input_tokens(black_box(REQUEST.as_bytes())))
+    });
+    let image = {
+        let data: String =
+            std::iter::repeat_n("iVBORw0KGgoAAAANSUhEUgAABAAAAAMACAYAAAA", 6_000).collect();
+        format!(
+            r#"{{"model":"m","max_tokens":8,"messages":[{{"role":"user","content":[{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}}}}]}}]}}"#
+        )
+    };
+    g.bench_function("estimate, 200 KB image", |b| {
+        b.iter(|| levee_exchange::estimate::input_tokens(black_box(image.as_bytes())))
     });
     g.finish();
 }

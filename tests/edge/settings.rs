@@ -1,7 +1,7 @@
 //! Bad settings get a clear answer naming the setting; secrets never show.
 
 use super::Edge;
-use super::scenarios::{MESSAGE, Setup, header, post};
+use super::scenarios::{Gateway as _, MESSAGE, Setup, header, post};
 use levee_tests::edge::{EdgeServer, components};
 use levee_tests::mock::{MockUpstream, Script};
 use std::path::Path;
@@ -141,4 +141,29 @@ async fn the_access_token_alone_stays_at_the_edge_and_the_clients_key_passes() {
         None,
         "the token stays at the edge"
     );
+}
+
+/// The edge decodes no compression, so it asks the upstream for none,
+/// whatever the client accepts: every error body and usage it reads is
+/// plain.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_edge_asks_the_upstream_for_identity() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let edge = Edge::serve(
+        components::EDGE_STANDARD,
+        &[("primary", upstream.url())],
+        &Setup::default(),
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/messages", edge.url()))
+        .header("accept-encoding", "gzip, deflate, br")
+        .header("content-type", "application/json")
+        .body(MESSAGE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("accept-encoding"), Some("identity"));
 }

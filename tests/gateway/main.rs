@@ -5,6 +5,7 @@ mod contract;
 mod dns;
 mod doctor;
 mod egress;
+mod encoding;
 mod failover;
 mod lifecycle;
 mod limits;

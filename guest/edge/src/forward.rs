@@ -346,6 +346,9 @@ pub async fn accept<'a>(
     let client_timeout = get(&headers, facts::CLIENT_TIMEOUT).and_then(facts::client_timeout_ms);
     let retry_count = get(&headers, facts::CLIENT_RETRY_COUNT).and_then(facts::client_retry_count);
     strip_hop_by_hop(&mut headers);
+    // The edge reads error bodies and usage as they come, and decodes no
+    // compression: it asks for none, and the client gets what was sent.
+    set(&mut headers, "accept-encoding", "identity");
     if let Some(key) = &settings.api_key {
         headers.retain(|(k, _)| k != "authorization" && k != "x-api-key");
         set(&mut headers, "x-api-key", key.0.as_bytes());

@@ -121,6 +121,8 @@ pub(super) fn rate_limited(rt: &Runtime, id: u32, wait_ms: Option<u64>) {
 /// the reservation when the body ends.
 pub(super) struct Settle {
     scan: UsageScan,
+    /// The body's decoder, when it is compressed.
+    decoder: Option<super::encoding::Decoder>,
     reservation: Option<Reservation>,
     /// An error response: it produced no output, whatever it says.
     error: bool,
@@ -132,14 +134,24 @@ impl Settle {
     pub(super) fn new(sse: bool, reservation: Option<Reservation>, error: bool) -> Settle {
         Settle {
             scan: UsageScan::new(sse),
+            decoder: None,
             reservation,
             error,
         }
     }
 
-    /// The body's next bytes.
+    /// Reads the body through a decoder of `coding`, when it has one.
+    pub(super) fn decoding(mut self, coding: Option<super::encoding::Coding>) -> Settle {
+        self.decoder = coding.map(super::encoding::Decoder::new);
+        self
+    }
+
+    /// The body's next bytes, as sent.
     pub(super) fn feed(&mut self, data: &[u8]) {
-        self.scan.feed(data);
+        match self.decoder.as_mut() {
+            Some(d) => self.scan.feed(&d.feed(data)),
+            None => self.scan.feed(data),
+        }
     }
 
     /// The body ended: settle the reservation and count the tokens; the

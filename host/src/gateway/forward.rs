@@ -12,6 +12,7 @@
 //!    verdict headers when levee gave up), streamed under watch.
 
 use super::admission::{self, Settle};
+use super::encoding::{self, Coding};
 use super::record::Recorder;
 use super::reply::{self, Body, set_attempts, strip_hop_by_hop};
 use super::server::Gateway;
@@ -122,6 +123,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         access: access.clone(),
         served_by: AtomicU32::new(NO_UPSTREAM),
         dialect: Dialect::of_path(parts.uri.path()),
+        stream: request.stream,
     };
     let resp = driver.run(request, &mut span).await;
     let upstream = driver.served_by();
@@ -193,6 +195,8 @@ struct Driver<'a> {
     served_by: AtomicU32,
     /// The format of the streams this request is answered with.
     dialect: Dialect,
+    /// The request asked for a stream (`"stream": true`).
+    stream: bool,
 }
 
 /// What follows the prefix of an error body that levee read.
@@ -203,6 +207,17 @@ enum Rest {
     Broken(String),
     /// The rest of the body, still to read.
     More(UpstreamBody),
+}
+
+/// How a delivered body is read for its usage.
+#[derive(Clone, Copy)]
+struct Read {
+    /// An event stream (`text/event-stream`), compressed or not.
+    event_stream: bool,
+    /// Its `content-encoding`, when levee reads it.
+    coding: Option<Coding>,
+    /// An error response: it produced no output.
+    error: bool,
 }
 
 /// What holding a stream's start back found.
@@ -469,6 +484,15 @@ impl Driver<'_> {
             let (prefix, rest) = read_prefix(body, self.rt.rails.error_body_bytes, timeout).await;
             (head.status.as_u16(), prefix, rest)
         };
+        // A compressed error body is read through a decoded copy.
+        let decoded = match Coding::of(&head.headers) {
+            Ok(Some(coding)) => {
+                let limit = self.rt.rails.error_body_bytes;
+                Some(encoding::decode_prefix(coding, &prefix, limit))
+            }
+            _ => None,
+        };
+        let inspected = decoded.as_deref().unwrap_or(&prefix);
         let kind = Kind::of_status(status);
         up.track.record(started + took, kind, Some(took));
         metrics.attempt(&up.label, attempt_outcome(Ok(status)), Some(took));
@@ -476,13 +500,13 @@ impl Driver<'_> {
         let facts = levee_exchange::facts::response_facts(
             status,
             |name| head.headers.get(name).and_then(|v| v.to_str().ok()),
-            &prefix,
+            inspected,
             elapsed_ms,
             now,
         );
         let header_wait = levee_exchange::facts::header_wait(&facts);
         if kind.is_error() {
-            up.track.failed("http", &answer_message(&facts, &prefix));
+            up.track.failed("http", &answer_message(&facts, inspected));
         }
         let events = &self.gw.metrics.activity.events;
         match facts.status {
@@ -561,7 +585,8 @@ impl Driver<'_> {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(levee_exchange::sse::is_event_stream);
-        if !sse || window.is_zero() || self.dialect != Dialect::Messages {
+        let plain = !head.headers.contains_key(http::header::CONTENT_ENCODING);
+        if !sse || !plain || window.is_zero() || self.dialect != Dialect::Messages {
             return Hold::Released(body, Bytes::new());
         }
         let mut held = early::Held::new(self.request_id);
@@ -603,6 +628,9 @@ impl Driver<'_> {
         strip_hop_by_hop(headers);
         headers.remove(http::header::HOST);
         headers.remove(http::header::CONTENT_LENGTH);
+        let accept = headers.get(http::header::ACCEPT_ENCODING);
+        let accept = encoding::upstream_accept(accept, self.stream);
+        headers.insert(http::header::ACCEPT_ENCODING, accept);
         if let Some(tp) = traceparent {
             headers.insert(TRACEPARENT, tp);
         }
@@ -619,23 +647,31 @@ impl Driver<'_> {
     ) -> Response<Body> {
         let (mut head, body) = resp.into_parts();
         self.serve_from(upstream);
-        let sse = head
+        let coding = Coding::of(&head.headers).ok().flatten();
+        let event_stream = head
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(levee_exchange::sse::is_event_stream)
-            .then(|| Sse {
-                dialect: self.dialect,
-                request_id: head
-                    .headers
-                    .get(levee_exchange::reply::REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(self.request_id)
-                    .to_owned(),
-            });
+            .is_some_and(levee_exchange::sse::is_event_stream);
+        // A compressed stream passes as it came: no event framing, and a
+        // break aborts it rather than appending a frame it cannot take.
+        let sse = (event_stream && coding.is_none()).then(|| Sse {
+            dialect: self.dialect,
+            request_id: head
+                .headers
+                .get(levee_exchange::reply::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(self.request_id)
+                .to_owned(),
+        });
         strip_hop_by_hop(&mut head.headers);
         set_attempts(&mut head.headers, attempts);
-        let body = self.guard(upstream, body, held, sse, false);
+        let read = Read {
+            event_stream,
+            coding,
+            error: false,
+        };
+        let body = self.guard(upstream, body, held, sse, read);
         Response::from_parts(head, body)
     }
 
@@ -662,10 +698,15 @@ impl Driver<'_> {
                 if let Some(g) = at.verdict {
                     set_verdict(&mut head.headers, g, false);
                 }
+                let read = Read {
+                    event_stream: false,
+                    coding: Coding::of(&head.headers).ok().flatten(),
+                    error: true,
+                };
                 let body = match rest {
-                    Rest::More(rest) => self.guard(upstream, rest, prefix, None, true),
+                    Rest::More(rest) => self.guard(upstream, rest, prefix, None, read),
                     Rest::Ended => {
-                        self.settle(upstream, &prefix, Termination::Complete);
+                        self.settle(upstream, &prefix, read, Termination::Complete);
                         reply::full(prefix)
                     }
                     // The head keeps the upstream's content-length: the
@@ -675,7 +716,7 @@ impl Driver<'_> {
                         let why = format!("upstream failed mid-stream: {e}");
                         tracing::warn!(termination = Termination::UpstreamCut.label(), reason = %why, "response body broke off");
                         self.gw.metrics.stream_end(Termination::UpstreamCut);
-                        self.settle(upstream, &prefix, Termination::UpstreamCut);
+                        self.settle(upstream, &prefix, read, Termination::UpstreamCut);
                         reply::broken_off(prefix, why)
                     }
                 };
@@ -714,8 +755,9 @@ impl Driver<'_> {
 
     /// Settles the reservation on an error body read to its end, `how` it
     /// ended.
-    fn settle(&self, upstream: u32, body: &[u8], how: Termination) {
-        let mut settle = Settle::new(false, self.reservation().take(), true);
+    fn settle(&self, upstream: u32, body: &[u8], read: Read, how: Termination) {
+        let reservation = self.reservation().take();
+        let mut settle = Settle::new(false, reservation, true).decoding(read.coding);
         settle.feed(body);
         let usage = settle.finish(&self.gw.metrics, &self.rt.upstreams[upstream as usize]);
         self.access.body_ended(usage, how, false, body.len() as u64);
@@ -727,16 +769,18 @@ impl Driver<'_> {
         body: UpstreamBody,
         prefix: Bytes,
         sse: Option<Sse>,
-        error: bool,
+        read: Read,
     ) -> Body {
         self.access.expect_body();
+        let reservation = self.reservation().take();
+        let settle = Settle::new(read.event_stream, reservation, read.error).decoding(read.coding);
         let watch = Box::new(Delivery {
-            settle: Settle::new(sse.is_some(), self.reservation().take(), error),
+            settle,
             gw: self.gw.clone(),
             rt: self.rt.clone(),
             upstream,
             access: self.access.clone(),
-            sse: sse.is_some(),
+            sse: read.event_stream,
             request_id: self.request_id.to_owned(),
         });
         Guarded::new(body, prefix, sse, self.rt.streaming.idle_timeout, watch).boxed()

@@ -9,6 +9,7 @@
 mod admission;
 mod budget;
 mod collector;
+pub mod encoding;
 pub(crate) mod facts;
 mod forward;
 mod record;
