@@ -167,7 +167,8 @@ impl Settle {
             ("cache_read", usage.cache_read),
             ("output", usage.output),
         ] {
-            if let Some(n) = n {
+            // Most answers read and write no cache: nothing to count.
+            if let Some(n) = n.filter(|&n| n > 0) {
                 metrics.limits.tokens(&up.label, direction, n);
             }
         }

@@ -628,9 +628,11 @@ impl Driver<'_> {
         strip_hop_by_hop(headers);
         headers.remove(http::header::HOST);
         headers.remove(http::header::CONTENT_LENGTH);
-        let accept = headers.get(http::header::ACCEPT_ENCODING);
-        let accept = encoding::upstream_accept(accept, self.stream);
-        headers.insert(http::header::ACCEPT_ENCODING, accept);
+        let asked = headers.get(http::header::ACCEPT_ENCODING);
+        let accept = encoding::upstream_accept(asked, self.stream);
+        if asked != Some(&accept) {
+            headers.insert(http::header::ACCEPT_ENCODING, accept);
+        }
         if let Some(tp) = traceparent {
             headers.insert(TRACEPARENT, tp);
         }

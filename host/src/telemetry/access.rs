@@ -50,12 +50,16 @@ impl UpstreamIds {
     /// The ids in `headers`, unless the id is levee's own (`levee_id`: a
     /// response levee made).
     pub(crate) fn of(headers: &http::HeaderMap, levee_id: &str) -> UpstreamIds {
+        // Names known at compile time: a `&str` name is parsed on each get.
+        const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
+        const ORGANIZATION_ID: http::HeaderName =
+            http::HeaderName::from_static("anthropic-organization-id");
         UpstreamIds {
             request_id: headers
-                .get(levee_exchange::reply::REQUEST_ID)
+                .get(REQUEST_ID)
                 .filter(|v| v.as_bytes() != levee_id.as_bytes())
                 .cloned(),
-            organization_id: headers.get("anthropic-organization-id").cloned(),
+            organization_id: headers.get(ORGANIZATION_ID).cloned(),
         }
     }
 
