@@ -37,13 +37,16 @@ pub(crate) struct Head {
     pub span: Option<Box<RequestSpan>>,
 }
 
-/// What the upstream that answered calls the request, and whose it was.
+/// What the upstream that answered calls the request, and whose it was:
+/// printable ASCII, at most 128 bytes each. Copied, not kept as the
+/// response's `HeaderValue`s: those share the connection's whole read
+/// buffer, which would then live as long as the stream (7 KB a stream).
 #[derive(Default)]
 pub(crate) struct UpstreamIds {
     /// Its `request-id`.
-    pub request_id: Option<http::HeaderValue>,
+    pub request_id: Option<Box<str>>,
     /// Its `anthropic-organization-id`.
-    pub organization_id: Option<http::HeaderValue>,
+    pub organization_id: Option<Box<str>>,
 }
 
 impl UpstreamIds {
@@ -54,19 +57,17 @@ impl UpstreamIds {
         const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("request-id");
         const ORGANIZATION_ID: http::HeaderName =
             http::HeaderName::from_static("anthropic-organization-id");
+        let shown = |v: &http::HeaderValue| {
+            let s = v.to_str().ok()?;
+            Some(s.get(..128).unwrap_or(s).into())
+        };
         UpstreamIds {
             request_id: headers
                 .get(REQUEST_ID)
                 .filter(|v| v.as_bytes() != levee_id.as_bytes())
-                .cloned(),
-            organization_id: headers.get(ORGANIZATION_ID).cloned(),
+                .and_then(shown),
+            organization_id: headers.get(ORGANIZATION_ID).and_then(shown),
         }
-    }
-
-    /// An id as the line shows it: printable ASCII, at most 128 bytes.
-    fn shown(v: Option<&http::HeaderValue>) -> Option<&str> {
-        let s = v?.to_str().ok()?;
-        Some(s.get(..128).unwrap_or(s))
     }
 }
 
@@ -215,8 +216,8 @@ impl Access {
             endpoint = head.endpoint,
             status = head.status,
             upstream = head.upstream.as_deref().map_or("-", String::as_str),
-            upstream_request_id = UpstreamIds::shown(head.upstream_ids.request_id.as_ref()),
-            organization_id = UpstreamIds::shown(head.upstream_ids.organization_id.as_ref()),
+            upstream_request_id = head.upstream_ids.request_id.as_deref(),
+            organization_id = head.upstream_ids.organization_id.as_deref(),
             attempts = head.attempts,
             worker = crate::worker::current(),
             head_ms = head.head_ms,
@@ -286,7 +287,7 @@ impl Line<'_> {
             (lead!("upstream_request_id"), &h.upstream_ids.request_id),
             (lead!("organization_id"), &h.upstream_ids.organization_id),
         ] {
-            if let Some(id) = UpstreamIds::shown(id.as_ref()) {
+            if let Some(id) = id {
                 buf.extend_from_slice(lead);
                 json_str(buf, id);
             }
@@ -419,7 +420,7 @@ mod tests {
             upstream: Some(Arc::new("a \"b\"".into())),
             attempts: 1,
             upstream_ids: UpstreamIds {
-                request_id: Some(http::HeaderValue::from_static("req_011")),
+                request_id: Some("req_011".into()),
                 organization_id: None,
             },
             head_ms: 3,
