@@ -272,22 +272,6 @@ mod tests {
     }
 
     #[test]
-    fn an_openai_error_frame_is_a_data_chunk_with_an_error_object() {
-        let frame = Dialect::OpenAi.error_frame("upstream stalled", "req_1");
-        let data = frame
-            .strip_prefix("data: ")
-            .and_then(|f| f.strip_suffix("\n\n"))
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(data).unwrap();
-        assert_eq!(v["error"]["type"], "api_error");
-        assert_eq!(
-            v["error"]["message"],
-            "levee: upstream stalled; the response is incomplete"
-        );
-        assert_eq!(v["request_id"], "req_1");
-    }
-
-    #[test]
     fn event_streams_are_known_by_their_content_type() {
         assert!(is_event_stream("text/event-stream; charset=utf-8"));
         assert!(is_event_stream(" Text/Event-Stream"));
@@ -295,19 +279,26 @@ mod tests {
         assert!(!is_event_stream("text/event"));
     }
 
+    /// Messages: an `error` event in the API's shape; OpenAI's format: a
+    /// data chunk holding an `error` object. Each names the request id.
     #[test]
-    fn the_error_frame_is_the_apis_shape() {
-        let frame = Dialect::Messages.error_frame("upstream stalled", "levee_1");
-        let data = frame
-            .strip_prefix("event: error\ndata: ")
-            .and_then(|f| f.strip_suffix("\n\n"))
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(data).unwrap();
-        assert_eq!(v["error"]["type"], "api_error");
-        assert_eq!(
-            v["error"]["message"],
-            "levee: upstream stalled; the response is incomplete"
-        );
-        assert_eq!(v["request_id"], "levee_1");
+    fn the_error_frame_is_the_apis_shape_in_each_dialect() {
+        for (dialect, lead) in [
+            (Dialect::Messages, "event: error\ndata: "),
+            (Dialect::OpenAi, "data: "),
+        ] {
+            let frame = dialect.error_frame("upstream stalled", "levee_1");
+            let data = frame
+                .strip_prefix(lead)
+                .and_then(|f| f.strip_suffix("\n\n"))
+                .unwrap_or_else(|| panic!("{dialect:?}: {frame}"));
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            assert_eq!(v["error"]["type"], "api_error");
+            assert_eq!(
+                v["error"]["message"],
+                "levee: upstream stalled; the response is incomplete"
+            );
+            assert_eq!(v["request_id"], "levee_1");
+        }
     }
 }

@@ -125,6 +125,16 @@ pub async fn access_line(levee: &Levee, fields: &[&str]) -> String {
     }
 }
 
+/// Levee in front of `primary` (group 0) and `backup` (group 1), with the
+/// fast policy.
+pub fn primary_and_backup(primary: &MockUpstream, backup: &MockUpstream) -> Levee {
+    Levee::start(&format!(
+        "{FAST_POLICY}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n\n[[upstreams]]\nname = \"backup\"\nurl = \"{}\"\ngroup = 1\n",
+        primary.url(),
+        backup.url()
+    ))
+}
+
 /// A response header as text.
 pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())

@@ -17,12 +17,7 @@ async fn two_upstreams() -> (MockUpstream, MockUpstream, Levee) {
     ))))
     .await;
     let backup = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
-    let levee = Levee::start(&format!(
-        "{}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n\n[[upstreams]]\nname = \"backup\"\nurl = \"{}\"\ngroup = 1\n",
-        super::FAST_POLICY,
-        primary.url(),
-        backup.url()
-    ));
+    let levee = super::primary_and_backup(&primary, &backup);
     (primary, backup, levee)
 }
 

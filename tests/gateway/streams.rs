@@ -3,7 +3,6 @@
 //! end; one before content is an attempt that failed.
 
 use super::{STREAM_MESSAGE, access_line, post, status};
-use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script, SseScript, Step};
 
 /// Primary streams content, then the API's `overloaded_error` event; the
@@ -17,12 +16,7 @@ async fn an_error_event_after_content_marks_the_upstream_and_ends_as_an_upstream
     let expected = broken.bytes();
     let primary = MockUpstream::start(Script::always(Step::Sse(broken))).await;
     let backup = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
-    let levee = Levee::start(&format!(
-        "{}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n\n[[upstreams]]\nname = \"backup\"\nurl = \"{}\"\ngroup = 1\n",
-        super::FAST_POLICY,
-        primary.url(),
-        backup.url()
-    ));
+    let levee = super::primary_and_backup(&primary, &backup);
     let resp = post(&levee, STREAM_MESSAGE).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
