@@ -544,3 +544,45 @@ async fn a_5_mb_photo_and_a_5_mb_pdf_are_admitted_under_a_30_000_token_limit() {
         "the PDF: {estimates:?}"
     );
 }
+
+/// `count_tokens` has its own limits at the API: a burst of 20 against a
+/// 5-a-minute messages budget is served at once and leaves that budget
+/// whole, and the next message is admitted at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_count_tokens_burst_leaves_the_messages_budgets_untouched() {
+    let counted = Reply::json(200, r#"{"input_tokens":9}"#);
+    let upstream = MockUpstream::start(Script::always(Step::Reply(counted))).await;
+    let levee = levee_with_limits(
+        &upstream,
+        "requests_per_minute = 5\ninput_tokens_per_minute = 100",
+        "",
+    );
+    for _ in 0..20 {
+        let resp = client()
+            .post(format!("{}/v1/messages/count_tokens", levee.url()))
+            .header("x-api-key", "sk-ant-test-secret-0001")
+            .header("x-stainless-timeout", "2")
+            .header("content-type", "application/json")
+            .body(MESSAGE)
+            .send()
+            .await
+            .expect("levee answers");
+        let status = resp.status();
+        assert_eq!(status, 200, "not queued: {:?}", resp.text().await);
+    }
+    let status = super::status(&levee).await;
+    let budgets = status["admission"]["upstreams"][0]["budgets"].clone();
+    let left = |kind: &str| {
+        budgets
+            .as_array()
+            .expect("budgets")
+            .iter()
+            .find(|b| b["kind"] == kind)
+            .map(|b| b["remaining"].clone())
+    };
+    assert_eq!(left("requests"), Some(5.into()), "{budgets}");
+    assert_eq!(left("input-tokens"), Some(100.into()), "{budgets}");
+    let resp = post_within(&levee, 2.0).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream.requests().len(), 21);
+}

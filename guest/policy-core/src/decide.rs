@@ -7,8 +7,9 @@
 use crate::backoff;
 use crate::config::{Profile, Settings};
 use crate::types::{
-    Admission, Attempt, Charge, ConfigError, ErrorKind, FailureKind, GiveUp, LimitKind, LimitScope,
-    NextStep, Outcome, Plan, PolicyInfo, Rejection, RequestFacts, Retry, TimestampMs, View,
+    Admission, Attempt, Charge, ConfigError, Endpoint, ErrorKind, FailureKind, GiveUp, LimitKind,
+    LimitScope, Method, NextStep, Outcome, Plan, PolicyInfo, Rejection, RequestFacts, Retry,
+    TimestampMs, View,
 };
 
 mod order;
@@ -104,7 +105,9 @@ impl Policy {
     ///   only when every circuit is open. The charges reserve one request,
     ///   one concurrency slot, the estimated input tokens and
     ///   `output_reserve_share` of `max_tokens`, for the upstream and (when
-    ///   `charge_client` and the request has a client) for the client.
+    ///   `charge_client` and the request has a client) for the client; a
+    ///   request that generates nothing (count_tokens, batches, reads) is
+    ///   charged nothing.
     pub fn on_request(&self, req: &RequestFacts, view: &View) -> Admission {
         let now = view.now;
         let deadline = self.deadline(req);
@@ -151,8 +154,12 @@ impl Policy {
         })
     }
 
-    /// What to reserve with the limiter before sending `req`.
+    /// What to reserve with the limiter before sending `req`: nothing for
+    /// a request that generates nothing (see [`generates`]).
     fn charges(&self, req: &RequestFacts) -> Vec<Charge> {
+        if !generates(req) {
+            return Vec::new();
+        }
         let output = req.max_tokens.map_or(0, |m| {
             // The share is within 0..=1, so the product fits; `as` saturates.
             (f64::from(m) * self.settings.output_reserve_share).ceil() as u32
@@ -314,4 +321,12 @@ fn reject(
         retry_after_ms,
         should_retry,
     })
+}
+
+/// Whether `req` generates tokens and so draws on the messages limits: a
+/// POST to `/v1/messages`, or to another path (the OpenAI-compatible
+/// `/v1/chat/completions`, the legacy completions). `count_tokens` and
+/// batches are limited apart by the API, and reads cost nothing.
+pub fn generates(req: &RequestFacts) -> bool {
+    req.method == Method::Post && matches!(req.endpoint, Endpoint::Messages | Endpoint::Other)
 }

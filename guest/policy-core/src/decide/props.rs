@@ -558,9 +558,9 @@ mod reference {
     use crate::backoff::{self, mix64};
     use crate::config::Settings;
     use crate::types::{
-        Admission, Attempt, Charge, Circuit, ErrorKind, FailureKind, GiveUp, Health, LimitKind,
-        LimitScope, NextStep, Outcome, Plan, Rejection, RequestFacts, Retry, TimestampMs,
-        UpstreamView, View,
+        Admission, Attempt, Charge, Circuit, Endpoint, ErrorKind, FailureKind, GiveUp, Health,
+        LimitKind, LimitScope, Method, NextStep, Outcome, Plan, Rejection, RequestFacts, Retry,
+        TimestampMs, UpstreamView, View,
     };
 
     /// Where `u` stands at `now`, as the contract describes it. An open
@@ -776,6 +776,11 @@ mod reference {
     /// and, when `charge_client` and the request names a client, for the
     /// client too. Amounts of 0 are left out.
     fn charges(s: &Settings, req: &RequestFacts) -> Vec<Charge> {
+        let generating = req.method == Method::Post
+            && (req.endpoint == Endpoint::Messages || req.endpoint == Endpoint::Other);
+        if !generating {
+            return Vec::new();
+        }
         let output = match req.max_tokens {
             Some(m) => (f64::from(m) * s.output_reserve_share).ceil() as u32,
             None => 0,

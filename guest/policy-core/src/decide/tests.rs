@@ -709,6 +709,31 @@ fn charges_cover_upstream_and_client() {
     );
 }
 
+/// Only requests that generate draw on the limits: count_tokens, batches
+/// and reads are limited apart by the API (a burst of them must not drain
+/// the messages budgets), and the OpenAI-compatible path generates.
+#[test]
+fn only_generating_requests_are_charged() {
+    let charged = |method, endpoint| {
+        let mut rq = req();
+        (rq.method, rq.endpoint) = (method, endpoint);
+        !admit(standard().on_request(&rq, &two())).charges.is_empty()
+    };
+    assert!(charged(Method::Post, Endpoint::Messages));
+    assert!(charged(Method::Post, Endpoint::Other), "chat completions");
+    for (method, endpoint) in [
+        (Method::Post, Endpoint::CountTokens),
+        (Method::Post, Endpoint::Batches),
+        (Method::Get, Endpoint::Batches),
+        (Method::Get, Endpoint::Models),
+        (Method::Get, Endpoint::Other),
+        (Method::Delete, Endpoint::Other),
+        (Method::Get, Endpoint::Messages),
+    ] {
+        assert!(!charged(method, endpoint), "{method:?} {endpoint:?}");
+    }
+}
+
 #[test]
 fn charges_skip_zero_amounts_and_absent_clients() {
     let mut rq = req();
