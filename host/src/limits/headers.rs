@@ -116,6 +116,11 @@ impl<'a> Found<'a> {
                 r.remaining = None;
             }
         }
+        for (kind, r) in &mut out {
+            if *kind != LimitKind::Requests {
+                r.remaining = r.remaining.map(|left| unrounded(left, r.limit));
+            }
+        }
         out
     }
 
@@ -189,6 +194,18 @@ fn index(name: &str) -> Option<usize> {
         "x-ratelimit-reset" => 14,
         _ => return None,
     })
+}
+
+/// The API rounds the token counts it reports to the nearest thousand: a
+/// remaining that is a multiple of 1000 may be up to 499 more (never above
+/// the limit), and levee lowers its bucket only to the top of that range,
+/// so that a rounded report never takes away tokens that are there. An
+/// exact count (not a multiple of 1000) is taken as it is.
+fn unrounded(left: u64, limit: Option<u64>) -> u64 {
+    if !left.is_multiple_of(1_000) {
+        return left;
+    }
+    (left + 499).min(limit.unwrap_or(u64::MAX))
 }
 
 /// `primary` when it says anything, else `fallback`.
@@ -286,12 +303,40 @@ mod tests {
                     LimitKind::OutputTokens,
                     Reported {
                         limit: Some(8000),
-                        remaining: Some(7000),
+                        // Rounded to the thousand: up to 499 more.
+                        remaining: Some(7499),
                         reset_at: None
                     }
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn rounded_token_counts_are_read_as_the_top_of_their_range() {
+        let h = headers(&[
+            ("anthropic-ratelimit-requests-remaining", "1000"),
+            ("anthropic-ratelimit-input-tokens-limit", "30000"),
+            ("anthropic-ratelimit-input-tokens-remaining", "30000"),
+            ("anthropic-ratelimit-output-tokens-remaining", "7123"),
+        ]);
+        let left: Vec<_> = Found::of(&h)
+            .read(NOW)
+            .into_iter()
+            .map(|(k, r)| (k, r.remaining))
+            .collect();
+        assert_eq!(
+            left,
+            vec![
+                (LimitKind::Requests, Some(1000)),
+                (LimitKind::InputTokens, Some(30000)),
+                (LimitKind::OutputTokens, Some(7123)),
+            ],
+            "requests are exact, a rounded token count never above its \
+             limit, an unrounded one as it is"
+        );
+        let h = headers(&[("anthropic-ratelimit-input-tokens-remaining", "12000")]);
+        assert_eq!(Found::of(&h).read(NOW)[0].1.remaining, Some(12_499));
     }
 
     /// The one pass finds each rate-limit header that a lookup by name
