@@ -105,9 +105,10 @@ impl Policy {
     ///   only when every circuit is open. The charges reserve one request,
     ///   one concurrency slot, the estimated input tokens and
     ///   `output_reserve_share` of `max_tokens`, for the upstream and (when
-    ///   `charge_client` and the request has a client) for the client; a
-    ///   request that generates nothing (count_tokens, batches, reads) is
-    ///   charged nothing.
+    ///   `charge_client` and the request has a client) for the client. A
+    ///   `count_tokens` or batches POST generates nothing: it is charged
+    ///   one request and one slot, no tokens (the host keeps its budgets
+    ///   apart, as the API does); a read is charged nothing.
     pub fn on_request(&self, req: &RequestFacts, view: &View) -> Admission {
         let now = view.now;
         let deadline = self.deadline(req);
@@ -154,20 +155,28 @@ impl Policy {
         })
     }
 
-    /// What to reserve with the limiter before sending `req`: nothing for
-    /// a request that generates nothing (see [`generates`]).
+    /// What to reserve with the limiter before sending `req`: tokens only
+    /// for a request that generates (see [`generates`]), a request alone
+    /// for a `count_tokens` or batches POST, nothing for a read.
     fn charges(&self, req: &RequestFacts) -> Vec<Charge> {
-        if !generates(req) {
+        let counted = req.method == Method::Post
+            && matches!(req.endpoint, Endpoint::CountTokens | Endpoint::Batches);
+        let (input, output) = if generates(req) {
+            let output = req.max_tokens.map_or(0, |m| {
+                // The share is within 0..=1, so the product fits; `as`
+                // saturates.
+                (f64::from(m) * self.settings.output_reserve_share).ceil() as u32
+            });
+            (req.est_input_tokens, output)
+        } else if counted {
+            (0, 0)
+        } else {
             return Vec::new();
-        }
-        let output = req.max_tokens.map_or(0, |m| {
-            // The share is within 0..=1, so the product fits; `as` saturates.
-            (f64::from(m) * self.settings.output_reserve_share).ceil() as u32
-        });
+        };
         let amounts = [
             (LimitKind::Requests, 1),
             (LimitKind::Concurrency, 1),
-            (LimitKind::InputTokens, req.est_input_tokens),
+            (LimitKind::InputTokens, input),
             (LimitKind::OutputTokens, output),
         ];
         let client = self.settings.charge_client && req.client.is_some();

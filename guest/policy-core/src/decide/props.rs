@@ -776,15 +776,20 @@ mod reference {
     /// and, when `charge_client` and the request names a client, for the
     /// client too. Amounts of 0 are left out.
     fn charges(s: &Settings, req: &RequestFacts) -> Vec<Charge> {
-        let generating = req.method == Method::Post
-            && (req.endpoint == Endpoint::Messages || req.endpoint == Endpoint::Other);
-        if !generating {
+        let post = req.method == Method::Post;
+        let generating =
+            post && (req.endpoint == Endpoint::Messages || req.endpoint == Endpoint::Other);
+        // count_tokens and batches: a request, no tokens.
+        let counted =
+            post && (req.endpoint == Endpoint::CountTokens || req.endpoint == Endpoint::Batches);
+        if !generating && !counted {
             return Vec::new();
         }
         let output = match req.max_tokens {
-            Some(m) => (f64::from(m) * s.output_reserve_share).ceil() as u32,
-            None => 0,
+            Some(m) if generating => (f64::from(m) * s.output_reserve_share).ceil() as u32,
+            _ => 0,
         };
+        let input = if generating { req.est_input_tokens } else { 0 };
         let mut scopes = vec![LimitScope::Upstream];
         if s.charge_client && req.client.is_some() {
             scopes.push(LimitScope::Client);
@@ -794,7 +799,7 @@ mod reference {
             for (kind, amount) in [
                 (LimitKind::Requests, 1),
                 (LimitKind::Concurrency, 1),
-                (LimitKind::InputTokens, req.est_input_tokens),
+                (LimitKind::InputTokens, input),
                 (LimitKind::OutputTokens, output),
             ] {
                 if amount > 0 {

@@ -709,28 +709,49 @@ fn charges_cover_upstream_and_client() {
     );
 }
 
-/// Only requests that generate draw on the limits: count_tokens, batches
-/// and reads are limited apart by the API (a burst of them must not drain
-/// the messages budgets), and the OpenAI-compatible path generates.
+/// Only requests that generate draw on the token limits: count_tokens and
+/// batches are limited apart by the API (a burst of them must not drain
+/// the messages budgets), so they are charged a request alone (which the
+/// host keeps in their own lanes); reads are charged nothing; the
+/// OpenAI-compatible path generates.
 #[test]
-fn only_generating_requests_are_charged() {
+fn only_generating_requests_are_charged_tokens() {
     let charged = |method, endpoint| {
         let mut rq = req();
         (rq.method, rq.endpoint) = (method, endpoint);
-        !admit(standard().on_request(&rq, &two())).charges.is_empty()
+        let plan = admit(standard().on_request(&rq, &two()));
+        let upstream = plan
+            .charges
+            .iter()
+            .filter(|c| c.scope == LimitScope::Upstream);
+        upstream.map(|c| c.kind).collect::<Vec<_>>()
     };
-    assert!(charged(Method::Post, Endpoint::Messages));
-    assert!(charged(Method::Post, Endpoint::Other), "chat completions");
+    use LimitKind::*;
+    let all = [Requests, Concurrency, InputTokens, OutputTokens];
+    assert_eq!(charged(Method::Post, Endpoint::Messages), all);
+    assert_eq!(
+        charged(Method::Post, Endpoint::Other),
+        all,
+        "chat completions"
+    );
+    for endpoint in [Endpoint::CountTokens, Endpoint::Batches] {
+        assert_eq!(
+            charged(Method::Post, endpoint),
+            [Requests, Concurrency],
+            "{endpoint:?}: a request, no tokens"
+        );
+    }
     for (method, endpoint) in [
-        (Method::Post, Endpoint::CountTokens),
-        (Method::Post, Endpoint::Batches),
         (Method::Get, Endpoint::Batches),
         (Method::Get, Endpoint::Models),
         (Method::Get, Endpoint::Other),
         (Method::Delete, Endpoint::Other),
         (Method::Get, Endpoint::Messages),
     ] {
-        assert!(!charged(method, endpoint), "{method:?} {endpoint:?}");
+        assert!(
+            charged(method, endpoint).is_empty(),
+            "{method:?} {endpoint:?}"
+        );
     }
 }
 
