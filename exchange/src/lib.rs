@@ -14,10 +14,12 @@
 //!   verdict headers of a give-up;
 //! - [`sse`]: event framing, the stream's end, the terminal error frame;
 //!   [`early`]: a stream's first events, held until content flows;
+//! - [`classes`]: the model class a request's limits are kept under;
 //! - [`facts`] and [`json_fields`]: what a request tells before it is sent;
 //!   [`body`]: what a delivered body tells when it is over.
 
 pub mod body;
+pub mod classes;
 pub mod early;
 pub mod estimate;
 pub mod facts;

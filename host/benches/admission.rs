@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use levee::core::{Charge, LimitKind, LimitScope};
 use levee::limits::admit::{Admitter, Ask};
 use levee::limits::memory::MemoryLimiter;
-use levee::limits::{ClientKey, LimitSpec, Limiter, Usage};
+use levee::limits::{ClientKey, Lane, LimitSpec, Limiter, Usage};
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -93,7 +93,7 @@ fn admission(c: &mut Criterion) {
             b.iter(|| {
                 let t = now();
                 let grant = limiter
-                    .try_reserve(black_box(1), client, black_box(&charges), t)
+                    .try_reserve(black_box(Lane::new(1, 1)), client, black_box(&charges), t)
                     .expect("room");
                 limiter.settle(&grant, USAGE, t);
             })
@@ -114,6 +114,7 @@ fn admission(c: &mut Criterion) {
                     for _ in 0..iters {
                         let ask = Ask {
                             order: black_box(&order),
+                            class: 1,
                             client,
                             charges: black_box(&charges),
                             priority: 0,

@@ -218,7 +218,7 @@ fn the_full_example_sets_every_key() {
         Some("test-token")
     );
     assert_eq!(c.log.level, "warn,levee=debug");
-    let limits = c.upstreams[0].limits;
+    let limits = c.upstreams[0].limits.base;
     assert_eq!(
         (
             limits.requests_per_minute,
@@ -237,5 +237,5 @@ fn the_full_example_sets_every_key() {
         ),
         (0, 255, true)
     );
-    assert_eq!(c.limits.client.requests_per_minute, Some(10));
+    assert_eq!(c.limits.client.base.requests_per_minute, Some(10));
 }

@@ -105,6 +105,10 @@ impl scenarios::Gateway for Edge {
     fn log(&self) -> String {
         self.0.log()
     }
+
+    fn remembers_between_requests(&self) -> bool {
+        false
+    }
 }
 
 all_scenarios!(Edge);
@@ -132,6 +136,10 @@ macro_rules! on_runtime {
                 }
 
                 fn keeps_bytes_received_before_a_reset(&self) -> bool {
+                    $runtime != Runtime::Jco
+                }
+
+                fn remembers_between_requests(&self) -> bool {
                     $runtime != Runtime::Jco
                 }
             }

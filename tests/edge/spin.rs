@@ -161,7 +161,8 @@ async fn a_request_limit_from_variables_holds_across_instances_through_key_value
         let resp = post(&edge).await;
         assert_eq!(resp.status(), 200, "request {n}");
     }
-    let requests = format!("levee:v1:primary:w{window}:requests");
+    // The request's model class keys its window: Sonnet's.
+    let requests = format!("levee:v1:primary:sonnet:w{window}:requests");
     assert_eq!(kv_text(&edge, &requests).as_deref(), Some("2"));
 
     let resp = post(&edge).await;
@@ -179,7 +180,7 @@ async fn a_request_limit_from_variables_holds_across_instances_through_key_value
     assert_eq!(
         kv_keys(&edge),
         [
-            format!("levee:v1:primary:w{window}:input_tokens"),
+            format!("levee:v1:primary:sonnet:w{window}:input_tokens"),
             requests.clone()
         ],
         "only this window's counters are kept"
@@ -247,7 +248,7 @@ async fn a_mark_in_key_value_steers_the_next_instance(
 async fn a_429_marks_the_upstream_rate_limited_for_the_next_instance() {
     a_mark_in_key_value_steers_the_next_instance(
         Reply::rate_limited(RetryAfter::Secs(30)),
-        "rate_limited_until",
+        "sonnet:rate_limited_until",
         Runtime::Spin,
         Runtime::Spin,
     )
@@ -269,14 +270,14 @@ async fn a_529_marks_the_upstream_overloaded_for_the_next_instance() {
 async fn a_429_learned_through_one_wiring_steers_the_other() {
     a_mark_in_key_value_steers_the_next_instance(
         Reply::rate_limited(RetryAfter::Secs(30)),
-        "rate_limited_until",
+        "sonnet:rate_limited_until",
         Runtime::Spin,
         Runtime::SpinDeps,
     )
     .await;
     a_mark_in_key_value_steers_the_next_instance(
         Reply::rate_limited(RetryAfter::Secs(30)),
-        "rate_limited_until",
+        "sonnet:rate_limited_until",
         Runtime::SpinDeps,
         Runtime::Spin,
     )

@@ -549,40 +549,178 @@ async fn a_5_mb_photo_and_a_5_mb_pdf_are_admitted_under_a_30_000_token_limit() {
 /// 5-a-minute messages budget is served at once and leaves that budget
 /// whole, and the next message is admitted at once.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_count_tokens_burst_leaves_the_messages_budgets_untouched() {
+async fn a_count_tokens_burst_draws_on_its_own_budget_and_leaves_the_messages_budgets_untouched() {
     let counted = Reply::json(200, r#"{"input_tokens":9}"#);
     let upstream = MockUpstream::start(Script::always(Step::Reply(counted))).await;
     let levee = levee_with_limits(
         &upstream,
-        "requests_per_minute = 5\ninput_tokens_per_minute = 100",
+        "requests_per_minute = 5\ninput_tokens_per_minute = 100\n\
+         [upstreams.limits.classes.count_tokens]\nrequests_per_minute = 20",
         "",
     );
-    for _ in 0..20 {
-        let resp = client()
+    let count = |secs: &'static str| {
+        client()
             .post(format!("{}/v1/messages/count_tokens", levee.url()))
             .header("x-api-key", "sk-ant-test-secret-0001")
-            .header("x-stainless-timeout", "2")
+            .header("x-stainless-timeout", secs)
+            .header("content-type", "application/json")
+            .body(MESSAGE)
+            .send()
+    };
+    for _ in 0..20 {
+        let resp = count("2").await.expect("levee answers");
+        let status = resp.status();
+        assert_eq!(status, 200, "not queued: {:?}", resp.text().await);
+    }
+    let spent = count("0.5").await.expect("levee answers");
+    assert_eq!(
+        spent.status(),
+        429,
+        "count_tokens' own 20 a minute are spent"
+    );
+    let status = super::status(&levee).await;
+    let budgets = status["admission"]["upstreams"][0]["budgets"].clone();
+    let left = |class: &str, kind: &str| {
+        budgets
+            .as_array()
+            .expect("budgets")
+            .iter()
+            .find(|b| b["model_class"] == class && b["kind"] == kind)
+            .map(|b| b["remaining"].clone())
+    };
+    assert_eq!(left("sonnet", "requests"), Some(5.into()), "{budgets}");
+    assert_eq!(
+        left("sonnet", "input-tokens"),
+        Some(100.into()),
+        "{budgets}"
+    );
+    assert_eq!(
+        left("count_tokens", "requests"),
+        Some(0.into()),
+        "{budgets}"
+    );
+    assert_eq!(
+        left("count_tokens", "input-tokens"),
+        Some(100.into()),
+        "no tokens charged: {budgets}"
+    );
+    let resp = post_within(&levee, 2.0).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream.requests().len(), 21);
+}
+
+/// A Haiku request, otherwise [`MESSAGE`].
+const HAIKU: &str =
+    r#"{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// The API's limits per model class, learned from its headers: Sonnet's
+/// 12 a minute and Haiku's 600 stay apart. Sonnet's spent bucket makes its
+/// next request wait in Sonnet's line; Haiku requests meanwhile go straight
+/// through, and no request ever meets an upstream 429.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_model_classes_learn_their_own_limits_and_never_queue_behind_each_other() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
+    upstream.set_class_limits(&[
+        ("sonnet", RateLimits::requests(12)),
+        ("haiku", RateLimits::requests(600)),
+    ]);
+    let levee = Levee::start(&format!(
+        "{FAST_POLICY}\n[[upstreams]]\nname = \"primary\"\nurl = \"{}\"\n",
+        upstream.url()
+    ));
+    const DEPTH: &str = "levee_admission_queue_depth";
+    for _ in 0..12 {
+        assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+    }
+    // Haiku's generous headers must not reopen Sonnet's bucket.
+    assert_eq!(post(&levee, HAIKU).await.status(), 200);
+    let url = levee.url();
+    let sonnet = tokio::spawn(async move {
+        let asked = Instant::now();
+        let resp = client()
+            .post(format!("{url}/v1/messages"))
             .header("content-type", "application/json")
             .body(MESSAGE)
             .send()
             .await
             .expect("levee answers");
-        let status = resp.status();
-        assert_eq!(status, 200, "not queued: {:?}", resp.text().await);
+        (resp.status(), asked.elapsed())
+    });
+    until_metric(&levee, DEPTH, 1.0).await;
+    for _ in 0..5 {
+        let haiku = post(&levee, HAIKU).await;
+        assert_eq!(haiku.status(), 200);
+        assert_eq!(header(&haiku, "x-levee-attempts"), Some("1"));
     }
-    let status = super::status(&levee).await;
-    let budgets = status["admission"]["upstreams"][0]["budgets"].clone();
-    let left = |kind: &str| {
-        budgets
-            .as_array()
-            .expect("budgets")
-            .iter()
-            .find(|b| b["kind"] == kind)
-            .map(|b| b["remaining"].clone())
+    assert!(
+        !sonnet.is_finished(),
+        "the Haiku requests went by while Sonnet waited for its refill"
+    );
+    assert_eq!(metric(&levee, DEPTH).await, 1.0, "Sonnet alone waits");
+    let (status, waited) = sonnet.await.unwrap();
+    assert_eq!(status, 200, "admitted at Sonnet's refill");
+    assert!(
+        waited >= Duration::from_secs(2) && waited <= Duration::from_secs(8),
+        "12 a minute refill one in 5 s; waited {waited:?}"
+    );
+    assert_eq!(upstream.rate_limited(), 0, "no upstream 429");
+    let remaining = |class: &str| {
+        format!(
+            "rate_limit_remaining{{upstream=\"primary\",model_class=\"{class}\",dimension=\"requests\"}}"
+        )
     };
-    assert_eq!(left("requests"), Some(5.into()), "{budgets}");
-    assert_eq!(left("input-tokens"), Some(100.into()), "{budgets}");
-    let resp = post_within(&levee, 2.0).await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(upstream.requests().len(), 21);
+    assert!(metric(&levee, &remaining("haiku")).await >= 590.0);
+    assert!(metric(&levee, &remaining("sonnet")).await <= 1.0);
+    let status = super::status(&levee).await;
+    let budgets = status["upstreams"][0]["budgets"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let limit = |class: &str| {
+        budgets
+            .iter()
+            .find(|b| b["model_class"] == class && b["kind"] == "requests")
+            .map(|b| b["limit"].clone())
+    };
+    assert_eq!(limit("sonnet"), Some(12.into()), "{budgets:?}");
+    assert_eq!(limit("haiku"), Some(600.into()), "{budgets:?}");
+    assert_eq!(
+        limit("opus"),
+        None,
+        "a class never used has learned nothing"
+    );
+}
+
+/// After idle, a bucket comes back by its ramp, not as a full burst (the
+/// API answers sudden ramps with 429s): with a quarter at once, 10 of a
+/// burst of 40 go (40 a minute); with the ramp off, all 40.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_idle_a_bucket_ramps_back_instead_of_a_full_burst() {
+    async fn burst_after_idle(ramp_idle_ms: u64) -> usize {
+        let upstream = MockUpstream::start(Script::new()).await;
+        let levee = levee_with_limits(
+            &upstream,
+            "requests_per_minute = 40",
+            &format!("ramp_idle_ms = {ramp_idle_ms}\nramp_start = 0.25\nramp_ms = 60000"),
+        );
+        assert_eq!(post(&levee, MESSAGE).await.status(), 200);
+        // Full again 1.5 s later, then idle for 0.3 s more.
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        let burst = (0..40).map(|_| post_within(&levee, 0.5));
+        let answers = futures_util::future::join_all(burst).await;
+        let admitted = answers.iter().filter(|r| r.status() == 200).count();
+        assert!(
+            answers
+                .iter()
+                .all(|r| [200, 429].contains(&r.status().as_u16()))
+        );
+        assert_eq!(upstream.requests().len(), 1 + admitted);
+        admitted
+    }
+    let ramped = burst_after_idle(300).await;
+    assert!(
+        (10..=11).contains(&ramped),
+        "a quarter of 40 (and what the ramp adds within 0.5 s): {ramped}"
+    );
+    assert_eq!(burst_after_idle(0).await, 40, "no ramp: the whole bucket");
 }

@@ -131,7 +131,7 @@ async fn a_scripted_scenario_gives_exact_counts() {
     assert_eq!(
         value(
             &v,
-            r#"rate_limit_remaining{upstream="primary",dimension="requests"}"#
+            r#"rate_limit_remaining{upstream="primary",model_class="sonnet",dimension="requests"}"#
         ),
         41.0
     );
@@ -305,7 +305,9 @@ async fn the_combined_token_budget_is_reported_beside_the_per_kind_ones() {
     let left = |dimension: &str| {
         value(
             &v,
-            &format!(r#"rate_limit_remaining{{upstream="primary",dimension="{dimension}"}}"#),
+            &format!(
+                r#"rate_limit_remaining{{upstream="primary",model_class="sonnet",dimension="{dimension}"}}"#
+            ),
         )
     };
     assert_eq!(left("input_tokens"), 988.0);

@@ -161,7 +161,7 @@ async fn losing_redis_falls_back_to_the_local_share_and_recovers() {
     assert_eq!(resp.status(), 200, "the fresh Redis has a full bucket");
     let keys = redis.command("KEYS *").expect("redis answers");
     assert!(
-        keys.contains("{levee}:u:primary:requests"),
+        keys.contains("{levee}:u:primary:sonnet:requests"),
         "the grant was taken in Redis: {keys}"
     );
     let status = super::status(&levee).await;
@@ -169,6 +169,51 @@ async fn losing_redis_falls_back_to_the_local_share_and_recovers() {
     assert_eq!(switches.len(), 2, "{switches:?}");
     assert!(switches[0].starts_with("fallback: "), "{switches:?}");
     assert_eq!(switches[1], "redis: Redis answers again");
+}
+
+/// Each model class has its own shared bucket: Sonnet's, spent through one
+/// replica, refuses Sonnet at the other, which still admits Haiku.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shared_buckets_are_per_model_class() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let redis = RedisServer::start();
+    let (a, b) = (
+        replica(
+            &upstream,
+            &redis,
+            "requests_per_minute = 2",
+            "timeout_ms = 2000",
+        ),
+        replica(
+            &upstream,
+            &redis,
+            "requests_per_minute = 2",
+            "timeout_ms = 2000",
+        ),
+    );
+    for _ in 0..2 {
+        assert_eq!(spawn_post(&a, Some(0.5)).await.unwrap(), 200);
+    }
+    assert_eq!(
+        spawn_post(&b, Some(0.5)).await.unwrap(),
+        429,
+        "Sonnet's shared bucket is spent"
+    );
+    let haiku = client()
+        .post(format!("{}/v1/messages", b.url()))
+        .header("content-type", "application/json")
+        .header("x-stainless-timeout", "0.5")
+        .body(MESSAGE.replace("claude-sonnet-4-5", "claude-haiku-4-5"))
+        .send()
+        .await
+        .expect("levee answers");
+    assert_eq!(haiku.status(), 200, "Haiku's bucket is its own");
+    let keys = redis.command("KEYS *").expect("redis answers");
+    for class in ["sonnet", "haiku"] {
+        let key = format!("{{levee}}:u:primary:{class}:requests");
+        assert!(keys.contains(&key), "no {key} in {keys}");
+    }
+    assert_eq!(upstream.requests().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

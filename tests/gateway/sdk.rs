@@ -3,7 +3,7 @@
 
 use super::levee_for;
 use levee_tests::levee::Levee;
-use levee_tests::mock::{MockUpstream, Reply, RetryAfter, Script, SseScript, Step};
+use levee_tests::mock::{MockUpstream, RateLimits, Reply, RetryAfter, Script, SseScript, Step};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -256,4 +256,49 @@ async fn the_openai_sdk_gets_a_clean_error_on_a_give_up_and_on_a_cut_stream() {
     assert_eq!(answer["raised"], "APIError", "{answer}");
     let message = answer["message"].as_str().unwrap();
     assert!(message.contains("before data: [DONE]"), "{message}");
+}
+
+/// Claude Code's way: Sonnet and Haiku in one session, against the API's
+/// limits per model class (Sonnet 20 a minute, Haiku 600). levee paces
+/// Sonnet to its own limit, and Haiku never waits for Sonnet's: the SDK
+/// meets no `RateLimitError`, the upstream answers no 429, and only the
+/// two Sonnet requests past its burst of 20 wait (3 s each, a refill).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_model_session_meets_no_rate_limit_error() {
+    let upstream = MockUpstream::start(Script::always(Step::Reply(Reply::message()))).await;
+    upstream.set_class_limits(&[
+        ("sonnet", RateLimits::requests(20)),
+        ("haiku", RateLimits::requests(600)),
+    ]);
+    let levee = levee_for(&upstream, "");
+    let out = sdk(&levee, "two-models").await;
+    assert_eq!(out["raised"], serde_json::Value::Null, "{out}");
+    assert_eq!(out["answered"]["claude-sonnet-4-5"], 22, "{out}");
+    assert_eq!(out["answered"]["claude-haiku-4-5"], 22, "{out}");
+    assert_eq!(upstream.rate_limited(), 0, "no upstream 429");
+    assert_eq!(upstream.requests().len(), 44, "one attempt each");
+    // Each access line: its class, and how long levee held it.
+    let log = levee.log();
+    let held: Vec<(String, u64)> = log
+        .lines()
+        .filter(|l| l.contains("levee::access"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split(' ')
+                    .find_map(|w| w.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("no {name} in {l}"))
+                    .trim_matches('"')
+                    .to_owned()
+            };
+            (field("model_class="), field("head_ms=").parse().unwrap())
+        })
+        .collect();
+    assert_eq!(held.len(), 44, "{log}");
+    let waited = |class: &str| {
+        held.iter()
+            .filter(|(c, ms)| c == class && *ms >= 1_000)
+            .count()
+    };
+    assert_eq!(waited("haiku"), 0, "Haiku never waits: {held:?}");
+    assert_eq!(waited("sonnet"), 2, "Sonnet past its burst: {held:?}");
 }

@@ -81,12 +81,32 @@ async fn status_shows_the_admission_queue_and_the_limiters_budgets() {
     assert_eq!(ups.len(), 1, "{admission}");
     assert_eq!(ups[0]["name"], "primary");
     let budgets = ups[0]["budgets"].as_array().expect("budgets");
-    assert_eq!(budgets.len(), 1, "only the configured limit: {admission}");
-    // Six a minute refill one every 10 s: within the test, one request
-    // leaves five.
-    assert_eq!(budgets[0]["kind"], "requests");
-    assert_eq!(budgets[0]["limit"], 6);
-    assert_eq!(budgets[0]["remaining"], 5, "{admission}");
+    // The configured limit, once per model class: the API limits each
+    // apart.
+    let classes: Vec<&str> = budgets
+        .iter()
+        .map(|b| b["model_class"].as_str().expect("a class"))
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "opus",
+            "sonnet",
+            "haiku",
+            "count_tokens",
+            "batches",
+            "other"
+        ],
+        "{admission}"
+    );
+    for b in budgets {
+        assert_eq!((&b["kind"], &b["limit"]), (&"requests".into(), &6.into()));
+        // Six a minute refill one every 10 s: within the test, the one
+        // Sonnet request leaves five of Sonnet's, and every other class
+        // has all six.
+        let left = if b["model_class"] == "sonnet" { 5 } else { 6 };
+        assert_eq!(b["remaining"], left, "{admission}");
+    }
     assert_eq!(
         status["upstreams"][0]["budgets"], ups[0]["budgets"],
         "the policy's view shows the same budgets"

@@ -6,6 +6,7 @@
 //! one `#[tokio::test]` per scenario.
 
 pub mod bodies;
+pub mod classes;
 pub mod errors;
 pub mod failover;
 pub mod paths;
@@ -54,6 +55,13 @@ pub trait Gateway: Sized {
     /// reach it. Node.js (under `jco serve`) drops what the component had
     /// not read yet when the reset arrives; the others keep it.
     fn keeps_bytes_received_before_a_reset(&self) -> bool {
+        true
+    }
+    /// Whether what one request learns (a 429's closure, a spent window)
+    /// is there for the next. The edge keeps it in Spin's key-value store;
+    /// under `wasmtime serve` and `jco serve`, each request gets a new
+    /// instance with nothing of the last.
+    fn remembers_between_requests(&self) -> bool {
         true
     }
 }
@@ -156,6 +164,7 @@ macro_rules! all_scenarios {
             streaming::an_openai_stream_passes_byte_for_byte_ending_with_done,
             streaming::a_cut_openai_stream_ends_with_an_error_chunk_in_its_format,
             paths::a_dot_segment_in_the_path_is_refused_before_any_attempt,
+            classes::a_spent_model_class_leaves_another_class_open,
         );
     };
     (@each $gw:ty; $($module:ident :: $name:ident),* $(,)?) => {

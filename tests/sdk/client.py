@@ -1,6 +1,6 @@
 """The official Anthropic Python SDK, pointed at levee by ANTHROPIC_BASE_URL.
 
-Usage: client.py plain|stream|overloaded
+Usage: client.py plain|stream|overloaded|two-models
 Prints one JSON line describing what the SDK returned or raised.
 """
 
@@ -33,6 +33,20 @@ def main(mode: str) -> None:
             print(json.dumps({"raised": type(e).__name__, "status": e.status_code}))
         else:
             print(json.dumps({"raised": None}))
+    elif mode == "two-models":
+        # A session as Claude Code runs one: Sonnet and Haiku in turn, 22
+        # of each. No SDK retry may hide a 429: any would raise.
+        strict = client.with_options(max_retries=0)
+        answered = {"claude-sonnet-4-5": 0, "claude-haiku-4-5": 0}
+        try:
+            for _ in range(22):
+                for model in answered:
+                    strict.messages.create(**{**request, "model": model})
+                    answered[model] += 1
+        except anthropic.APIStatusError as e:
+            print(json.dumps({"raised": type(e).__name__, "status": e.status_code, "answered": answered}))
+        else:
+            print(json.dumps({"raised": None, "answered": answered}))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

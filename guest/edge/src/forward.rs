@@ -46,6 +46,8 @@ pub struct Exchange<'a> {
     pub body: Vec<u8>,
     /// Facts for the policy.
     pub facts: RequestFacts,
+    /// The model's class (the default classes): its windows and closures.
+    pub class: std::sync::Arc<str>,
 }
 
 impl Exchange<'_> {
@@ -54,7 +56,7 @@ impl Exchange<'_> {
         View {
             now,
             random: wasi::random::random::get_random_u64(),
-            upstreams: self.state.view(now),
+            upstreams: self.state.view(now, &self.class),
             // No retry is ever refused for a budget here.
             retry_budget: true,
         }
@@ -88,7 +90,8 @@ impl Exchange<'_> {
                     try_timeout_ms,
                 } => {
                     if let Some(plan) = x.plan() {
-                        self.state.charge(upstream, now_ms(), &plan.charges);
+                        self.state
+                            .charge(upstream, &self.class, now_ms(), &plan.charges);
                     }
                     match self.attempt(upstream, try_timeout_ms).await {
                         Ok((resp, held, elapsed_ms)) => {
@@ -211,7 +214,10 @@ impl Exchange<'_> {
         let now = now_ms();
         let header_wait = facts::header_wait(&facts);
         match facts.status {
-            429 if !facts.spend_cap => self.state.rate_limited(id, now, header_wait.unwrap_or(0)),
+            429 if !facts.spend_cap => {
+                let wait = header_wait.unwrap_or(0);
+                self.state.rate_limited(id, &self.class, now, wait);
+            }
             529 => self.state.overloaded(id, now, header_wait),
             _ => {}
         }
@@ -374,6 +380,9 @@ pub async fn accept<'a>(
         received_at: received,
         deadline,
     };
+    let classes = levee_exchange::classes::Classes::default();
+    let class = classes.name(classes.of_request(facts.endpoint, facts.model.as_deref()));
+    let class = class.clone();
     Ok(Exchange {
         settings,
         state,
@@ -383,6 +392,7 @@ pub async fn accept<'a>(
         headers,
         body,
         facts,
+        class,
     })
 }
 

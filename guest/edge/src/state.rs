@@ -81,12 +81,14 @@ impl<'a> State<'a> {
         format!("levee:v1:{}:{what}", self.upstreams[id as usize].name)
     }
 
-    fn window_key(&self, id: u32, start: u64, kind: &str) -> String {
-        self.key(id, &format!("w{start}:{kind}"))
+    fn window_key(&self, id: u32, class: &str, start: u64, kind: &str) -> String {
+        self.key(id, &format!("{class}:w{start}:{kind}"))
     }
 
-    /// The policy's view of every upstream at `now`.
-    pub fn view(&self, now: TimestampMs) -> Vec<UpstreamView> {
+    /// The policy's view of every upstream at `now`, for a request of the
+    /// model class `class`: the API limits each class apart, so windows and
+    /// 429 closures are the class's.
+    pub fn view(&self, now: TimestampMs, class: &str) -> Vec<UpstreamView> {
         let start = window(now);
         (0..self.upstreams.len() as u32)
             .map(|id| {
@@ -101,7 +103,7 @@ impl<'a> State<'a> {
                     };
                     let used = self
                         .store
-                        .get(&self.window_key(id, start, label))
+                        .get(&self.window_key(id, class, start, label))
                         .unwrap_or(0);
                     budgets.push(Budget {
                         kind,
@@ -118,7 +120,7 @@ impl<'a> State<'a> {
                     health: Health::Unknown,
                     circuit: Circuit::Closed,
                     in_flight: 0,
-                    rate_limited_until: future(self.store.get(&self.key(id, "rate_limited_until"))),
+                    rate_limited_until: future(self.store.get(&self.closure_key(id, class))),
                     overloaded_until: future(self.store.get(&self.key(id, "overloaded_until"))),
                     budgets,
                     ttfb_ms: None,
@@ -134,12 +136,13 @@ impl<'a> State<'a> {
         }
     }
 
-    /// A 429 closes the upstream until `now + wait`.
-    pub fn rate_limited(&self, id: u32, now: u64, wait_ms: u64) {
-        self.raise(
-            self.key(id, "rate_limited_until"),
-            now.saturating_add(wait_ms),
-        );
+    fn closure_key(&self, id: u32, class: &str) -> String {
+        self.key(id, &format!("{class}:rate_limited_until"))
+    }
+
+    /// A 429 closes the upstream to `class` until `now + wait`.
+    pub fn rate_limited(&self, id: u32, class: &str, now: u64, wait_ms: u64) {
+        self.raise(self.closure_key(id, class), now.saturating_add(wait_ms));
     }
 
     /// A 529 marks the upstream overloaded for `wait_ms` or the cool-down.
@@ -148,20 +151,20 @@ impl<'a> State<'a> {
         self.raise(self.key(id, "overloaded_until"), until);
     }
 
-    /// Charges an attempt to upstream `id`'s current window, and drops the
-    /// window before the previous one.
-    pub fn charge(&self, id: u32, now: u64, charges: &[Charge]) {
+    /// Charges an attempt to upstream `id`'s current window for `class`,
+    /// and drops the window before the previous one.
+    pub fn charge(&self, id: u32, class: &str, now: u64, charges: &[Charge]) {
         let start = window(now);
         for c in charges.iter().filter(|c| c.scope == LimitScope::Upstream) {
             let Some(label) = kind_label(c.kind) else {
                 continue;
             };
-            let key = self.window_key(id, start, label);
+            let key = self.window_key(id, class, start, label);
             let used = self.store.get(&key).unwrap_or(0);
             self.store
                 .set(&key, used.saturating_add(u64::from(c.amount)));
             if let Some(old) = start.checked_sub(2 * WINDOW_MS) {
-                self.store.delete(&self.window_key(id, old, label));
+                self.store.delete(&self.window_key(id, class, old, label));
             }
         }
     }
@@ -198,26 +201,32 @@ mod tests {
                 amount: 1,
             },
         ];
-        s.charge(0, now, &charges);
-        s.charge(0, now, &charges);
-        let v = s.view(now);
+        s.charge(0, "sonnet", now, &charges);
+        s.charge(0, "sonnet", now, &charges);
+        let v = s.view(now, "sonnet");
         assert_eq!(v[0].budgets[0].remaining, 0);
         assert_eq!(v[0].budgets[0].reset_at, Some(180_000));
         assert_eq!(v[0].budgets[1].remaining, 40);
         assert_eq!(v[1].budgets[0].remaining, 2, "another upstream's window");
-        assert_eq!(s.view(180_000)[0].budgets[0].remaining, 2, "a new window");
+        let haiku = s.view(now, "haiku");
+        assert_eq!(haiku[0].budgets[0].remaining, 2, "another class's window");
+        let later = s.view(180_000, "sonnet");
+        assert_eq!(later[0].budgets[0].remaining, 2, "a new window");
     }
 
     #[test]
     fn limits_lapse_and_only_ever_extend() {
         let ups = parse_upstreams("a=http://a").unwrap();
         let s = State::new(Box::<Local>::default(), &ups, Limits::default());
-        s.rate_limited(0, 1_000, 500);
-        s.rate_limited(0, 1_000, 100);
+        s.rate_limited(0, "sonnet", 1_000, 500);
+        s.rate_limited(0, "sonnet", 1_000, 100);
         s.overloaded(0, 1_000, None);
-        let v = s.view(1_200);
+        let v = s.view(1_200, "sonnet");
         assert_eq!(v[0].rate_limited_until, Some(1_500));
         assert_eq!(v[0].overloaded_until, Some(3_000));
-        assert_eq!(s.view(5_000)[0].rate_limited_until, None);
+        let haiku = s.view(1_200, "haiku");
+        assert_eq!(haiku[0].rate_limited_until, None, "another class is open");
+        assert_eq!(haiku[0].overloaded_until, Some(3_000), "overload is all");
+        assert_eq!(s.view(5_000, "sonnet")[0].rate_limited_until, None);
     }
 }

@@ -135,7 +135,8 @@ fn metrics(gw: &Gateway) -> Response<Body> {
 fn readiness(gw: &Gateway) -> Response<Body> {
     use crate::core::{Circuit, Health};
     let rt = gw.runtime();
-    let view = rt.view(crate::clock::now_ms());
+    // Health is the upstream's in every class.
+    let view = rt.view(crate::clock::now_ms(), rt.limits.classes.other());
     let mut usable = Vec::new();
     let mut not = Vec::new();
     for (u, v) in rt.upstreams.iter().zip(&view.upstreams) {

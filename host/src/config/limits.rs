@@ -2,13 +2,20 @@
 //! concurrency, and the admission queue.
 
 use super::check::{Checker, Key};
-use super::raw::{RawLimitSpec, RawLimits, RawRedis};
-use super::types::LimitSpec;
-use super::types::Secret;
+use super::raw::{RawClass, RawLimitSpec, RawLimits, RawRates, RawRedis};
+use super::types::{LimitSpec, Ramp, ScopeLimits, Secret};
+use levee_exchange::classes::Classes;
 use std::time::Duration;
 
 /// The admission queue's default length.
 pub const DEFAULT_QUEUE_SIZE: usize = 1024;
+/// After a minute full and unused, a bucket grants half its capacity at
+/// once, and the rest over the next minute.
+pub const DEFAULT_RAMP: Ramp = Ramp {
+    idle_ms: 60_000,
+    start: 0.5,
+    over_ms: 60_000,
+};
 /// The header a client may set its priority with, when enabled.
 pub const PRIORITY_HEADER: &str = "x-levee-priority";
 
@@ -24,7 +31,11 @@ pub struct Limits {
     pub priority_header: bool,
     /// Limits per client key (a hash of the API key), on top of the
     /// upstream's.
-    pub client: LimitSpec,
+    pub client: ScopeLimits,
+    /// The model classes limits are kept per.
+    pub classes: Classes,
+    /// How an in-process bucket comes back after idle.
+    pub ramp: Ramp,
     /// Shared budgets in Redis, when set; otherwise each process keeps its
     /// own.
     pub redis: Option<RedisLimits>,
@@ -63,7 +74,9 @@ impl Default for Limits {
             queue_size: DEFAULT_QUEUE_SIZE,
             default_priority: 0,
             priority_header: false,
-            client: LimitSpec::default(),
+            client: ScopeLimits::default(),
+            classes: Classes::default(),
+            ramp: DEFAULT_RAMP,
             redis: None,
         }
     }
@@ -90,6 +103,7 @@ impl Limits {
 
 pub(super) fn limits(c: &mut Checker<'_>, raw: RawLimits) -> Limits {
     let d = Limits::default();
+    let classes = raw.classes.map_or(d.classes, |r| classes(c, r));
     Limits {
         queue_size: c.int(
             "limits.queue_size",
@@ -99,11 +113,94 @@ pub(super) fn limits(c: &mut Checker<'_>, raw: RawLimits) -> Limits {
         ),
         default_priority: c.int("limits.default_priority", raw.default_priority, 0..=255, 0),
         priority_header: raw.priority_header.unwrap_or(false),
-        client: raw
-            .client
-            .map_or_else(LimitSpec::default, |r| spec(c, "limits.client", r)),
+        client: raw.client.map_or_else(ScopeLimits::default, |r| {
+            scope(c, "limits.client", r, &classes)
+        }),
         redis: raw.redis.and_then(|r| redis(c, r)),
+        classes,
+        ramp: Ramp {
+            idle_ms: ms(c.millis(
+                "limits.ramp_idle_ms",
+                raw.ramp_idle_ms,
+                0..=86_400_000,
+                Duration::from_millis(DEFAULT_RAMP.idle_ms),
+            )),
+            start: c.ratio("limits.ramp_start", raw.ramp_start, DEFAULT_RAMP.start),
+            over_ms: ms(c.millis(
+                "limits.ramp_ms",
+                raw.ramp_ms,
+                0..=3_600_000,
+                Duration::from_millis(DEFAULT_RAMP.over_ms),
+            )),
+        },
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// `[[limits.classes]]`, or the defaults (reported) when they are wrong.
+fn classes(c: &mut Checker<'_>, raw: Vec<RawClass>) -> Classes {
+    let key = Key::file("limits.classes");
+    let mut given = Vec::with_capacity(raw.len());
+    for (i, class) in raw.iter().enumerate() {
+        let (Some(name), Some(contains)) = (&class.name, &class.contains) else {
+            let key = Key::file(format!("limits.classes[{i}]"));
+            c.report(
+                &key,
+                format_args!(
+                    "{key} needs a name and contains, e.g. \
+                     {{ name = \"haiku\", contains = [\"haiku\"] }}"
+                ),
+            );
+            return Classes::default();
+        };
+        let contains: Vec<&str> = contains.iter().map(String::as_str).collect();
+        given.push((name.as_str(), contains));
+    }
+    let given: Vec<(&str, &[&str])> = given.iter().map(|(n, s)| (*n, &s[..])).collect();
+    Classes::new(&given).unwrap_or_else(|why| {
+        c.report(&key, format_args!("{key}: {why}"));
+        Classes::default()
+    })
+}
+
+/// One scope's limits under `prefix`, its classes' among them.
+pub(super) fn scope(
+    c: &mut Checker<'_>,
+    prefix: &str,
+    mut raw: RawLimitSpec,
+    classes: &Classes,
+) -> ScopeLimits {
+    let own = raw.classes.take().unwrap_or_default();
+    let base = spec(c, prefix, raw);
+    let mut out = ScopeLimits::uniform(base);
+    for (name, rates) in own {
+        let at = format!("{prefix}.classes.{name}");
+        let Some(class) = classes.by_name(&name) else {
+            let key = Key::file(&at);
+            let known: Vec<&str> = classes.names().map(|n| &**n).collect();
+            c.report(
+                &key,
+                format_args!("{key}: no model class {name:?}; the classes are {known:?}"),
+            );
+            continue;
+        };
+        let RawRates {
+            requests_per_minute,
+            input_tokens_per_minute,
+            output_tokens_per_minute,
+        } = rates;
+        let raw = RawLimitSpec {
+            requests_per_minute,
+            input_tokens_per_minute,
+            output_tokens_per_minute,
+            ..RawLimitSpec::default()
+        };
+        out.classes.push((class, spec(c, &at, raw)));
+    }
+    out
 }
 
 /// `[limits.redis]`, or `None` (reported) when its URL is missing or bad.

@@ -221,6 +221,18 @@ pub(super) struct RawLimits {
     pub priority_header: Option<bool>,
     pub client: Option<RawLimitSpec>,
     pub redis: Option<RawRedis>,
+    pub classes: Option<Vec<RawClass>>,
+    pub ramp_idle_ms: Option<Millis>,
+    pub ramp_start: Option<f64>,
+    pub ramp_ms: Option<Millis>,
+}
+
+/// One of `[[limits.classes]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClass {
+    pub name: Option<String>,
+    pub contains: Option<Vec<String>>,
 }
 
 /// `[limits.redis]`.
@@ -242,4 +254,14 @@ pub(super) struct RawLimitSpec {
     pub input_tokens_per_minute: Option<i64>,
     pub output_tokens_per_minute: Option<i64>,
     pub max_concurrency: Option<i64>,
+    pub classes: Option<std::collections::BTreeMap<String, RawRates>>,
+}
+
+/// `[upstreams.limits.classes.NAME]` and `[limits.client.classes.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRates {
+    pub requests_per_minute: Option<i64>,
+    pub input_tokens_per_minute: Option<i64>,
+    pub output_tokens_per_minute: Option<i64>,
 }

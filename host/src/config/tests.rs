@@ -446,3 +446,68 @@ fn a_reload_names_what_only_a_restart_changes() {
         ]
     );
 }
+
+#[test]
+fn model_classes_and_their_own_limits_are_read() {
+    let c = parse(
+        r#"
+        [limits]
+        classes = [
+            { name = "fast", contains = ["haiku", "mini"] },
+            { name = "big", contains = ["opus", "sonnet"] },
+        ]
+        [limits.client.classes.fast]
+        requests_per_minute = 7
+
+        [[upstreams]]
+        name = "a"
+        url = "https://api.anthropic.com"
+        [upstreams.limits]
+        requests_per_minute = 50
+        input_tokens_per_minute = 30000
+        max_concurrency = 4
+        [upstreams.limits.classes.big]
+        input_tokens_per_minute = 8000
+        "#,
+    )
+    .unwrap();
+    let classes = &c.limits.classes;
+    let names: Vec<&str> = classes.names().map(|n| &**n).collect();
+    assert_eq!(names, ["fast", "big", "count_tokens", "batches", "other"]);
+    let big = classes.of(Some("claude-sonnet-4-5"));
+    let rates = c.upstreams[0].limits.rates(big);
+    assert_eq!(rates.requests_per_minute, Some(50), "the base's");
+    assert_eq!(rates.input_tokens_per_minute, Some(8000), "its own");
+    assert_eq!(rates.max_concurrency, None, "the upstream's, not a class's");
+    assert_eq!(c.upstreams[0].limits.concurrency(), Some(4));
+    let other = c.upstreams[0].limits.rates(classes.other());
+    assert_eq!(other.input_tokens_per_minute, Some(30000));
+    let fast = classes.of(Some("claude-haiku-4-5"));
+    assert_eq!(c.limits.client.rates(fast).requests_per_minute, Some(7));
+    assert!(c.limits.client.rates(big).requests_per_minute.is_none());
+}
+
+#[test]
+fn a_limit_for_an_unknown_class_is_named() {
+    let e = error(
+        r#"
+        [[upstreams]]
+        name = "a"
+        url = "https://api.anthropic.com"
+        [upstreams.limits.classes.sonet]
+        requests_per_minute = 5
+        "#,
+    );
+    assert!(
+        e.contains("upstreams[0].limits.classes.sonet`: no model class \"sonet\"")
+            && e.contains("\"sonnet\""),
+        "{e}"
+    );
+    let e = error("[limits]\nclasses = [{ name = \"x\" }]\n");
+    assert!(
+        e.contains("limits.classes[0]` needs a name and contains"),
+        "{e}"
+    );
+    let e = error("[limits]\nclasses = [{ name = \"Other\", contains = [\"a\"] }]\n");
+    assert!(e.contains("limits.classes`: class names are"), "{e}");
+}

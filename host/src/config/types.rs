@@ -45,7 +45,7 @@ pub struct Upstream {
     /// How often each proxy is probed (a TCP connect).
     pub proxy_check_interval: Duration,
     /// Rate and concurrency limits (`[upstreams.limits]`).
-    pub limits: LimitSpec,
+    pub limits: ScopeLimits,
 }
 
 impl Upstream {
@@ -281,4 +281,89 @@ impl LimitSpec {
     pub fn is_set(&self) -> bool {
         *self != LimitSpec::default()
     }
+}
+
+/// One scope's limits (an upstream, or each client key): `base` for every
+/// model class, and the rates of the classes configured apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopeLimits {
+    /// Every class's rates, unless set apart; the scope's concurrency.
+    pub base: LimitSpec,
+    /// Per class, its own rates: each set field replaces the base's.
+    pub classes: Vec<(levee_exchange::classes::Class, LimitSpec)>,
+}
+
+impl ScopeLimits {
+    /// `base` for every class alike.
+    pub fn uniform(base: LimitSpec) -> ScopeLimits {
+        ScopeLimits {
+            base,
+            classes: Vec::new(),
+        }
+    }
+
+    /// Whether any limit is set.
+    pub fn is_set(&self) -> bool {
+        self.base.is_set() || self.classes.iter().any(|(_, s)| s.is_set())
+    }
+
+    /// The rates of `class`'s lane: the class's own where set, the base's
+    /// otherwise. No concurrency: that is the whole scope's.
+    pub fn rates(&self, class: levee_exchange::classes::Class) -> LimitSpec {
+        let own = self
+            .classes
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, s)| *s)
+            .unwrap_or_default();
+        LimitSpec {
+            requests_per_minute: own.requests_per_minute.or(self.base.requests_per_minute),
+            input_tokens_per_minute: own
+                .input_tokens_per_minute
+                .or(self.base.input_tokens_per_minute),
+            output_tokens_per_minute: own
+                .output_tokens_per_minute
+                .or(self.base.output_tokens_per_minute),
+            max_concurrency: None,
+        }
+    }
+
+    /// The scope's concurrency, across its classes.
+    pub fn concurrency(&self) -> Option<u32> {
+        self.base.max_concurrency
+    }
+
+    /// Every spec mapped by `f`.
+    pub fn map(&self, f: impl Fn(&LimitSpec) -> LimitSpec) -> ScopeLimits {
+        ScopeLimits {
+            base: f(&self.base),
+            classes: self.classes.iter().map(|(c, s)| (*c, f(s))).collect(),
+        }
+    }
+}
+
+/// How a bucket comes back after idle: the API answers a sudden ramp of
+/// traffic with 429s (its acceleration limits), so a bucket left unused
+/// for `idle_ms` grants at most `start` of its capacity at first, the
+/// rest coming linearly over `over_ms`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ramp {
+    /// Unused this long (ms), a bucket ramps when used again; 0 never.
+    pub idle_ms: u64,
+    /// The share of the capacity granted at once when it resumes (0 to 1).
+    pub start: f64,
+    /// How long (ms) until the whole capacity is there again.
+    pub over_ms: u64,
+}
+
+/// `start` is a finite share (the config checks it), so equality is total.
+impl Eq for Ramp {}
+
+impl Ramp {
+    /// No ramp: a full bucket is a full burst.
+    pub const OFF: Ramp = Ramp {
+        idle_ms: 0,
+        start: 1.0,
+        over_ms: 0,
+    };
 }

@@ -3,6 +3,7 @@
 use super::check::{Checker, Key};
 use super::raw::{RawTls, RawUpstream};
 use super::types::{Scheme, Tls, TlsVersion, Upstream};
+use levee_exchange::classes::Classes;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -18,7 +19,11 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PROXY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The upstreams from the file, or the default one when it lists none.
-pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> Vec<Upstream> {
+pub(super) fn from_file(
+    c: &mut Checker<'_>,
+    raw: Option<Vec<RawUpstream>>,
+    classes: &Classes,
+) -> Vec<Upstream> {
     let Some(raw) = raw else {
         let (name, url) = DEFAULT;
         let target = parse_url(url).expect("the default upstream URL is valid");
@@ -137,7 +142,7 @@ pub(super) fn from_file(c: &mut Checker<'_>, raw: Option<Vec<RawUpstream>>) -> V
         };
         let health = r.health.map(|raw| super::health::health(c, i, raw));
         let limits = r.limits.map_or_else(Default::default, |raw| {
-            super::limits::spec(c, &format!("upstreams[{i}].limits"), raw)
+            super::limits::scope(c, &format!("upstreams[{i}].limits"), raw, classes)
         });
         if let (Some(name), Some(target)) = (name, target) {
             out.push(Upstream {

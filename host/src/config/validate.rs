@@ -43,8 +43,10 @@ pub(super) fn build(
         DEFAULT_HEADER_TIMEOUT,
     );
     let workers = c.int("workers", raw.workers, 0..=256, 0);
+    // Before the upstreams: their limits name its model classes.
+    let limits = super::limits::limits(&mut c, raw.limits);
     let upstreams = if overrides.upstreams.is_empty() {
-        upstream::from_file(&mut c, raw.upstreams)
+        upstream::from_file(&mut c, raw.upstreams, &limits.classes)
     } else {
         upstream::from_flags(&mut c, &overrides.upstreams)
     };
@@ -56,7 +58,6 @@ pub(super) fn build(
     let trace = trace(&mut c, raw.trace);
     let outlier = super::health::outlier(&mut c, raw.outlier);
     let dns = super::egress::dns(&mut c, raw.dns);
-    let limits = super::limits::limits(&mut c, raw.limits);
     let otel = super::otel::otel(&mut c, raw.otel);
     c.finish()?;
     Ok(Config {

@@ -13,7 +13,7 @@ use crate::limits::memory::MemoryLimiter;
 use crate::limits::queue::Place;
 use crate::limits::shared::SharedLimiter;
 use crate::limits::usage::UsageScan;
-use crate::limits::{ClientKey, LimitSpec, Limiter, Usage};
+use crate::limits::{Class, ClientKey, Lane, Limiter, ScopeLimits, Usage};
 use crate::telemetry::Metrics;
 use crate::upstream::UpstreamRuntime;
 use http::HeaderMap;
@@ -24,17 +24,20 @@ use std::time::Instant;
 /// The limiter for `config`'s upstreams (in memory, or shared through
 /// Redis), with its queue.
 pub(super) fn admitter(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<Admitter>> {
-    let specs: Vec<LimitSpec> = config.upstreams.iter().map(|u| u.limits).collect();
-    let client = config.limits.client;
+    let specs: Vec<ScopeLimits> = config.upstreams.iter().map(|u| u.limits.clone()).collect();
+    let client = config.limits.client.clone();
     let now = now_ms();
     let limiter: Arc<dyn Limiter> = match &config.limits.redis {
         Some(redis) => {
             let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
-            SharedLimiter::start(redis, &names, &specs, client, metrics.limits.clone(), now)?
+            let lanes = (&config.limits.classes, config.limits.ramp);
+            let metrics = metrics.limits.clone();
+            SharedLimiter::start(redis, &names, &specs, client, lanes, metrics, now)?
         }
         None => {
             metrics.limits.backend("memory");
-            Arc::new(MemoryLimiter::new(&specs, client, now))
+            let limiter = MemoryLimiter::scoped(&specs, client, now);
+            Arc::new(limiter.with_ramp(config.limits.ramp))
         }
     };
     Ok(Arc::new(Admitter::new(
@@ -53,20 +56,22 @@ pub(super) fn client_key(rt: &Runtime, headers: &HeaderMap) -> Option<ClientKey>
         .flatten()
 }
 
-/// Reserves the plan's charges on the first upstream of the exchange's
-/// order with room, waiting in the queue (at `place`, if the request holds
-/// one already) while the deadline allows. When that fails: a 429 in the
-/// API's shape, with `retry-after` from the buckets.
+/// Reserves the plan's charges in the request's class on the first
+/// upstream of the exchange's order with room, waiting in the class's line
+/// of the queue (at `place`, if the request holds one already) while the
+/// deadline allows. When that fails: a 429 in the API's shape, with
+/// `retry-after` from the buckets.
 pub(super) async fn admit(
     rt: &Runtime,
     metrics: &Metrics,
     x: &Exchange,
     client: Option<&ClientKey>,
-    place: Option<Place<'_>>,
+    (class, place): (Class, Option<Place<'_>>),
 ) -> Result<(u32, Reservation), LocalReply> {
     let started = Instant::now();
     let ask = Ask {
         order: x.order(),
+        class,
         client,
         charges: x.plan().map_or(&[][..], |p| &p.charges),
         priority: x.request().priority,
@@ -100,20 +105,20 @@ fn admit_by(deadline: u64, now: u64) -> u64 {
 /// The most time admission leaves before a request's deadline.
 const ADMIT_MARGIN_MAX_MS: u64 = 1_000;
 
-/// Feeds an upstream's rate-limit headers, received at `now`, to the
-/// limiter: they correct its buckets.
-pub(super) fn observe(rt: &Runtime, id: u32, found: &Found, now: u64) {
+/// Feeds the rate-limit headers of an answer in `lane`, received at
+/// `now`, to the limiter: they correct the lane's buckets.
+pub(super) fn observe(rt: &Runtime, lane: Lane, found: &Found, now: u64) {
     for (kind, report) in found.read(now) {
-        rt.admitter.limiter.observe(id, kind, report, now);
+        rt.admitter.limiter.observe(lane, kind, report, now);
     }
 }
 
-/// An upstream answered 429 asking for `wait_ms`: its buckets close until
-/// then.
-pub(super) fn rate_limited(rt: &Runtime, id: u32, wait_ms: Option<u64>) {
+/// An upstream answered 429 in `lane` asking for `wait_ms`: the lane's
+/// buckets close until then.
+pub(super) fn rate_limited(rt: &Runtime, lane: Lane, wait_ms: Option<u64>) {
     if let Some(wait) = wait_ms.filter(|&w| w > 0) {
         let until = now_ms().saturating_add(wait);
-        rt.admitter.limiter.close_until(id, until);
+        rt.admitter.limiter.close_until(lane, until);
     }
 }
 

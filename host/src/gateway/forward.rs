@@ -20,9 +20,9 @@ use super::stream::{Guarded, Sse, Termination, Watch};
 use super::{Runtime, facts};
 use crate::clock::now_ms;
 use crate::core::{Admission, FailureKind, NextStep, Outcome, RequestFacts};
-use crate::limits::ClientKey;
 use crate::limits::admit::Reservation;
 use crate::limits::headers::Found;
+use crate::limits::{Class, ClientKey, Lane};
 use crate::telemetry::access::{Access, Head, UpstreamIds};
 use crate::telemetry::activity::answer_message;
 use crate::telemetry::activity::events::EventKind;
@@ -111,6 +111,13 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     };
     let endpoint = request.endpoint;
     let started = Instant::now();
+    let class = rt
+        .limits
+        .classes
+        .of_request(request.endpoint, request.model.as_deref());
+    if let Some(s) = &mut span {
+        s.model_class(rt.limits.classes.name(class));
+    }
     let driver = Driver {
         gw: &gw,
         rt: &rt,
@@ -124,6 +131,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         served_by: AtomicU32::new(NO_UPSTREAM),
         dialect: Dialect::of_path(parts.uri.path()),
         stream: request.stream,
+        class,
     };
     let resp = driver.run(request, &mut span).await;
     let upstream = driver.served_by();
@@ -136,6 +144,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         request_id,
         method: parts.method,
         endpoint: facts::endpoint_label(endpoint),
+        model_class: Some(rt.limits.classes.name(class).clone()),
         status: resp.status().as_u16(),
         upstream,
         attempts: resp
@@ -197,6 +206,8 @@ struct Driver<'a> {
     dialect: Dialect,
     /// The request asked for a stream (`"stream": true`).
     stream: bool,
+    /// The request's model class: the lane its limits are kept in.
+    class: Class,
 }
 
 /// What follows the prefix of an error body that levee read.
@@ -291,11 +302,12 @@ impl Driver<'_> {
         loop {
             next = match next {
                 Action::AskAdmission => {
-                    let view = self.rt.view(now);
+                    let view = self.rt.view(now, self.class);
                     let asked = Instant::now();
                     let admission = policy.on_request(x.request(), &view);
                     gw.metrics.policy_call("on-request", asked.elapsed());
-                    trace.admission(x.request(), &view, &admission);
+                    let class = self.rt.limits.classes.name(self.class);
+                    trace.admission(x.request(), class, &view, &admission);
                     if let Some(s) = span {
                         s.admission(admission_label(&admission));
                     }
@@ -304,7 +316,7 @@ impl Driver<'_> {
                 Action::Queue { until, take_place } => {
                     let wait = until.saturating_sub(now);
                     if take_place {
-                        place = self.rt.admitter.line_up(x.request().priority);
+                        place = self.rt.admitter.line_up(self.class, x.request().priority);
                         if place.is_none() {
                             let full = LocalReply::queue_full(wait.max(1));
                             return local(gw, &full, self.request_id, 0);
@@ -316,7 +328,8 @@ impl Driver<'_> {
                 }
                 Action::Reserve => {
                     let client = self.client.as_ref();
-                    match admission::admit(self.rt, &gw.metrics, &x, client, place.take()).await {
+                    let lane = (self.class, place.take());
+                    match admission::admit(self.rt, &gw.metrics, &x, client, lane).await {
                         Ok((admitted_on, mut reservation)) => {
                             reservation.sent();
                             *self.reservation() = Some(reservation);
@@ -372,7 +385,7 @@ impl Driver<'_> {
                 Action::AskOutcome(attempt) => {
                     // The retry's attempt is over: its slot goes back.
                     _slot = None;
-                    let view = self.rt.view(now_ms());
+                    let view = self.rt.view(now_ms(), self.class);
                     let asked = Instant::now();
                     let step = policy.on_outcome(x.request(), x.order(), &attempt, &view);
                     gw.metrics.policy_call("on-outcome", asked.elapsed());
@@ -452,10 +465,12 @@ impl Driver<'_> {
         up.state.observe_ttfb(elapsed_ms, now);
         let metrics = &self.gw.metrics;
         let limits = Found::of(resp.headers());
+        let lane = Lane::new(id, self.class);
+        let class = self.rt.limits.classes.name(self.class);
         for (dimension, left) in facts::remaining_budgets(&limits) {
-            metrics.rate_limit_remaining(&up.label, dimension, left);
+            metrics.rate_limit_remaining(&up.label, class, dimension, left);
         }
-        admission::observe(self.rt, id, &limits, now);
+        admission::observe(self.rt, lane, &limits, now);
         let (mut head, body) = resp.into_parts();
         let (status, prefix, rest) = if head.status.as_u16() < 400 {
             match self.hold(&head, body).await {
@@ -512,11 +527,12 @@ impl Driver<'_> {
         match facts.status {
             429 if !facts.spend_cap => {
                 let wait = header_wait.unwrap_or(0);
-                if up.state.rate_limited(now, wait) {
-                    let detail = format!("closed for {wait} ms (retry-after)");
+                if up.state.rate_limited(self.class, now, wait) {
+                    let class = self.rt.limits.classes.name(self.class);
+                    let detail = format!("{class} closed for {wait} ms (retry-after)");
                     events.record(EventKind::RateLimited, Some(&up.config.name), detail);
                 }
-                admission::rate_limited(self.rt, id, header_wait);
+                admission::rate_limited(self.rt, lane, header_wait);
             }
             529 => {
                 if let Some(for_ms) = up.state.overloaded(now, header_wait) {

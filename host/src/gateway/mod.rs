@@ -24,6 +24,7 @@ pub use stream::Termination;
 pub use workers::Workers;
 
 use crate::config::{Config, Outlier, Rails, Streaming};
+use crate::limits::Class;
 use crate::telemetry::Metrics;
 use crate::upstream::{UpstreamRuntime, health};
 use anyhow::Context;
@@ -93,15 +94,19 @@ impl Runtime {
     /// true: a retry is never refused for the budget when the policy
     /// decides it; it waits for a slot (see `budget.rs`), and only the
     /// host gives up, counted, when none comes in time.
-    pub(crate) fn view(&self, now: u64) -> crate::core::View {
+    /// A request of model class `class` sees its class's 429 closures and
+    /// budgets.
+    pub(crate) fn view(&self, now: u64, class: Class) -> crate::core::View {
         let mut upstreams: Vec<_> = self
             .upstreams
             .iter()
             .enumerate()
             .map(|(i, u)| {
-                let mut v = u.state.view(i as u32, u.config.group, u.config.weight, now);
+                let c = &u.config;
+                let mut v = u.state.view(i as u32, c.group, c.weight, class, now);
                 (v.health, v.circuit) = u.health.view(now);
-                v.budgets = self.admitter.limiter.budgets(i as u32, now);
+                let lane = crate::limits::Lane::new(i as u32, class);
+                v.budgets = self.admitter.limiter.budgets(lane, now);
                 v
             })
             .collect();
@@ -151,7 +156,7 @@ mod tests {
         rt.upstreams[0].health.record(now, true);
         rt.upstreams[0].state.observe_ttfb(4_000, now);
         rt.upstreams[1].state.observe_ttfb(300, now);
-        let view = rt.view(now);
+        let view = rt.view(now, 0);
         let (a, b) = (&view.upstreams[0], &view.upstreams[1]);
         assert_eq!((a.circuit, b.circuit), (Circuit::Open, Circuit::Closed));
         assert_eq!((a.health, b.health), (Health::Unknown, Health::Unknown));

@@ -35,14 +35,22 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// The first admission asked for about `req`, and its answer.
-    pub fn admission(&mut self, req: &RequestFacts, view: &View, admission: &Admission) {
+    /// The first admission asked for about `req` (of model class `class`),
+    /// and its answer.
+    pub fn admission(
+        &mut self,
+        req: &RequestFacts,
+        class: &str,
+        view: &View,
+        admission: &Admission,
+    ) {
         if self.writer.is_some() && self.record.is_none() {
             self.record = Some(Record {
                 req: req.clone(),
                 view: view.clone(),
                 admission: Some(admission.clone()),
                 attempts: Vec::new(),
+                model_class: Some(class.to_owned()),
             });
         }
     }

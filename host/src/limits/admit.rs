@@ -1,9 +1,11 @@
 //! Admission: reserve a plan's charges on the first upstream of its order
-//! that has room; when none has, wait in the queue for as long as the
-//! deadline allows; otherwise refuse with an honest `retry-after`.
+//! that has room in the request's class; when none has, wait in the
+//! class's line of the queue for as long as the deadline allows; otherwise
+//! refuse with an honest `retry-after`. Classes have lines of their own, so
+//! a request waiting for one class's room never holds back another's.
 
 use super::queue::{Place, Queue};
-use super::{ClientKey, Denied, Grant, Limiter, Usage};
+use super::{Class, ClientKey, Denied, Grant, Lane, Limiter, Usage};
 use crate::core::{Charge, LimitKind};
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
@@ -28,6 +30,9 @@ pub struct Admitter {
 pub struct Ask<'a> {
     /// Upstreams in the plan's order of preference.
     pub order: &'a [u32],
+    /// The request's model class: its lane on each upstream, and its line
+    /// in the queue.
+    pub class: Class,
     /// The client, for client-scoped charges.
     pub client: Option<&'a ClientKey>,
     /// The plan's charges.
@@ -97,8 +102,8 @@ impl Admitter {
     /// A place in the queue for a request that must wait before it may
     /// even ask (the policy said "queue"); `None` when the queue is full.
     /// Pass it to [`Admitter::admit`] to keep its turn.
-    pub fn line_up(&self, priority: u8) -> Option<Place<'_>> {
-        self.queue.join(priority)
+    pub fn line_up(&self, class: Class, priority: u8) -> Option<Place<'_>> {
+        self.queue.join(class, priority)
     }
 
     /// Tries each upstream of the order once.
@@ -107,7 +112,7 @@ impl Admitter {
         for &upstream in ask.order {
             match self
                 .limiter
-                .reserve(upstream, ask.client, ask.charges, now)
+                .reserve(Lane::new(upstream, ask.class), ask.client, ask.charges, now)
                 .await
             {
                 Ok(grant) => return Ok(grant),
@@ -142,9 +147,9 @@ impl Admitter {
             tokio::pin!(released);
             released.as_mut().enable();
             let now = (self.clock)();
-            if place.is_none() && !self.queue.is_empty() {
-                // Others wait already: get in line behind them.
-                match self.queue.join(ask.priority) {
+            if place.is_none() && !self.queue.line_is_empty(ask.class) {
+                // Others of its class wait already: get in line behind them.
+                match self.queue.join(ask.class, ask.priority) {
                     Some(p) => place = Some(p),
                     None => {
                         return Err(Refused::QueueFull {
@@ -164,7 +169,7 @@ impl Admitter {
             }
             let wake_at = match self.try_once(&ask, now).await {
                 Ok(grant) => {
-                    let upstream = grant.upstream;
+                    let upstream = grant.lane.upstream;
                     let reservation = Reservation {
                         admitter: self.clone(),
                         grant: Some(grant),
@@ -188,7 +193,7 @@ impl Admitter {
                 Err(Denied::Busy) => (now + BUSY_RECHECK_MS).min(ask.deadline),
             };
             if place.is_none() {
-                match self.queue.join(ask.priority) {
+                match self.queue.join(ask.class, ask.priority) {
                     Some(p) => place = Some(p),
                     None => {
                         return Err(Refused::QueueFull {

@@ -8,6 +8,8 @@
 /// One minute, the window every per-minute limit refills over.
 pub const MINUTE_MS: u64 = 60_000;
 
+pub use crate::config::Ramp;
+
 /// Tokens available now and the rule that refills them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bucket {
@@ -28,6 +30,12 @@ pub struct Bucket {
     updated: u64,
     /// No token is granted before this time (a 429's `retry-after`).
     closed_until: u64,
+    ramp: Ramp,
+    /// When the bucket is (or was) full again after its last use; `None`
+    /// before the first. Idle is full and unused for the ramp's idle time.
+    full_from: Option<u64>,
+    /// When use resumed after idle, while the ramp lasts.
+    resumed_at: Option<u64>,
 }
 
 /// Why a cost does not fit now.
@@ -51,7 +59,16 @@ impl Bucket {
             rate: capacity as f64 / MINUTE_MS as f64,
             updated: now,
             closed_until: 0,
+            ramp: Ramp::OFF,
+            full_from: None,
+            resumed_at: None,
         }
+    }
+
+    /// The same bucket, coming back after idle by `ramp`.
+    pub fn ramping(mut self, ramp: Ramp) -> Bucket {
+        self.ramp = ramp;
+        self
     }
 
     /// A bucket learned from an upstream's headers alone.
@@ -86,18 +103,23 @@ impl Bucket {
     }
 
     /// Whether `amount` fits at `now`; the earliest time it would if not.
+    /// A check is an intent to send: after idle, the ramp starts with it.
     pub fn check(&mut self, amount: u64, now: u64) -> Result<(), Shortfall> {
         if amount > self.capacity {
             return Err(Shortfall::Never);
         }
         self.refill(now);
+        if self.idle(now) {
+            // A request after idle: the ramp starts now.
+            self.used(now);
+        }
         let missing = amount as f64 - self.level;
         let at = if missing > 1e-9 {
             now + self.millis_for(missing)
         } else {
             now
         };
-        let at = at.max(self.closed_until);
+        let at = at.max(self.closed_until).max(self.ramped_to(amount));
         if at > now {
             Err(Shortfall::Until(at))
         } else {
@@ -105,21 +127,66 @@ impl Bucket {
         }
     }
 
+    /// When the ramp's cap lets `amount` (and what is held) in: at once
+    /// without a ramp under way.
+    fn ramped_to(&self, amount: u64) -> u64 {
+        let Ramp { start, over_ms, .. } = self.ramp;
+        let Some(at) = self.resumed_at.filter(|_| over_ms > 0 && start < 1.0) else {
+            return 0;
+        };
+        let needed = (amount as f64 + self.held) / self.capacity as f64;
+        if needed <= start {
+            return 0;
+        }
+        let share = ((needed - start) / (1.0 - start)).min(1.0);
+        // As in `millis_for`: a float's last bits do not cost a millisecond.
+        at + (share * over_ms as f64 - 1e-6).ceil().max(0.0) as u64
+    }
+
     /// Takes `amount` for good (after [`Bucket::check`] said it fits).
     pub fn take(&mut self, amount: u64, now: u64) {
         self.refill(now);
+        self.used(now);
         self.level -= amount as f64;
+        self.note_full(now);
+    }
+
+    /// A use at `now`: the ramp starts when it comes after idle.
+    fn used(&mut self, now: u64) {
+        if self.idle(now) {
+            self.resumed_at = Some(now);
+        }
+        self.full_from = Some(now);
+    }
+
+    /// Notes when the level, as it is now, is full again.
+    fn note_full(&mut self, now: u64) {
+        if self.full_from.is_some() {
+            let missing = self.capacity as f64 - self.held - self.level;
+            self.full_from = Some(now + self.millis_for(missing));
+        }
+    }
+
+    /// Whether the bucket, used once, has sat full and unused for the
+    /// ramp's idle time (a request waiting for a refill is not idle).
+    fn idle(&self, now: u64) -> bool {
+        self.ramp.idle_ms > 0
+            && self
+                .full_from
+                .is_some_and(|at| now >= at.saturating_add(self.ramp.idle_ms))
     }
 
     /// Gives back `amount` taken for good but never used.
     pub fn refund(&mut self, amount: u64, now: u64) {
         self.refill(now);
         self.level = (self.level + amount as f64).min(self.ceiling());
+        self.note_full(now);
     }
 
     /// Takes `amount` on an estimate, to be settled by [`Bucket::settle`].
     pub fn hold(&mut self, amount: u64, now: u64) {
         self.refill(now);
+        self.used(now);
         self.level -= amount as f64;
         self.held += amount as f64;
     }
@@ -131,6 +198,7 @@ impl Bucket {
         self.refill(now);
         self.held = (self.held - held as f64).max(0.0);
         self.level = (self.level + held as f64 - actual as f64).min(self.ceiling());
+        self.note_full(now);
     }
 
     /// Corrects the bucket from what the upstream reports: its `limit`
@@ -160,14 +228,30 @@ impl Bucket {
     fn refill(&mut self, now: u64) {
         if now > self.updated {
             let gained = (now - self.updated) as f64 * self.rate;
-            self.level = (self.level + gained).min(self.ceiling());
+            self.level += gained;
             self.updated = now;
         }
+        self.level = self.level.min(self.ceiling_at(now));
     }
 
     /// The highest the level may refill to.
     fn ceiling(&self) -> f64 {
-        (self.capacity as f64 - self.held).max(0.0)
+        self.ceiling_at(self.updated)
+    }
+
+    /// The highest the level may be at `now`: the capacity less what is
+    /// held, and while the bucket ramps back after idle, its ramp's share.
+    fn ceiling_at(&self, now: u64) -> f64 {
+        let capacity = self.capacity as f64;
+        let Ramp { start, over_ms, .. } = self.ramp;
+        let share = match self.resumed_at {
+            _ if self.idle(now) => start,
+            Some(at) if over_ms > 0 && now.saturating_sub(at) < over_ms => {
+                start + (1.0 - start) * (now - at) as f64 / over_ms as f64
+            }
+            _ => 1.0,
+        };
+        (capacity * share - self.held).max(0.0)
     }
 
     /// Milliseconds to refill `tokens`, rounded up (a float's last bits of
@@ -245,6 +329,43 @@ mod tests {
             80,
             "a learned limit follows the upstream"
         );
+    }
+
+    #[test]
+    fn after_idle_a_bucket_ramps_back_instead_of_a_full_burst() {
+        let ramp = Ramp {
+            idle_ms: 60_000,
+            start: 0.25,
+            over_ms: 60_000,
+        };
+        let mut b = Bucket::per_minute(100, 0).ramping(ramp);
+        assert_eq!(b.available(0), 100, "never used: the first burst is whole");
+        b.take(100, 0);
+        assert_eq!(b.available(59_000), 98, "refilled, not idle yet");
+        b.take(1, 59_000);
+        // Full again at 60.6 s, idle a minute later: it grants a quarter.
+        assert_eq!(b.available(120_000), 100, "full, not idle yet");
+        let resume = 121_000;
+        assert_eq!(b.available(resume), 25, "a quarter after idle");
+        // 26 fit once the cap has grown by one (75 a minute: 800 ms).
+        assert_eq!(b.check(26, resume), Err(Shortfall::Until(resume + 800)));
+        assert_eq!(b.check(26, resume + 801), Ok(()));
+        let mut big = b.clone();
+        assert_eq!(
+            big.check(100, resume),
+            Err(Shortfall::Until(resume + 60_000)),
+            "a whole bucket's cost fits when the ramp is over"
+        );
+        b.take(25, resume + 801);
+        // The level, 1 after the take, refills by 100 a minute; the cap,
+        // 26, grows by 75: they meet as the ramp ends.
+        assert_eq!(b.available(resume + 30_000), 49);
+        assert_eq!(b.available(resume + 45_000), 74);
+        assert_eq!(b.available(resume + 100_000), 100, "whole again");
+        assert_eq!(b.available(resume + 600_000), 25, "idle again");
+        let mut off = Bucket::per_minute(100, 0);
+        off.take(1, 0);
+        assert_eq!(off.available(600_000), 100, "no ramp: a full burst");
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! The in-process limiter: one set of buckets per upstream and per client
-//! key, behind one mutex (a reservation is a handful of float operations).
+//! The in-process limiter: one set of buckets per (upstream, model class)
+//! and per (client key, model class), and concurrency per upstream and per
+//! client, behind one mutex (a reservation is a handful of float
+//! operations).
 
-use super::bucket::{Bucket, Shortfall};
-use super::{ClientKey, Denied, Grant, LimitSpec, Limiter, Reported, Reserving, Taken, Usage};
+use super::bucket::{Bucket, Ramp, Shortfall};
+use super::{
+    Class, ClientKey, Denied, Grant, Lane, LimitSpec, Limiter, Reported, Reserving, ScopeLimits,
+    Taken, Usage,
+};
 use crate::core::{Budget, Charge, LimitKind, LimitScope};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,8 +26,8 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(spec: &LimitSpec, now: u64) -> Entry {
-        let bucket = |v: Option<u64>| v.map(|c| Bucket::per_minute(c, now));
+    fn new(spec: &LimitSpec, ramp: Ramp, now: u64) -> Entry {
+        let bucket = |v: Option<u64>| v.map(|c| Bucket::per_minute(c, now).ramping(ramp));
         Entry {
             requests: bucket(spec.requests_per_minute),
             input: bucket(spec.input_tokens_per_minute),
@@ -125,27 +130,117 @@ impl Entry {
     }
 }
 
+/// One scope's buckets: an upstream's, or a client's. Rates are kept per
+/// model class, each lane made when first used; concurrency is the
+/// scope's as a whole.
+#[derive(Debug, Default)]
+struct Scope {
+    /// Concurrency only.
+    wide: Entry,
+    /// Rates, by class.
+    lanes: Vec<Option<Entry>>,
+}
+
+impl Scope {
+    fn new(limits: &ScopeLimits, now: u64) -> Scope {
+        let wide = LimitSpec {
+            max_concurrency: limits.concurrency(),
+            ..LimitSpec::default()
+        };
+        Scope {
+            wide: Entry::new(&wide, Ramp::OFF, now),
+            lanes: Vec::new(),
+        }
+    }
+
+    /// `class`'s rates, made from `limits` (ramping by `ramp`) when first
+    /// used.
+    fn lane(&mut self, limits: &ScopeLimits, class: Class, ramp: Ramp, now: u64) -> &mut Entry {
+        let i = usize::from(class);
+        if self.lanes.len() <= i {
+            self.lanes.resize_with(i + 1, || None);
+        }
+        self.lanes[i].get_or_insert_with(|| Entry::new(&limits.rates(class), ramp, now))
+    }
+
+    /// The entry that keeps `kind` for `class`, if made.
+    fn entry(&mut self, class: Class, kind: LimitKind) -> Option<&mut Entry> {
+        if kind == LimitKind::Concurrency {
+            return Some(&mut self.wide);
+        }
+        self.lanes.get_mut(usize::from(class))?.as_mut()
+    }
+
+    /// Whether every `(kind, amount)` fits at `now`, with token charges
+    /// capped to their bucket's capacity ([`Entry::cost`]) in place.
+    fn check(
+        &mut self,
+        (limits, ramp): (&ScopeLimits, Ramp),
+        class: Class,
+        wants: &mut [(LimitKind, u64)],
+        now: u64,
+    ) -> Result<(), Denied> {
+        let lane = self.lane(limits, class, ramp, now);
+        for w in wants.iter_mut() {
+            w.1 = lane.cost(w.0, w.1);
+        }
+        let (wide, rates): (Vec<_>, Vec<_>) = wants
+            .iter()
+            .copied()
+            .partition(|(k, _)| *k == LimitKind::Concurrency);
+        let fit = self.lane(limits, class, ramp, now).check(&rates, now);
+        match (fit, self.wide.check(&wide, now)) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(worse(a, b)),
+            (Err(d), _) | (_, Err(d)) => Err(d),
+        }
+    }
+
+    fn idle(&mut self, now: u64) -> bool {
+        self.wide.idle(now) && self.lanes.iter_mut().flatten().all(|e| e.idle(now))
+    }
+}
+
 struct State {
-    upstreams: Vec<Entry>,
-    clients: HashMap<ClientKey, Entry>,
+    upstreams: Vec<Scope>,
+    clients: HashMap<ClientKey, Scope>,
 }
 
 /// Limits enforced in this process alone.
 pub struct MemoryLimiter {
-    client_spec: LimitSpec,
+    ramp: Ramp,
+    specs: Vec<ScopeLimits>,
+    client_spec: ScopeLimits,
     state: Mutex<State>,
 }
 
 impl MemoryLimiter {
-    /// Buckets for each upstream's `specs`, and `client` for each client key.
+    /// Buckets for each upstream's `specs`, alike for every class, and
+    /// `client` for each client key.
     pub fn new(specs: &[LimitSpec], client: LimitSpec, now: u64) -> MemoryLimiter {
+        let specs: Vec<_> = specs.iter().map(|s| ScopeLimits::uniform(*s)).collect();
+        MemoryLimiter::scoped(&specs, ScopeLimits::uniform(client), now)
+    }
+
+    /// Buckets for each upstream's `specs`, and `client` for each client
+    /// key, with their classes' own rates.
+    pub fn scoped(specs: &[ScopeLimits], client: ScopeLimits, now: u64) -> MemoryLimiter {
         MemoryLimiter {
-            client_spec: client,
             state: Mutex::new(State {
-                upstreams: specs.iter().map(|s| Entry::new(s, now)).collect(),
+                upstreams: specs.iter().map(|s| Scope::new(s, now)).collect(),
                 clients: HashMap::new(),
             }),
+            specs: specs.to_vec(),
+            client_spec: client,
+            ramp: Ramp::OFF,
         }
+    }
+
+    /// The same limiter, its rate buckets coming back after idle by
+    /// `ramp` (see [`Ramp`]).
+    pub fn with_ramp(mut self, ramp: Ramp) -> MemoryLimiter {
+        self.ramp = ramp;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -169,59 +264,64 @@ impl MemoryLimiter {
     /// [`Limiter::reserve`], at once.
     pub fn try_reserve(
         &self,
-        upstream: u32,
+        lane: Lane,
         client: Option<&ClientKey>,
         charges: &[Charge],
         now: u64,
     ) -> Result<Grant, Denied> {
         let mut st = self.lock();
         let st = &mut *st;
-        let Some(up) = st.upstreams.get_mut(upstream as usize) else {
+        let (Some(up), Some(up_spec)) = (
+            st.upstreams.get_mut(lane.upstream as usize),
+            self.specs.get(lane.upstream as usize),
+        ) else {
             return Err(Denied::Busy);
         };
+        let class = lane.class;
         let mut up_wants = wants(charges, LimitScope::Upstream);
-        for w in &mut up_wants {
-            w.1 = up.cost(w.0, w.1);
-        }
+        let up_fit = up.check((up_spec, self.ramp), class, &mut up_wants, now);
         let client = client.filter(|_| self.client_spec.is_set());
         let mut client_wants = Vec::new();
+        let mut client_fit = Ok(());
         if let Some(key) = client {
             if !st.clients.contains_key(key) && st.clients.len() >= MAX_CLIENTS {
                 st.clients.retain(|_, e| !e.idle(now));
             }
-            let entry = st
+            let scope = st
                 .clients
                 .entry(*key)
-                .or_insert_with(|| Entry::new(&self.client_spec, now));
+                .or_insert_with(|| Scope::new(&self.client_spec, now));
             client_wants = wants(charges, LimitScope::Client);
-            for w in &mut client_wants {
-                w.1 = entry.cost(w.0, w.1);
-            }
+            let spec = (&self.client_spec, self.ramp);
+            client_fit = scope.check(spec, class, &mut client_wants, now);
         }
-        let up_fit = up.check(&up_wants, now);
-        let client_entry = client.and_then(|k| st.clients.get_mut(k));
-        let client_fit = client_entry.map_or(Ok(()), |e| e.check(&client_wants, now));
         match (up_fit, client_fit) {
             (Ok(()), Ok(())) => {}
             (Err(a), Err(b)) => return Err(worse(a, b)),
             (Err(d), _) | (_, Err(d)) => return Err(d),
         }
         let mut taken = Vec::with_capacity(up_wants.len() + client_wants.len());
-        let up = &mut st.upstreams[upstream as usize];
-        for (kind, amount) in up_wants {
-            if up.take(kind, amount, now) {
-                taken.push(Taken {
-                    client: false,
-                    kind,
-                    amount,
-                });
-            }
-        }
-        if let Some(e) = client.and_then(|k| st.clients.get_mut(k)) {
-            for (kind, amount) in client_wants {
-                if e.take(kind, amount, now) {
+        let scopes = [
+            (
+                false,
+                st.upstreams.get_mut(lane.upstream as usize),
+                up_wants,
+            ),
+            (
+                true,
+                client.and_then(|k| st.clients.get_mut(k)),
+                client_wants,
+            ),
+        ];
+        for (is_client, scope, wants) in scopes {
+            let Some(scope) = scope else { continue };
+            for (kind, amount) in wants {
+                if scope
+                    .entry(class, kind)
+                    .is_some_and(|e| e.take(kind, amount, now))
+                {
                     taken.push(Taken {
-                        client: true,
+                        client: is_client,
                         kind,
                         amount,
                     });
@@ -229,7 +329,7 @@ impl MemoryLimiter {
             }
         }
         Ok(Grant {
-            upstream,
+            lane,
             client: client.copied(),
             taken,
             shared: None,
@@ -240,13 +340,13 @@ impl MemoryLimiter {
 impl Limiter for MemoryLimiter {
     fn reserve<'a>(
         &'a self,
-        upstream: u32,
+        lane: Lane,
         client: Option<&'a ClientKey>,
         charges: &'a [Charge],
         now: u64,
     ) -> Reserving<'a> {
         Box::pin(std::future::ready(
-            self.try_reserve(upstream, client, charges, now),
+            self.try_reserve(lane, client, charges, now),
         ))
     }
 
@@ -258,11 +358,15 @@ impl Limiter for MemoryLimiter {
         self.settle_with(grant, now, |t| usage.actual(t.kind, t.amount));
     }
 
-    fn observe(&self, upstream: u32, kind: LimitKind, report: Reported, now: u64) {
+    fn observe(&self, lane: Lane, kind: LimitKind, report: Reported, now: u64) {
         let mut st = self.lock();
-        let Some(up) = st.upstreams.get_mut(upstream as usize) else {
+        let (Some(up), Some(spec)) = (
+            st.upstreams.get_mut(lane.upstream as usize),
+            self.specs.get(lane.upstream as usize),
+        ) else {
             return;
         };
+        let up = up.lane(spec, lane.class, self.ramp, now);
         let slot = match kind {
             LimitKind::Requests => &mut up.requests,
             LimitKind::InputTokens => &mut up.input,
@@ -272,7 +376,7 @@ impl Limiter for MemoryLimiter {
         match (slot.as_mut(), report.limit) {
             (Some(b), _) => b.correct(report.limit, report.remaining, now),
             (None, Some(limit)) if limit > 0 => {
-                let mut b = Bucket::learned(limit, now);
+                let mut b = Bucket::learned(limit, now).ramping(self.ramp);
                 b.correct(None, report.remaining, now);
                 *slot = Some(b);
             }
@@ -280,11 +384,15 @@ impl Limiter for MemoryLimiter {
         }
     }
 
-    fn close_until(&self, upstream: u32, until: u64) {
+    fn close_until(&self, lane: Lane, until: u64) {
         let mut st = self.lock();
-        let Some(up) = st.upstreams.get_mut(upstream as usize) else {
+        let (Some(up), Some(spec)) = (
+            st.upstreams.get_mut(lane.upstream as usize),
+            self.specs.get(lane.upstream as usize),
+        ) else {
             return;
         };
+        let up = up.lane(spec, lane.class, self.ramp, 0);
         match up.requests.as_mut() {
             Some(b) => b.close_until(until),
             // An upstream without a request limit still closes: a generous
@@ -297,19 +405,28 @@ impl Limiter for MemoryLimiter {
         }
     }
 
-    fn budgets(&self, upstream: u32, now: u64) -> Vec<Budget> {
+    fn budgets(&self, lane: Lane, now: u64) -> Vec<Budget> {
         let mut st = self.lock();
-        let Some(up) = st.upstreams.get_mut(upstream as usize) else {
+        let Some(up) = st.upstreams.get_mut(lane.upstream as usize) else {
             return Vec::new();
         };
         let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         let mut out = Vec::with_capacity(4);
-        for kind in [
+        let kinds = [
             LimitKind::Requests,
             LimitKind::InputTokens,
             LimitKind::OutputTokens,
-        ] {
-            if let Some(b) = up.bucket(kind) {
+        ];
+        for kind in kinds {
+            // A lane not used yet has its configured buckets, full.
+            let b = match up.entry(lane.class, kind) {
+                Some(e) => e.bucket(kind).cloned(),
+                None => {
+                    let spec = self.specs[lane.upstream as usize].rates(lane.class);
+                    Entry::new(&spec, self.ramp, now).bucket(kind).cloned()
+                }
+            };
+            if let Some(mut b) = b {
                 let remaining = b.available(now);
                 // Spent: when the next unit fits (the policy reads that as
                 // "free again"); otherwise when the bucket is full.
@@ -325,7 +442,7 @@ impl Limiter for MemoryLimiter {
                 });
             }
         }
-        if let Some((max, used)) = up.concurrency {
+        if let Some((max, used)) = up.wide.concurrency {
             out.push(Budget {
                 kind: LimitKind::Concurrency,
                 remaining: max.saturating_sub(used),
@@ -341,13 +458,14 @@ impl MemoryLimiter {
     fn settle_with(&self, grant: &Grant, now: u64, actual: impl Fn(&Taken) -> Option<u64>) {
         let mut st = self.lock();
         let st = &mut *st;
+        let class = grant.lane.class;
         for t in &grant.taken {
-            let entry = if t.client {
+            let scope = if t.client {
                 grant.client.as_ref().and_then(|k| st.clients.get_mut(k))
             } else {
-                st.upstreams.get_mut(grant.upstream as usize)
+                st.upstreams.get_mut(grant.lane.upstream as usize)
             };
-            if let Some(e) = entry {
+            if let Some(e) = scope.and_then(|s| s.entry(class, t.kind)) {
                 e.give_back(t, actual(t), now);
             }
         }

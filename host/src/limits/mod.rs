@@ -23,7 +23,25 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use crate::config::LimitSpec;
+pub use crate::config::{LimitSpec, ScopeLimits};
+pub use levee_exchange::classes::{Class, Classes};
+
+/// Where rate limits are kept: an upstream and a model class (the API
+/// limits each class apart). Concurrency is the upstream's as a whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Lane {
+    /// The upstream's index.
+    pub upstream: u32,
+    /// The request's model class.
+    pub class: Class,
+}
+
+impl Lane {
+    /// `upstream`'s lane for `class`.
+    pub fn new(upstream: u32, class: Class) -> Lane {
+        Lane { upstream, class }
+    }
+}
 
 /// A client, as the limiter knows it: a hash of its API key, never the
 /// key itself.
@@ -84,8 +102,8 @@ pub struct Taken {
 /// What a successful reservation took, so it can be settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// The upstream the charges were reserved on.
-    pub upstream: u32,
+    /// The upstream and class the charges were reserved on.
+    pub lane: Lane,
     /// The client, when client charges were taken.
     pub client: Option<ClientKey>,
     /// What was taken.
@@ -129,11 +147,12 @@ pub struct Reported {
 /// Enforces limits. Every method takes `now` (ms since the epoch), so an
 /// implementation is testable without a clock.
 pub trait Limiter: Send + Sync {
-    /// Reserves every charge of `charges` for `upstream` (and `client` for
-    /// client-scoped ones) atomically: all or nothing.
+    /// Reserves every charge of `charges` on `lane` (and `client`'s lane
+    /// of the same class, for client-scoped ones) atomically: all or
+    /// nothing.
     fn reserve<'a>(
         &'a self,
-        upstream: u32,
+        lane: Lane,
         client: Option<&'a ClientKey>,
         charges: &'a [Charge],
         now: u64,
@@ -147,12 +166,13 @@ pub trait Limiter: Send + Sync {
     /// token charges with the actual `usage` where known.
     fn settle(&self, grant: &Grant, usage: Usage, now: u64);
 
-    /// Corrects an upstream's buckets from its headers.
-    fn observe(&self, upstream: u32, kind: LimitKind, report: Reported, now: u64);
+    /// Corrects a lane's buckets from the headers of an answer in it.
+    fn observe(&self, lane: Lane, kind: LimitKind, report: Reported, now: u64);
 
-    /// Grants nothing on `upstream` before `until` (a 429's `retry-after`).
-    fn close_until(&self, upstream: u32, until: u64);
+    /// Grants nothing on `lane` before `until` (a 429's `retry-after`).
+    fn close_until(&self, lane: Lane, until: u64);
 
-    /// The upstream's budgets, for the policy's view.
-    fn budgets(&self, upstream: u32, now: u64) -> Vec<Budget>;
+    /// The lane's budgets (its rates, and its upstream's concurrency), for
+    /// the policy's view; empty when the lane has none.
+    fn budgets(&self, lane: Lane, now: u64) -> Vec<Budget>;
 }

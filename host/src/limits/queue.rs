@@ -1,9 +1,11 @@
-//! The bounded wait line for requests the limiter cannot admit yet: FIFO
-//! within a priority, higher priorities first. Only the head tries to get
-//! admitted, so a later arrival never overtakes an earlier one of its
-//! priority. A place is left when dropped (a client that goes away), and
-//! the next in line is woken.
+//! The bounded wait lines for requests the limiter cannot admit yet, one
+//! per model class: FIFO within a priority, higher priorities first. Only
+//! a line's head tries to get admitted, so a later arrival never overtakes
+//! an earlier one of its class and priority, and a class whose room is
+//! spent never holds back another. A place is left when dropped (a client
+//! that goes away), and the next in its line is woken.
 
+use super::Class;
 use prometheus_client::metrics::gauge::Gauge;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -12,7 +14,7 @@ use tokio::sync::Notify;
 
 type Key = (Reverse<u8>, u64);
 
-/// The wait line.
+/// The wait line: one line per model class, sharing one capacity.
 pub struct Queue {
     capacity: usize,
     inner: Mutex<Inner>,
@@ -21,19 +23,24 @@ pub struct Queue {
 
 #[derive(Default)]
 struct Inner {
-    waiting: BTreeMap<Key, Arc<Notify>>,
+    /// By class; made when first joined.
+    lines: Vec<BTreeMap<Key, Arc<Notify>>>,
+    /// Waiters in every line.
+    len: usize,
     next: u64,
 }
 
-/// A place in the line, left when dropped.
+/// A place in a line, left when dropped.
 pub struct Place<'a> {
     queue: &'a Queue,
+    class: Class,
     key: Key,
     notify: Arc<Notify>,
 }
 
 impl Queue {
-    /// A line of at most `capacity` waiters, its length kept in `depth`.
+    /// A queue of at most `capacity` waiters in all, its length kept in
+    /// `depth`.
     pub fn new(capacity: usize, depth: Gauge) -> Queue {
         Queue {
             capacity,
@@ -46,30 +53,44 @@ impl Queue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waiters now.
+    /// Waiters now, in every line.
     pub fn len(&self) -> usize {
-        self.lock().waiting.len()
+        self.lock().len
     }
 
-    /// Whether nobody waits.
+    /// Whether nobody waits in any line.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Joins the line with `priority` (higher goes first), or `None` when
-    /// it is full.
-    pub fn join(&self, priority: u8) -> Option<Place<'_>> {
+    /// Whether nobody waits in `class`'s line.
+    pub fn line_is_empty(&self, class: Class) -> bool {
+        self.lock()
+            .lines
+            .get(usize::from(class))
+            .is_none_or(BTreeMap::is_empty)
+    }
+
+    /// Joins `class`'s line with `priority` (higher goes first), or `None`
+    /// when the queue is full.
+    pub fn join(&self, class: Class, priority: u8) -> Option<Place<'_>> {
         let mut inner = self.lock();
-        if inner.waiting.len() >= self.capacity {
+        if inner.len >= self.capacity {
             return None;
         }
         let key = (Reverse(priority), inner.next);
         inner.next += 1;
         let notify = Arc::new(Notify::new());
-        inner.waiting.insert(key, notify.clone());
-        self.depth.set(inner.waiting.len() as i64);
+        let i = usize::from(class);
+        if inner.lines.len() <= i {
+            inner.lines.resize_with(i + 1, BTreeMap::new);
+        }
+        inner.lines[i].insert(key, notify.clone());
+        inner.len += 1;
+        self.depth.set(inner.len as i64);
         Some(Place {
             queue: self,
+            class,
             key,
             notify,
         })
@@ -77,11 +98,9 @@ impl Queue {
 }
 
 impl Place<'_> {
-    /// Whether this place is at the head of the line.
+    /// Whether this place is at the head of its line.
     pub fn is_head(&self) -> bool {
-        self.queue
-            .lock()
-            .waiting
+        self.queue.lock().lines[usize::from(self.class)]
             .first_key_value()
             .is_some_and(|(k, _)| *k == self.key)
     }
@@ -97,11 +116,13 @@ impl Place<'_> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         let mut inner = self.queue.lock();
-        inner.waiting.remove(&self.key);
-        self.queue.depth.set(inner.waiting.len() as i64);
-        if let Some((_, next)) = inner.waiting.first_key_value() {
+        let line = &mut inner.lines[usize::from(self.class)];
+        line.remove(&self.key);
+        if let Some((_, next)) = line.first_key_value() {
             next.notify_one();
         }
+        inner.len -= 1;
+        self.queue.depth.set(inner.len as i64);
     }
 }
 
@@ -112,12 +133,12 @@ mod tests {
     #[test]
     fn the_line_is_fifo_per_priority_and_bounded() {
         let q = Queue::new(3, Gauge::default());
-        let a = q.join(0).unwrap();
-        let b = q.join(0).unwrap();
+        let a = q.join(0, 0).unwrap();
+        let b = q.join(0, 0).unwrap();
         assert!(a.is_head() && !b.is_head());
-        let urgent = q.join(5).unwrap();
+        let urgent = q.join(0, 5).unwrap();
         assert!(urgent.is_head(), "a higher priority goes first");
-        assert!(q.join(9).is_none(), "full");
+        assert!(q.join(0, 9).is_none(), "full");
         drop(urgent);
         assert!(a.is_head());
         drop(a);
@@ -125,11 +146,27 @@ mod tests {
         assert_eq!(q.len(), 1);
     }
 
+    #[test]
+    fn each_class_has_its_own_line_and_all_share_the_capacity() {
+        let q = Queue::new(3, Gauge::default());
+        let sonnet = q.join(1, 0).unwrap();
+        let haiku = q.join(2, 0).unwrap();
+        assert!(sonnet.is_head() && haiku.is_head(), "heads of their lines");
+        assert!(!q.line_is_empty(1) && !q.line_is_empty(2) && q.line_is_empty(0));
+        assert!(!q.is_empty());
+        let later = q.join(1, 0).unwrap();
+        assert!(!later.is_head(), "behind the earlier of its class");
+        assert!(q.join(0, 0).is_none(), "three in all: full");
+        drop(sonnet);
+        assert!(later.is_head());
+        assert_eq!(q.len(), 2);
+    }
+
     #[tokio::test]
     async fn leaving_wakes_the_next_in_line() {
         let q = Queue::new(2, Gauge::default());
-        let a = q.join(0).unwrap();
-        let b = q.join(0).unwrap();
+        let a = q.join(0, 0).unwrap();
+        let b = q.join(0, 0).unwrap();
         let waiter = async { b.turn().await };
         let leave = async {
             tokio::task::yield_now().await;

@@ -14,9 +14,13 @@
 //! scaled down by the replica count (fail-open) or refuses (fail-closed).
 //! The switch and the recovery are each logged once and counted.
 
+use super::bucket::Ramp;
 use super::memory::{MemoryLimiter, wants};
 use super::redis::{Answer, Ask, Op, Seat, Want, Wire};
-use super::{ClientKey, Denied, Grant, LimitSpec, Limiter, Reported, Reserving, Usage};
+use super::{
+    Classes, ClientKey, Denied, Grant, Lane, LimitSpec, Limiter, Reported, Reserving, ScopeLimits,
+    Usage,
+};
 use crate::config::{OnFailure, RedisLimits};
 use crate::core::{Budget, Charge, LimitKind, LimitScope};
 use crate::telemetry::limits::LimitMetrics;
@@ -47,9 +51,10 @@ pub struct SharedLimiter {
     wire: Wire,
     prefix: String,
     on_failure: OnFailure,
-    specs: Vec<LimitSpec>,
+    specs: Vec<ScopeLimits>,
     names: Vec<String>,
-    client_spec: LimitSpec,
+    classes: Classes,
+    client_spec: ScopeLimits,
     /// Limits learned from headers, enforced per process while Redis is up.
     learned: MemoryLimiter,
     /// The configured limits scaled to this process's share, while it is
@@ -65,33 +70,38 @@ pub struct SharedLimiter {
 }
 
 impl SharedLimiter {
-    /// A limiter for the upstreams `names` with limits `specs`, sharing
-    /// through `redis`, and its flusher task (which ends with it).
+    /// A limiter for the upstreams `names` with limits `specs`, per model
+    /// class of `classes`, sharing through `redis`, and its flusher task
+    /// (which ends with it). The in-process buckets (learned limits, the
+    /// fallback) come back after idle by `ramp`; the shared ones do not.
     pub fn start(
         redis: &RedisLimits,
         names: &[String],
-        specs: &[LimitSpec],
-        client: LimitSpec,
+        specs: &[ScopeLimits],
+        client: ScopeLimits,
+        (classes, ramp): (&Classes, Ramp),
         metrics: LimitMetrics,
         now: u64,
     ) -> anyhow::Result<Arc<SharedLimiter>> {
         let wire = Wire::new(redis.url.expose(), redis.timeout)
             .map_err(|e| anyhow::anyhow!("limits.redis.url: {e}"))?;
-        let share = |s: &LimitSpec| scale(s, redis.replicas);
-        let fallback: Vec<LimitSpec> = specs.iter().map(share).collect();
+        let share = |s: &ScopeLimits| s.map(|s| scale(s, redis.replicas));
+        let fallback: Vec<ScopeLimits> = specs.iter().map(share).collect();
         let limiter = Arc::new(SharedLimiter {
             wire,
             prefix: redis.key_prefix.clone(),
             on_failure: redis.on_failure,
             specs: specs.to_vec(),
             names: names.to_vec(),
-            client_spec: client,
+            classes: classes.clone(),
             learned: MemoryLimiter::new(
                 &vec![LimitSpec::default(); specs.len()],
                 LimitSpec::default(),
                 now,
-            ),
-            fallback: MemoryLimiter::new(&fallback, share(&client), now),
+            )
+            .with_ramp(ramp),
+            fallback: MemoryLimiter::scoped(&fallback, share(&client), now).with_ramp(ramp),
+            client_spec: client,
             up: AtomicBool::new(true),
             pending: Mutex::new(Vec::new()),
             leases: Mutex::new(HashMap::new()),
@@ -104,25 +114,41 @@ impl SharedLimiter {
         Ok(limiter)
     }
 
-    /// The key of a bucket or lease set: all in one hash slot.
-    fn key(&self, client: Option<&ClientKey>, upstream: u32, what: &str) -> String {
-        match client {
-            Some(c) => format!("{{{}}}:c:{c}:{what}", self.prefix),
+    /// The key of a `rate` bucket (`what`, a kind, in `lane`'s class) or
+    /// of a concurrency lease set (the whole scope's): all in one hash slot.
+    fn key(&self, client: Option<&ClientKey>, lane: Lane, rate: bool, what: &str) -> String {
+        let scope = match client {
+            Some(c) => format!("c:{c}"),
             None => {
                 let name = self
                     .names
-                    .get(upstream as usize)
+                    .get(lane.upstream as usize)
                     .map_or("?", String::as_str);
-                format!("{{{}}}:u:{name}:{what}", self.prefix)
+                format!("u:{name}")
             }
+        };
+        match rate {
+            true => {
+                let class = self.classes.name(lane.class);
+                format!("{{{}}}:{scope}:{class}:{what}", self.prefix)
+            }
+            false => format!("{{{}}}:{scope}:{what}", self.prefix),
         }
+    }
+
+    /// The configured limits of `lane`'s upstream.
+    fn spec(&self, lane: Lane) -> ScopeLimits {
+        self.specs
+            .get(lane.upstream as usize)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The shared part of a reservation, and what to remember of it.
     fn ask(
         &self,
         id: &str,
-        upstream: u32,
+        lane: Lane,
         client: Option<&ClientKey>,
         charges: &[Charge],
     ) -> (Ask, Lease) {
@@ -132,32 +158,29 @@ impl SharedLimiter {
             b: Vec::new(),
             z: Vec::new(),
         };
-        let up_spec = self
-            .specs
-            .get(upstream as usize)
-            .copied()
-            .unwrap_or_default();
+        let up_spec = self.spec(lane);
         let client = client.filter(|_| self.client_spec.is_set());
         let scopes = [
-            (LimitScope::Upstream, None, up_spec),
-            (LimitScope::Client, client, self.client_spec),
+            (LimitScope::Upstream, None, &up_spec),
+            (LimitScope::Client, client, &self.client_spec),
         ];
         for (scope, key, spec) in scopes {
             if scope == LimitScope::Client && key.is_none() {
                 continue;
             }
+            let rates = spec.rates(lane.class);
             for (kind, n) in wants(charges, scope) {
                 if kind == LimitKind::Concurrency {
-                    if let Some(max) = spec.max_concurrency {
+                    if let Some(max) = spec.concurrency() {
                         ask.z.push(Seat {
-                            k: self.key(key, upstream, "concurrency"),
+                            k: self.key(key, lane, false, "concurrency"),
                             max: u64::from(max),
                             n,
                         });
                     }
-                } else if let Some(cap) = capacity(&spec, kind) {
+                } else if let Some(cap) = capacity(&rates, kind) {
                     ask.b.push(Want {
-                        k: self.key(key, upstream, kind_name(kind)),
+                        k: self.key(key, lane, true, kind_name(kind)),
                         cap,
                         n,
                         hold: kind != LimitKind::Requests,
@@ -256,14 +279,14 @@ impl SharedLimiter {
     /// Reserves in Redis on top of the learned limits' `local` grant.
     async fn reserve_shared(
         &self,
-        upstream: u32,
+        lane: Lane,
         client: Option<&ClientKey>,
         charges: &[Charge],
         mut local: Grant,
     ) -> Option<Result<Grant, Denied>> {
         let n = self.next_lease.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}:{n}", self.process);
-        let (ask, mut lease) = self.ask(&id, upstream, client, charges);
+        let (ask, mut lease) = self.ask(&id, lane, client, charges);
         let answer = if ask.b.is_empty() && ask.z.is_empty() {
             Answer::Granted(Vec::new())
         } else {
@@ -350,20 +373,20 @@ impl SharedLimiter {
 impl Limiter for SharedLimiter {
     fn reserve<'a>(
         &'a self,
-        upstream: u32,
+        lane: Lane,
         client: Option<&'a ClientKey>,
         charges: &'a [Charge],
         now: u64,
     ) -> Reserving<'a> {
         Box::pin(async move {
             if self.is_up() {
-                let local = self.learned.try_reserve(upstream, client, charges, now)?;
-                if let Some(result) = self.reserve_shared(upstream, client, charges, local).await {
+                let local = self.learned.try_reserve(lane, client, charges, now)?;
+                if let Some(result) = self.reserve_shared(lane, client, charges, local).await {
                     return result;
                 }
             }
             match self.on_failure {
-                OnFailure::Open => self.fallback.try_reserve(upstream, client, charges, now),
+                OnFailure::Open => self.fallback.try_reserve(lane, client, charges, now),
                 OnFailure::Closed => Err(Denied::Unavailable),
             }
         })
@@ -385,51 +408,41 @@ impl Limiter for SharedLimiter {
         self.finish(grant, |kind, amount| usage.actual(kind, amount));
     }
 
-    fn observe(&self, upstream: u32, kind: LimitKind, report: Reported, now: u64) {
-        self.fallback.observe(upstream, kind, report, now);
-        let spec = self
-            .specs
-            .get(upstream as usize)
-            .copied()
-            .unwrap_or_default();
-        match capacity(&spec, kind) {
+    fn observe(&self, lane: Lane, kind: LimitKind, report: Reported, now: u64) {
+        self.fallback.observe(lane, kind, report, now);
+        match capacity(&self.spec(lane).rates(lane.class), kind) {
             // A configured limit is shared: so is what corrects it.
             Some(cap) if report.limit.is_some() || report.remaining.is_some() => {
                 self.queue([Op::Correct {
-                    k: self.key(None, upstream, kind_name(kind)),
+                    k: self.key(None, lane, true, kind_name(kind)),
                     cap,
                     limit: report.limit,
                     remaining: report.remaining,
                 }]);
             }
             Some(_) => {}
-            None => self.learned.observe(upstream, kind, report, now),
+            None => self.learned.observe(lane, kind, report, now),
         }
     }
 
-    fn close_until(&self, upstream: u32, until: u64) {
-        self.learned.close_until(upstream, until);
-        self.fallback.close_until(upstream, until);
-        let spec = self
-            .specs
-            .get(upstream as usize)
-            .copied()
-            .unwrap_or_default();
-        if let Some(cap) = spec.requests_per_minute {
+    fn close_until(&self, lane: Lane, until: u64) {
+        self.learned.close_until(lane, until);
+        self.fallback.close_until(lane, until);
+        if let Some(cap) = self.spec(lane).rates(lane.class).requests_per_minute {
             let wait = until.saturating_sub(crate::clock::now_ms());
             self.queue([Op::Close {
-                k: self.key(None, upstream, kind_name(LimitKind::Requests)),
+                k: self.key(None, lane, true, kind_name(LimitKind::Requests)),
                 cap,
                 wait,
             }]);
         }
     }
 
-    fn budgets(&self, upstream: u32, now: u64) -> Vec<Budget> {
+    fn budgets(&self, lane: Lane, now: u64) -> Vec<Budget> {
         if self.is_up() {
-            self.learned.budgets(upstream, now)
+            self.learned.budgets(lane, now)
         } else {
-            self.fallback.budgets(upstream, now)
+            self.fallback.budgets(lane, now)
         }
     }
 }

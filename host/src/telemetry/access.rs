@@ -22,6 +22,9 @@ pub(crate) struct Head {
     pub method: http::Method,
     /// The endpoint's bounded label.
     pub endpoint: &'static str,
+    /// The model class the request's limits were kept under, once its
+    /// body was read.
+    pub model_class: Option<Arc<str>>,
     /// The status sent to the client.
     pub status: u16,
     /// The upstream that answered, if one did (`-` in the line).
@@ -84,6 +87,7 @@ impl Head {
             request_id,
             method,
             endpoint: endpoint_label(endpoint(uri.path())),
+            model_class: None,
             status,
             upstream: None,
             attempts: 0,
@@ -281,6 +285,10 @@ impl Line<'_> {
             buf.extend_from_slice(value.as_bytes());
             buf.push(b'"');
         }
+        if let Some(class) = &h.model_class {
+            buf.extend_from_slice(lead!("model_class"));
+            json_str(buf, class);
+        }
         buf.extend_from_slice(lead!("upstream"));
         json_str(buf, h.upstream.as_deref().map_or("-", String::as_str));
         for (lead, id) in [
@@ -416,6 +424,7 @@ mod tests {
             request_id: "levee_01".into(),
             method: http::Method::POST,
             endpoint: "messages",
+            model_class: Some(Arc::from("sonnet")),
             status: 200,
             upstream: Some(Arc::new("a \"b\"".into())),
             attempts: 1,
@@ -445,6 +454,7 @@ mod tests {
         let f = &v["fields"];
         assert_eq!(f["message"], "request");
         assert_eq!(f["upstream"], "a \"b\"");
+        assert_eq!(f["model_class"], "sonnet");
         assert_eq!(f["upstream_request_id"], "req_011");
         assert!(f.get("organization_id").is_none());
         assert_eq!(f["input_tokens"], 17);
@@ -459,7 +469,7 @@ mod tests {
         line.format(&mut buf, false);
         let text = String::from_utf8(buf).unwrap();
         assert!(
-            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" upstream=\"a \\\"b\\\"\" upstream_request_id=\"req_011\" end=\"complete\" status=200 attempts=1 worker=3 head_ms=3 total_ms=9 bytes=120 input_tokens=17 cache_read_input_tokens=4\n"),
+            text.ends_with(" INFO levee::access: request request_id=\"levee_01\" method=\"POST\" endpoint=\"messages\" model_class=\"sonnet\" upstream=\"a \\\"b\\\"\" upstream_request_id=\"req_011\" end=\"complete\" status=200 attempts=1 worker=3 head_ms=3 total_ms=9 bytes=120 input_tokens=17 cache_read_input_tokens=4\n"),
             "{text}"
         );
         let unix = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_939_742_281_007);

@@ -2,7 +2,7 @@
 //!
 //! The seed's three keep their exact names and labels
 //! (`api_requests_total{status_code,method}`,
-//! `api_latency_seconds{endpoint}`, `rate_limit_remaining{upstream,dimension}`);
+//! `api_latency_seconds{endpoint}`, `rate_limit_remaining{upstream,model_class,dimension}`);
 //! everything else is prefixed `levee_`. Every label value comes from a
 //! bounded set: configured upstream names, enum labels, status codes. No
 //! request ids, keys or raw paths.
@@ -55,6 +55,7 @@ struct EndpointLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BudgetLabels {
     upstream: Arc<String>,
+    model_class: Arc<str>,
     dimension: &'static str,
 }
 
@@ -266,14 +267,22 @@ impl Metrics {
         self.retry_budget_exhausted.inc();
     }
 
-    /// A budget the upstream reported in its rate-limit headers.
-    pub fn rate_limit_remaining(&self, upstream: &Arc<String>, dimension: &'static str, left: u64) {
+    /// A budget the upstream reported in its rate-limit headers, in the
+    /// answer to a request of `model_class`.
+    pub fn rate_limit_remaining(
+        &self,
+        upstream: &Arc<String>,
+        model_class: &Arc<str>,
+        dimension: &'static str,
+        left: u64,
+    ) {
         if self.off() {
             return;
         }
         self.rate_limit_remaining
             .get_or_create(&BudgetLabels {
                 upstream: upstream.clone(),
+                model_class: model_class.clone(),
                 dimension,
             })
             .set(i64::try_from(left).unwrap_or(i64::MAX));
@@ -464,7 +473,7 @@ mod tests {
         m.attempt(up, "ok", Some(Duration::from_millis(3)));
         m.retry("429");
         m.retry_budget_exhausted();
-        m.rate_limit_remaining(up, "requests", 7);
+        m.rate_limit_remaining(up, &Arc::from("sonnet"), "requests", 7);
         m.stream_end(Termination::Complete);
         m.local_rejection("queue_full");
         m.policy_call("on-request", Duration::from_micros(4));
@@ -482,6 +491,7 @@ mod tests {
         });
         let remaining = m.rate_limit_remaining.get_or_create(&BudgetLabels {
             upstream: up.clone(),
+            model_class: Arc::from("sonnet"),
             dimension: "requests",
         });
         [

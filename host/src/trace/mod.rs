@@ -6,9 +6,12 @@
 //!
 //! ```json
 //! {"req": REQUEST-FACTS, "view": VIEW, "admission": ADMISSION,
-//!  "attempts": [{"attempt": ATTEMPT, "view": VIEW, "step": NEXT-STEP}, ...]}
+//!  "attempts": [{"attempt": ATTEMPT, "view": VIEW, "step": NEXT-STEP}, ...],
+//!  "model_class": "sonnet"}
 //! ```
 //!
+//! - `model_class` is the class the request's limits were kept under: the
+//!   views show that class's 429 closures and budgets (optional).
 //! - `view` is the world at admission; `admission` what the policy decided
 //!   (optional in a hand-written trace).
 //! - Each attempt holds what the upstream answered (`attempt.outcome`) and,
@@ -43,6 +46,9 @@ pub struct Record {
     pub admission: Option<Admission>,
     /// The attempts, in order.
     pub attempts: Vec<AttemptRecord>,
+    /// The request's model class, whose closures and budgets the views
+    /// show (optional: traces before classes have none).
+    pub model_class: Option<String>,
 }
 
 /// One attempt as recorded.
@@ -105,16 +111,20 @@ impl Wire for Record {
             m.insert("admission".into(), a.to_json());
         }
         m.insert("attempts".into(), self.attempts.to_json());
+        if let Some(c) = &self.model_class {
+            m.insert("model_class".into(), c.clone().into());
+        }
         Value::Object(m)
     }
 
     fn from_json(v: &Value) -> Result<Self, WireError> {
-        let m = object(v, &["req", "view", "admission", "attempts"])?;
+        let m = object(v, &["req", "view", "admission", "attempts", "model_class"])?;
         Ok(Record {
             req: field(m, "req")?,
             view: field(m, "view")?,
             admission: field(m, "admission")?,
             attempts: field(m, "attempts")?,
+            model_class: field(m, "model_class")?,
         })
     }
 }

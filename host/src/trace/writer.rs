@@ -108,6 +108,7 @@ mod tests {
             },
             admission: None,
             attempts: vec![],
+            model_class: Some("sonnet".into()),
         }
     }
 

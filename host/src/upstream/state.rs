@@ -2,6 +2,7 @@
 //! of it that the policy decides on.
 
 use crate::core::{Circuit, Health, UpstreamView};
+use levee_exchange::classes::{Class, MAX_CLASSES};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// How long a 529 keeps an upstream marked overloaded when it gave no
@@ -12,7 +13,8 @@ pub const OVERLOAD_COOLDOWN_MS: u64 = 2_000;
 #[derive(Debug, Default)]
 pub struct UpstreamState {
     in_flight: AtomicU32,
-    rate_limited_until: AtomicU64,
+    /// By model class: the API closes each class apart.
+    rate_limited_until: [AtomicU64; MAX_CLASSES],
     overloaded_until: AtomicU64,
     /// Smoothed time to first byte, ms; 0 until measured.
     ttfb_ms: AtomicU32,
@@ -35,11 +37,11 @@ impl UpstreamState {
         InFlight(self)
     }
 
-    /// A 429 closes the upstream until `now + wait`; true when it was
-    /// open until now (a new closure rather than a longer one).
-    pub fn rate_limited(&self, now: u64, wait_ms: u64) -> bool {
+    /// A 429 closes the upstream to `class` until `now + wait`; true when
+    /// it was open until now (a new closure rather than a longer one).
+    pub fn rate_limited(&self, class: Class, now: u64, wait_ms: u64) -> bool {
         let until = now.saturating_add(wait_ms);
-        let before = self.rate_limited_until.fetch_max(until, Ordering::Relaxed);
+        let before = self.closure(class).fetch_max(until, Ordering::Relaxed);
         before <= now && until > now
     }
 
@@ -71,9 +73,15 @@ impl UpstreamState {
         (ttfb > 0 && now.saturating_sub(at) <= fresh_ms).then_some(ttfb)
     }
 
-    /// The policy's view of this upstream at `now`; health, circuit and
-    /// slowness are filled in by the runtime (see `health`).
-    pub fn view(&self, id: u32, group: u8, weight: u16, now: u64) -> UpstreamView {
+    fn closure(&self, class: Class) -> &AtomicU64 {
+        let i = usize::from(class).min(MAX_CLASSES - 1);
+        &self.rate_limited_until[i]
+    }
+
+    /// The policy's view of this upstream at `now`, for a request of
+    /// `class`; health, circuit and slowness are filled in by the runtime
+    /// (see `health`).
+    pub fn view(&self, id: u32, group: u8, weight: u16, class: Class, now: u64) -> UpstreamView {
         let future = |v: u64| (v > now).then_some(v);
         let ttfb = self.ttfb_ms.load(Ordering::Relaxed);
         UpstreamView {
@@ -83,7 +91,7 @@ impl UpstreamState {
             health: Health::Unknown,
             circuit: Circuit::Closed,
             in_flight: self.in_flight.load(Ordering::Relaxed),
-            rate_limited_until: future(self.rate_limited_until.load(Ordering::Relaxed)),
+            rate_limited_until: future(self.closure(class).load(Ordering::Relaxed)),
             overloaded_until: future(self.overloaded_until.load(Ordering::Relaxed)),
             budgets: Vec::new(),
             ttfb_ms: (ttfb > 0).then_some(ttfb),
@@ -105,21 +113,27 @@ mod tests {
     #[test]
     fn limits_show_in_the_view_until_they_lapse() {
         let s = UpstreamState::default();
-        assert!(s.rate_limited(1_000, 500), "a new closure");
-        assert!(!s.rate_limited(1_100, 900), "a longer one");
-        assert!(!s.rate_limited(1_100, 0), "none at all");
+        assert!(s.rate_limited(1, 1_000, 500), "a new closure");
+        assert!(!s.rate_limited(1, 1_100, 900), "a longer one");
+        assert!(!s.rate_limited(1, 1_100, 0), "none at all");
         assert_eq!(s.overloaded(1_000, None), Some(OVERLOAD_COOLDOWN_MS));
         assert_eq!(s.overloaded(1_200, Some(5)), None);
-        let v = s.view(3, 1, 2, 1_200);
+        let v = s.view(3, 1, 2, 1, 1_200);
         assert_eq!((v.id, v.group, v.weight), (3, 1, 2));
         assert_eq!(v.rate_limited_until, Some(2_000));
         assert_eq!(v.overloaded_until, Some(1_000 + OVERLOAD_COOLDOWN_MS));
-        let later = s.view(3, 1, 2, 10_000);
+        let other = s.view(3, 1, 2, 2, 1_200);
+        assert_eq!(other.rate_limited_until, None, "another class is open");
+        assert_eq!(
+            other.overloaded_until, v.overloaded_until,
+            "overload is all"
+        );
+        let later = s.view(3, 1, 2, 1, 10_000);
         assert_eq!(
             (later.rate_limited_until, later.overloaded_until),
             (None, None)
         );
-        assert!(s.rate_limited(10_000, 1), "closed again once it lapsed");
+        assert!(s.rate_limited(1, 10_000, 1), "closed again once it lapsed");
     }
 
     #[test]
@@ -129,7 +143,7 @@ mod tests {
         s.observe_ttfb(400, 5_000);
         assert_eq!(s.fresh_ttfb(5_500, 1_000), Some(400));
         assert_eq!(s.fresh_ttfb(6_001, 1_000), None);
-        assert_eq!(s.view(0, 0, 1, 6_001).ttfb_ms, Some(400));
+        assert_eq!(s.view(0, 0, 1, 0, 6_001).ttfb_ms, Some(400));
     }
 
     #[test]
@@ -137,8 +151,8 @@ mod tests {
         let s = UpstreamState::default();
         let a = s.start();
         let _b = s.start();
-        assert_eq!(s.view(0, 0, 1, 0).in_flight, 2);
+        assert_eq!(s.view(0, 0, 1, 0, 0).in_flight, 2);
         drop(a);
-        assert_eq!(s.view(0, 0, 1, 0).in_flight, 1);
+        assert_eq!(s.view(0, 0, 1, 0, 0).in_flight, 1);
     }
 }

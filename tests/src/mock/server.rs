@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     script: Mutex<Script>,
     /// The mock's own rate limit, when set.
     limits: Mutex<Option<Buckets>>,
+    /// Rate limits of their own for the models whose id contains a
+    /// substring, as the API limits each model class apart.
+    class_limits: Mutex<Vec<(String, Buckets)>>,
     /// Requests answered 429 by that limit.
     rate_limited: AtomicU64,
     next_seq: AtomicU64,
@@ -118,6 +121,7 @@ impl MockUpstream {
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
             limits: Mutex::new(None),
+            class_limits: Mutex::new(Vec::new()),
             rate_limited: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
@@ -188,6 +192,19 @@ impl MockUpstream {
     pub fn set_limits(&self, limits: Option<RateLimits>) {
         let buckets = limits.map(|l| Buckets::new(l, Instant::now()));
         *self.shared.limits.lock().expect("limits") = buckets;
+    }
+
+    /// Gives the models whose id contains each substring a rate limit of
+    /// their own (the first that matches), apart from [`Self::set_limits`]'s,
+    /// as the API limits each model class apart. The model is read from
+    /// the request's body, so while these are set the mock takes a
+    /// request's step once its body has arrived rather than on arrival.
+    pub fn set_class_limits(&self, classes: &[(&str, RateLimits)]) {
+        let now = Instant::now();
+        *self.shared.class_limits.lock().expect("class limits") = classes
+            .iter()
+            .map(|(s, l)| ((*s).to_owned(), Buckets::new(*l, now)))
+            .collect();
     }
 
     /// How many requests the mock's own rate limit has answered 429.
@@ -333,23 +350,30 @@ fn handle(
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<MockBody>, HandlerError>> {
     let stream_id = ctl.is_h2().then(|| ctl.next_stream_id());
+    let by_class = !shared.class_limits.lock().expect("class limits").is_empty();
     let (seq, at, step) = {
         let mut script = shared.script.lock().expect("script");
         let seq = shared.next_seq.fetch_add(1, Ordering::SeqCst);
         let at = Instant::now();
         let mut limits = shared.limits.lock().expect("limits");
-        let step = limited_step(
-            limits.as_mut(),
-            &mut script,
-            &shared.rate_limited,
-            at,
-            req.headers(),
-        );
+        let step = (!by_class).then(|| {
+            limited_step(
+                limits.as_mut(),
+                &mut script,
+                &shared.rate_limited,
+                at,
+                req.headers(),
+            )
+        });
         (seq, at, step)
     };
     async move {
         let (parts, body) = req.into_parts();
         let body = read_all(body).await;
+        let step = match step {
+            Some(step) => step,
+            None => class_step(&shared, &parts.headers, &body),
+        };
         let recorded = Recorded {
             seq,
             method: parts.method.to_string(),
@@ -409,6 +433,27 @@ fn handle(
             }
         }
     }
+}
+
+/// The next step under the limits of the class of `body`'s model (or the
+/// mock's own, when no class names it).
+fn class_step(shared: &Shared, headers: &http::HeaderMap, body: &[u8]) -> Step {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let model = json["model"].as_str().unwrap_or_default();
+    let mut script = shared.script.lock().expect("script");
+    let mut classes = shared.class_limits.lock().expect("class limits");
+    let mut limits = shared.limits.lock().expect("limits");
+    let buckets = match classes.iter_mut().find(|(s, _)| model.contains(s.as_str())) {
+        Some((_, b)) => Some(b),
+        None => limits.as_mut(),
+    };
+    limited_step(
+        buckets,
+        &mut script,
+        &shared.rate_limited,
+        Instant::now(),
+        headers,
+    )
 }
 
 /// Starts a graceful shutdown of the connection; on HTTP/2, returns once

@@ -27,7 +27,11 @@ use std::time::Instant;
 pub fn snapshot(gw: &Gateway) -> Value {
     let rt = gw.runtime();
     let now = now_ms();
-    let view = rt.view(now);
+    // One view per model class: each has its own closures and budgets.
+    let classes = &rt.limits.classes;
+    let views: Vec<_> = (0..classes.len())
+        .map(|c| rt.view(now, c as crate::limits::Class).upstreams)
+        .collect();
     let tick = Instant::now();
     let mut policy = policy_status(gw);
     // The config as JSON rather than as the text the policy was given;
@@ -41,9 +45,9 @@ pub fn snapshot(gw: &Gateway) -> Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "now_ms": now,
-        "upstreams": upstreams(&rt, &view.upstreams, tick),
+        "upstreams": upstreams(&rt, &views, tick),
         "events": activity::events(&gw.metrics.activity.events),
-        "admission": admission(&rt, &view.upstreams),
+        "admission": admission(&rt, &views),
         "retry_budget": gw.budget.status(),
         "rails": {
             "max_attempts": rt.rails.max_attempts,
@@ -55,12 +59,12 @@ pub fn snapshot(gw: &Gateway) -> Value {
 }
 
 /// The admission queue now, and what each upstream's limiter has left.
-fn admission(rt: &Runtime, views: &[UpstreamView]) -> Value {
+fn admission(rt: &Runtime, views: &[Vec<UpstreamView>]) -> Value {
     let upstreams: Vec<Value> = rt
         .upstreams
         .iter()
-        .zip(views)
-        .map(|(u, v)| json!({ "name": u.config.name, "budgets": budgets(v) }))
+        .enumerate()
+        .map(|(i, u)| json!({ "name": u.config.name, "budgets": budgets(rt, views, i) }))
         .collect();
     json!({
         "queue": { "depth": rt.admitter.queued(), "capacity": rt.limits.queue_size },
@@ -68,25 +72,56 @@ fn admission(rt: &Runtime, views: &[UpstreamView]) -> Value {
     })
 }
 
-fn budgets(v: &UpstreamView) -> Vec<Value> {
-    v.budgets
-        .iter()
-        .map(|b| {
-            json!({
+/// Upstream `i`'s budgets in every class (`views`, by class); the
+/// upstream's concurrency once, as it is the whole upstream's.
+fn budgets(rt: &Runtime, views: &[Vec<UpstreamView>], i: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (class, view) in views.iter().enumerate() {
+        let name = rt.limits.classes.name(class as crate::limits::Class);
+        for b in &view[i].budgets {
+            let whole = b.kind == LimitKind::Concurrency;
+            if whole && class > 0 {
+                continue;
+            }
+            let mut budget = json!({
                 "kind": kind_name(b.kind),
                 "remaining": b.remaining,
                 "limit": b.limit,
                 "reset_at_ms": b.reset_at,
-            })
-        })
-        .collect()
+            });
+            if !whole {
+                budget["model_class"] = json!(**name);
+            }
+            out.push(budget);
+        }
+    }
+    out
 }
 
-fn upstreams(rt: &Runtime, views: &[UpstreamView], tick: Instant) -> Vec<Value> {
+/// Upstream `i`'s 429 closures by class, and the latest of them.
+fn closures(rt: &Runtime, views: &[Vec<UpstreamView>], i: usize) -> (Vec<Value>, Option<u64>) {
+    let mut latest = None;
+    let closed = views
+        .iter()
+        .enumerate()
+        .filter_map(|(class, view)| {
+            let until = view[i].rate_limited_until?;
+            latest = latest.max(Some(until));
+            let name = rt.limits.classes.name(class as crate::limits::Class);
+            Some(json!({ "model_class": **name, "until_ms": until }))
+        })
+        .collect();
+    (closed, latest)
+}
+
+fn upstreams(rt: &Runtime, views: &[Vec<UpstreamView>], tick: Instant) -> Vec<Value> {
     rt.upstreams
         .iter()
-        .zip(views)
-        .map(|(u, v)| {
+        .enumerate()
+        .map(|(i, u)| {
+            // Health, circuit and the rest are the upstream's in any class.
+            let v = &views[0][i];
+            let (closed, latest) = closures(rt, views, i);
             let c = &u.config;
             json!({
                 "id": v.id,
@@ -99,9 +134,10 @@ fn upstreams(rt: &Runtime, views: &[UpstreamView], tick: Instant) -> Vec<Value> 
                 "circuit": circuit_name(v.circuit),
                 "circuit_since_ms": u.health.circuit_since.load(Ordering::Relaxed),
                 "in_flight": v.in_flight,
-                "rate_limited_until_ms": v.rate_limited_until,
+                "rate_limited_until_ms": latest,
+                "rate_limited": closed,
                 "overloaded_until_ms": v.overloaded_until,
-                "budgets": budgets(v),
+                "budgets": budgets(rt, views, i),
                 "ttfb_ms": v.ttfb_ms,
                 "slow": v.slow,
                 "activity": activity::track(&u.track, tick),

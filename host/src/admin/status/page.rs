@@ -36,12 +36,23 @@ pub fn page(s: &Value) -> String {
             .into_iter()
             .flatten()
             .map(|b| {
+                let class = b["model_class"].as_str().map(|c| format!("{c} "));
                 format!(
-                    "{} {}/{}",
+                    "{}{} {}/{}",
+                    class.unwrap_or_default(),
                     text(&b["kind"]),
                     text(&b["remaining"]),
                     text(&b["limit"])
                 )
+            })
+            .collect();
+        let closed: Vec<String> = u["rate_limited"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let left = c["until_ms"].as_u64().unwrap_or(0).saturating_sub(now);
+                format!("{} {left} ms", text(&c["model_class"]))
             })
             .collect();
         let class = |good: bool| if good { "ok" } else { "bad" };
@@ -57,7 +68,11 @@ pub fn page(s: &Value) -> String {
             class(u["circuit"] == "closed"),
             since(&u["circuit"], &u["circuit_since_ms"], now),
             text(&u["in_flight"]),
-            until("rate_limited_until_ms"),
+            if closed.is_empty() {
+                until("rate_limited_until_ms")
+            } else {
+                escape(&closed.join(", "))
+            },
             until("overloaded_until_ms"),
             if budgets.is_empty() {
                 "-".to_owned()
@@ -114,7 +129,7 @@ fn admission_html(out: &mut String, a: &Value, now: u64) {
     let _ = write!(
         out,
         "<h2>Admission</h2><p id=\"queue\">{} of {} queued</p>\
-         <div class=\"scroll\"><table id=\"budgets\"><tr><th>upstream</th><th>budget</th><th>remaining</th><th>limit</th><th>resets in</th></tr>",
+         <div class=\"scroll\"><table id=\"budgets\"><tr><th>upstream</th><th>class</th><th>budget</th><th>remaining</th><th>limit</th><th>resets in</th></tr>",
         text(&q["depth"]),
         text(&q["capacity"]),
     );
@@ -122,8 +137,9 @@ fn admission_html(out: &mut String, a: &Value, now: u64) {
         for b in u["budgets"].as_array().into_iter().flatten() {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 text(&u["name"]),
+                b["model_class"].as_str().map_or("all".to_owned(), escape),
                 text(&b["kind"]),
                 text(&b["remaining"]),
                 text(&b["limit"]),
@@ -219,7 +235,7 @@ mod tests {
         assert!(html.contains("id=\"queue\">2 of 8 queued"));
         assert!(
             html.contains(
-                "<tr><td>a</td><td>requests</td><td>3</td><td>50</td><td>250 ms</td></tr>"
+                "<tr><td>a</td><td>all</td><td>requests</td><td>3</td><td>50</td><td>250 ms</td></tr>"
             ),
             "{html}"
         );

@@ -66,6 +66,7 @@ async fn drain(a: &Arc<Admitter>, n: usize) {
 fn ask(order: &[u32], deadline: u64) -> Ask<'_> {
     Ask {
         order,
+        class: 0,
         client: None,
         charges: &ONE,
         priority: 0,
@@ -195,7 +196,7 @@ async fn a_cost_above_every_limit_is_too_large() {
 async fn a_place_taken_early_keeps_its_turn() {
     let a = admitter(rpm(60), 2);
     drain(&a, 60).await;
-    let early = a.line_up(0).expect("room");
+    let early = a.line_up(0, 0).expect("room");
     // The late one is polled first: without its place kept, the early one
     // would be admitted second.
     // Each keeps its reservation (dropping one unsent gives its token back).
@@ -208,5 +209,34 @@ async fn a_place_taken_early_keeps_its_turn() {
         "the early place is admitted at the first refill"
     );
     assert_eq!(late_at, 2_000, "the late one a second after it");
-    assert!(a.line_up(0).is_some() && a.queued() == 0);
+    assert!(a.line_up(0, 0).is_some() && a.queued() == 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_class_waiting_for_room_never_holds_back_another() {
+    let a = admitter(rpm(60), 4);
+    drain(&a, 60).await;
+    let sonnet = Ask {
+        class: 1,
+        ..ask(&[0], 60_000)
+    };
+    let haiku = Ask {
+        class: 2,
+        ..ask(&[0], 60_000)
+    };
+    // Class 0's bucket is spent and its request waits in line; the other
+    // classes' buckets are full, and get in at once.
+    let waiting = async { (a.admit(ask(&[0], 60_000), None).await, clock()) };
+    let others = async {
+        tokio::task::yield_now().await;
+        assert_eq!(a.queued(), 1, "class 0's request waits");
+        let s = a.admit(sonnet, None).await;
+        let h = a.admit(haiku, None).await;
+        (s.is_ok() && h.is_ok(), clock())
+    };
+    let ((waited, waited_at), (others_in, others_at)) = tokio::join!(waiting, others);
+    assert!(others_in);
+    assert_eq!(others_at, 0, "no wait behind the other class");
+    assert!(waited.is_ok());
+    assert_eq!(waited_at, 1_000, "class 0 at its next refill");
 }

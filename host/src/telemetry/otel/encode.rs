@@ -164,6 +164,9 @@ fn gen_ai(attrs: &mut Attrs, r: &RequestSpan, operation: Option<&str>) {
     if let Some(op) = operation {
         attrs.str("gen_ai.operation.name", op);
     }
+    if let Some(class) = &r.model_class {
+        attrs.str("levee.model_class", class);
+    }
     if let Some(model) = &r.model {
         attrs.str("gen_ai.request.model", model);
     }

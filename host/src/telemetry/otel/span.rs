@@ -25,6 +25,8 @@ pub(crate) struct RequestSpan {
     pub(super) path: String,
     pub(super) endpoint: Option<Endpoint>,
     pub(super) model: Option<String>,
+    /// The model's class, which its limits are kept under.
+    pub(super) model_class: Option<Arc<str>>,
     pub(super) max_tokens: Option<u32>,
     pub(super) stream: bool,
     /// The policy's answer to admission: `admit`, `queue` or `reject`.
@@ -87,6 +89,7 @@ impl RequestSpan {
             path: path.to_owned(),
             endpoint: None,
             model: None,
+            model_class: None,
             max_tokens: None,
             stream: false,
             admission: None,
@@ -106,6 +109,11 @@ impl RequestSpan {
         self.model = model.map(str::to_owned);
         self.max_tokens = max_tokens;
         self.stream = stream;
+    }
+
+    /// The request's model class.
+    pub(crate) fn model_class(&mut self, class: &Arc<str>) {
+        self.model_class = Some(class.clone());
     }
 
     /// The policy's answer to admission.
