@@ -184,12 +184,10 @@ impl Scope {
         for w in wants.iter_mut() {
             w.1 = lane.cost(w.0, w.1);
         }
-        let (wide, rates): (Vec<_>, Vec<_>) = wants
-            .iter()
-            .copied()
-            .partition(|(k, _)| *k == LimitKind::Concurrency);
-        let fit = self.lane(limits, class, ramp, now).check(&rates, now);
-        match (fit, self.wide.check(&wide, now)) {
+        // A lane keeps no concurrency and the wide entry no rates: each
+        // checks what it keeps and passes over the rest.
+        let fit = self.lane(limits, class, ramp, now).check(wants, now);
+        match (fit, self.wide.check(wants, now)) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(a), Err(b)) => Err(worse(a, b)),
             (Err(d), _) | (_, Err(d)) => Err(d),
