@@ -16,9 +16,12 @@
 //!   [`early`]: a stream's first events, held until content flows;
 //! - [`classes`]: the model class a request's limits are kept under;
 //! - [`facts`] and [`json_fields`]: what a request tells before it is sent;
-//!   [`body`]: what a delivered body tells when it is over.
+//!   [`body`]: what a delivered body tells when it is over;
+//! - [`body_limits`]: each endpoint's body limit, and which bodies levee
+//!   never reads.
 
 pub mod body;
+pub mod body_limits;
 pub mod classes;
 pub mod early;
 pub mod estimate;

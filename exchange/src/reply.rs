@@ -28,10 +28,12 @@ pub const REQUEST_ID: &str = "request-id";
 /// and its label in `levee_local_rejections_total{reason}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
-    /// The request body is over `rails.max_body_bytes`.
+    /// The request body is over its endpoint's limit.
     BodyTooLarge,
     /// The request body could not be read.
     BodyUnreadable,
+    /// A large request body could not be written to its spool file.
+    BodyUnspooled,
     /// The path has a `.` or `..` segment.
     DotSegment,
     /// The policy queued the request past its deadline.
@@ -65,9 +67,10 @@ type Row = (u16, &'static str, bool, &'static str);
 
 impl Reason {
     /// Every reason, for tables and docs.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::BodyTooLarge,
         Reason::BodyUnreadable,
+        Reason::BodyUnspooled,
         Reason::DotSegment,
         Reason::QueueDeadline,
         Reason::QueueFull,
@@ -88,6 +91,7 @@ impl Reason {
         match self {
             Reason::BodyTooLarge => (413, "request_too_large", false, "body_too_large"),
             Reason::BodyUnreadable => (400, "invalid_request_error", false, "body_unreadable"),
+            Reason::BodyUnspooled => (500, "api_error", true, "body_unspooled"),
             Reason::DotSegment => (400, "invalid_request_error", false, "dot_segment"),
             Reason::QueueDeadline => (429, "rate_limit_error", true, "queue_deadline"),
             Reason::QueueFull => (429, "rate_limit_error", true, "queue_full"),
@@ -153,6 +157,13 @@ impl LocalReply {
     pub fn body_too_large(limit: usize) -> Self {
         let message = format!("request body is larger than the {limit} bytes levee accepts");
         Self::new(Reason::BodyTooLarge, message, None)
+    }
+
+    /// The body could not be spooled to disk: levee's own trouble (a full
+    /// or failing disk), so a later retry can succeed.
+    pub fn body_unspooled(detail: &str) -> Self {
+        let message = format!("levee could not spool the request body to disk: {detail}");
+        Self::new(Reason::BodyUnspooled, message, None)
     }
 
     /// The path has a `.` or `..` segment ([`crate::facts::has_dot_segment`]).

@@ -1,6 +1,7 @@
 //! The gateway end to end: the real `levee` binary between a client and the
 //! scriptable mock upstream.
 
+mod bodies;
 mod contract;
 mod dns;
 mod doctor;

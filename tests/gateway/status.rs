@@ -57,6 +57,9 @@ async fn status_shows_upstreams_budget_and_policy_as_json() {
     assert_eq!(status["policy"]["name"], "standard");
     assert_eq!(status["policy"]["config"]["max_attempts"], 4);
     assert_eq!(status["rails"]["max_body_bytes"], 32 << 20);
+    assert_eq!(status["rails"]["body_limits"]["messages"], 32 << 20);
+    assert_eq!(status["rails"]["body_limits"]["batches"], 256 << 20);
+    assert_eq!(status["rails"]["body_limits"]["files"], 500 << 20);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -36,8 +36,8 @@ pub use health::{HealthCheck, HttpProbe, Outlier};
 pub use limits::{Limits, OnFailure, PRIORITY_HEADER, RedisLimits};
 pub use otel::Otel;
 pub use types::{
-    Admin, LimitSpec, Log, LogFormat, PolicySettings, Rails, Ramp, Scheme, ScopeLimits, Secret,
-    Streaming, Tls, TlsVersion, Trace, Upstream,
+    Admin, BodyLimits, LimitSpec, Log, LogFormat, PolicySettings, Rails, Ramp, Scheme, ScopeLimits,
+    Secret, Streaming, Tls, TlsVersion, Trace, Upstream,
 };
 
 use std::fmt;

@@ -148,9 +148,36 @@ pub(super) struct RawRails {
     pub max_attempts: Option<i64>,
     pub request_deadline_ms: Option<Millis>,
     pub max_body_bytes: Option<i64>,
+    pub body_limits: Option<RawBodyLimits>,
+    pub spool_dir: Option<PathBuf>,
     pub retry_budget_ratio: Option<f64>,
     pub retry_budget_min_retries: Option<i64>,
     pub error_body_bytes: Option<i64>,
+}
+
+/// `[rails.body_limits]`: bytes per endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBodyLimits {
+    pub messages: Option<i64>,
+    pub count_tokens: Option<i64>,
+    pub chat_completions: Option<i64>,
+    pub batches: Option<i64>,
+    pub files: Option<i64>,
+}
+
+impl RawBodyLimits {
+    /// The value set for the route the config names `key`.
+    pub fn get(&self, key: &str) -> Option<i64> {
+        match key {
+            "messages" => self.messages,
+            "count_tokens" => self.count_tokens,
+            "chat_completions" => self.chat_completions,
+            "batches" => self.batches,
+            "files" => self.files,
+            _ => None,
+        }
+    }
 }
 
 /// `[streaming]`.

@@ -59,6 +59,8 @@ fn defaults_with_no_file() {
             max_attempts: 10,
             request_deadline: Duration::from_secs(1200),
             max_body_bytes: 32 << 20,
+            body_limits: BodyLimits::default(),
+            spool_dir: std::env::temp_dir(),
             retry_budget_ratio: 0.2,
             retry_budget_min_retries: 3,
             error_body_bytes: 65536,
@@ -163,6 +165,8 @@ fn relative_paths_start_at_the_config_dir() {
         source = "policy.wasm"
         config_file = "policy.json"
         cache_dir = "cache"
+        [rails]
+        spool_dir = "spool"
         [admin]
         token_file = "token"
         "#,
@@ -175,6 +179,7 @@ fn relative_paths_start_at_the_config_dir() {
     assert!(matches!(&c.policy.source, PolicySource::File(p) if *p == etc.join("policy.wasm")));
     assert_eq!(c.policy.config_json, r#"{"max_attempts": 3}"#);
     assert_eq!(c.policy.cache.dir(), Some(etc.join("cache").as_path()));
+    assert_eq!(c.rails.spool_dir, etc.join("spool"));
     assert_eq!(c.admin.token.as_ref().map(Secret::expose), Some("s3cret"));
     assert_eq!(c.path.as_deref(), Some(file.as_path()));
 }
@@ -510,4 +515,30 @@ fn a_limit_for_an_unknown_class_is_named() {
     );
     let e = error("[limits]\nclasses = [{ name = \"Other\", contains = [\"a\"] }]\n");
     assert!(e.contains("limits.classes`: class names are"), "{e}");
+}
+
+#[test]
+fn body_limits_default_to_the_apis_and_max_body_bytes_moves_the_read_ones() {
+    use levee_exchange::body_limits::Route;
+    let c = parse(
+        "[rails]\nmax_body_bytes = 1000\n[rails.body_limits]\ncount_tokens = 500\nbatches = 2000\n",
+    )
+    .unwrap();
+    let limits = c.rails.body_limits;
+    assert_eq!(limits.of(Route::Messages), 1000);
+    assert_eq!(limits.of(Route::ChatCompletions), 1000);
+    assert_eq!(limits.of(Route::Other), 1000);
+    assert_eq!(limits.of(Route::CountTokens), 500);
+    assert_eq!(limits.of(Route::Batches), 2000);
+    assert_eq!(limits.of(Route::Files), 500 << 20);
+    let e = error("[rails.body_limits]\nbatches = 0\nfiles = 2000000000\n");
+    assert!(
+        e.contains("`rails.body_limits.batches`") && e.contains("`rails.body_limits.files`"),
+        "{e}"
+    );
+    let e = error("[rails.body_limits]\nbatch = 5\n");
+    assert!(
+        e.contains("unknown field `batch`") && e.contains("`batches`"),
+        "{e}"
+    );
 }

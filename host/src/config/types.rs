@@ -2,6 +2,7 @@
 //! resolved, every file that must exist was read. Nothing here can fail
 //! later for a reason the config file could have caught.
 
+pub use levee_exchange::body_limits::BodyLimits;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -152,8 +153,14 @@ pub struct Rails {
     /// A request is answered by this time after it arrived, whatever the
     /// policy says.
     pub request_deadline: Duration,
-    /// The largest request body accepted.
+    /// The largest request body accepted on a path without a limit of
+    /// its own, and the default of those that levee reads.
     pub max_body_bytes: usize,
+    /// The largest request body per endpoint.
+    pub body_limits: BodyLimits,
+    /// Where a body levee only passes on (batches, files) is spooled
+    /// once it is too large to hold in memory.
+    pub spool_dir: PathBuf,
     /// Retries may add at most this share of the request rate (0.0..=1.0).
     pub retry_budget_ratio: f64,
     /// Retries always allowed, however low the request rate (the budget's

@@ -5,6 +5,7 @@ use super::check::{Checker, Key};
 use super::raw::{RawAdmin, RawConfig, RawLog, RawRails, RawStreaming, RawTrace};
 use super::types::{Admin, Log, LogFormat, Rails, Secret, Streaming, Trace};
 use super::{Config, ConfigError, Overrides, policy_settings, upstream};
+use levee_exchange::body_limits::{self, BodyLimits, Route};
 use levee_exchange::rails::defaults;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -136,6 +137,23 @@ pub(super) fn listen_address(given: &str) -> Result<SocketAddr, String> {
 
 fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
     let ratio = c.ratio("rails.retry_budget_ratio", raw.retry_budget_ratio, 0.2);
+    let max_body_bytes = c.int(
+        "rails.max_body_bytes",
+        raw.max_body_bytes,
+        1..=defaults::MAX_BODY_BYTES_LIMIT as i64,
+        defaults::MAX_BODY_BYTES as usize,
+    );
+    let mut body_limits = BodyLimits::with_standard(max_body_bytes);
+    let given = raw.body_limits.unwrap_or_default();
+    for (route, name) in Route::KEYED {
+        let limit = body_limits.of_mut(route);
+        let key = format!("rails.body_limits.{name}");
+        *limit = c.int(&key, given.get(name), 1..=body_limits::MOST as i64, *limit);
+    }
+    let spool_dir = match raw.spool_dir {
+        Some(dir) => c.resolve(&Key::file("rails.spool_dir"), &dir),
+        None => std::env::temp_dir(),
+    };
     Rails {
         max_attempts: c.int(
             "rails.max_attempts",
@@ -149,12 +167,9 @@ fn rails(c: &mut Checker<'_>, raw: RawRails) -> Rails {
             1..=defaults::REQUEST_DEADLINE_LIMIT_MS as i64,
             Duration::from_millis(defaults::REQUEST_DEADLINE_MS),
         ),
-        max_body_bytes: c.int(
-            "rails.max_body_bytes",
-            raw.max_body_bytes,
-            1..=defaults::MAX_BODY_BYTES_LIMIT as i64,
-            defaults::MAX_BODY_BYTES as usize,
-        ),
+        max_body_bytes,
+        body_limits,
+        spool_dir,
         retry_budget_ratio: ratio,
         retry_budget_min_retries: c.int(
             "rails.retry_budget_min_retries",

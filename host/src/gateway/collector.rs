@@ -33,7 +33,11 @@ impl Transport for Collector {
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<Answer, String>> + Send + '_>> {
         Box::pin(async move {
-            let resp = self.0.send(req, timeout).await.map_err(|e| e.message)?;
+            let resp = self
+                .0
+                .send(req.map(Into::into), timeout)
+                .await
+                .map_err(|e| e.message)?;
             let status = resp.status().as_u16();
             let retry_after = resp
                 .headers()

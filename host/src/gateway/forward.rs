@@ -2,7 +2,8 @@
 //! the exchange core (`levee_exchange::Exchange`), which decides every
 //! step. This file does what each step says, with hyper and tokio:
 //!
-//! 1. Read the body (bounded by `rails.max_body_bytes`) and its facts.
+//! 1. Read the body (bounded by its endpoint's limit; `intake.rs`) and
+//!    its facts.
 //! 2. Ask the policy for admission; queue, reserve the limits.
 //! 3. Attempt: send to the planned upstream, wait for the head (per-try
 //!    timeout), and for an error status read a bounded prefix of the body.
@@ -13,6 +14,7 @@
 
 use super::admission::{self, Settle};
 use super::encoding::{self, Coding};
+use super::intake::{self, RequestBody};
 use super::record::Recorder;
 use super::reply::{self, Body, set_attempts, strip_hop_by_hop};
 use super::server::Gateway;
@@ -29,11 +31,12 @@ use crate::telemetry::activity::events::EventKind;
 use crate::telemetry::activity::window::Kind;
 use crate::telemetry::metrics::attempt_outcome;
 use crate::telemetry::otel::RequestSpan;
-use crate::upstream::{AttemptError, UpstreamBody, layer_name};
+use crate::upstream::{AttemptError, Outgoing, UpstreamBody, layer_name};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use levee_exchange::body_limits::Route;
 use levee_exchange::early::{self, Early};
 use levee_exchange::reply::set_verdict;
 use levee_exchange::sse::Dialect;
@@ -71,18 +74,17 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
     if levee_exchange::facts::has_dot_segment(parts.uri.path()) {
         return refuse(&LocalReply::dot_segment(), parts, span);
     }
-    let body = match Limited::new(body, rt.rails.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let refused = match e.is::<http_body_util::LengthLimitError>() {
-                true => LocalReply::body_too_large(rt.rails.max_body_bytes),
-                false => LocalReply::body_unreadable(&e.to_string()),
-            };
-            return refuse(&refused, parts, span);
-        }
+    let route = Route::of(parts.uri.path());
+    let limit = rt.rails.body_limits.of(route);
+    let spool = route
+        .passes_through()
+        .then_some(rt.rails.spool_dir.as_path());
+    let body = match intake::read(body, limit, spool).await {
+        Ok(body) => body,
+        Err(refused) => return refuse(&refused, parts, span),
     };
     let received = now_ms();
-    let body_facts = facts::body_facts(&body);
+    let body_facts = facts::body_facts(body.readable());
     if let Some(s) = &mut span {
         let endpoint = facts::endpoint(parts.uri.path());
         let model = body_facts.model.as_deref();
@@ -102,7 +104,7 @@ async fn respond(gw: Arc<Gateway>, req: Request<Incoming>, arrived: Instant) -> 
         model: body_facts.model,
         stream: body_facts.stream,
         max_tokens: body_facts.max_tokens,
-        est_input_tokens: facts::estimate_input_tokens(&body),
+        est_input_tokens: facts::estimate_input_tokens(body.readable()),
         client: client.as_ref().map(|k| k.hex()),
         priority: rt.limits.priority(&parts.headers),
         client_retry_count: facts::client_retry_count(&parts.headers),
@@ -189,7 +191,7 @@ struct Driver<'a> {
     rt: &'a Arc<Runtime>,
     request_id: &'a str,
     parts: &'a http::request::Parts,
-    body: Bytes,
+    body: RequestBody,
     /// The client's key, when client limits are set.
     client: Option<ClientKey>,
     /// The deadline the client's own timeout (`x-stainless-timeout`) sets,
@@ -634,9 +636,9 @@ impl Driver<'_> {
         &self,
         id: u32,
         traceparent: Option<http::HeaderValue>,
-    ) -> Request<Full<Bytes>> {
+    ) -> Request<Outgoing> {
         let up = &self.rt.upstreams[id as usize];
-        let mut req = Request::new(Full::new(self.body.clone()));
+        let mut req = Request::new(self.body.outgoing());
         *req.method_mut() = self.parts.method.clone();
         *req.uri_mut() = up.uri(self.parts.uri.path_and_query());
         let headers = req.headers_mut();

@@ -12,6 +12,7 @@ mod collector;
 pub mod encoding;
 pub(crate) mod facts;
 mod forward;
+mod intake;
 mod record;
 pub(crate) mod reply;
 mod server;

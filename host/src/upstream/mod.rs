@@ -10,6 +10,7 @@ pub(crate) mod egress;
 pub(crate) mod eyeballs;
 pub(crate) mod health;
 mod no_proxy;
+mod outgoing;
 mod pool;
 pub(crate) mod report;
 mod state;
@@ -17,6 +18,7 @@ pub(crate) mod tls;
 
 pub use client::{AttemptError, UpstreamBody, UpstreamClient};
 pub use connect::{ConnectError, layer_name};
+pub use outgoing::{Outgoing, Spool};
 
 use crate::config::{Dns, Outlier, Scheme, Upstream};
 use crate::telemetry::activity::{Activity, Track};

@@ -19,7 +19,6 @@
 //!   any worker. A connection's driver stays on the worker that opened it.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use std::pin::Pin;
@@ -34,7 +33,7 @@ use tokio::sync::futures::Notified;
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// The body of a request to the upstream: whole, so it can be replayed.
-pub type ReqBody = Full<Bytes>;
+pub type ReqBody = super::outgoing::Outgoing;
 
 /// A connection to send one request on.
 pub enum Sender {

@@ -15,12 +15,12 @@
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Either, Empty, Full};
+use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use levee::upstream::{UpstreamBody, UpstreamClient};
+use levee::upstream::{Outgoing, UpstreamBody, UpstreamClient};
 use levee_tests::flags;
 use std::convert::Infallible;
 use std::io::Write;
@@ -165,7 +165,7 @@ async fn forward(client: &UpstreamClient, upstream: &str, req: Request<Incoming>
     };
     parts.uri = uri;
     parts.headers.remove(http::header::HOST);
-    let req = Request::from_parts(parts, Full::new(body.to_bytes()));
+    let req = Request::from_parts(parts, Outgoing::memory(body.to_bytes()));
     match client.send(req, Duration::from_secs(60)).await {
         Ok(resp) => resp.map(Either::Left),
         Err(_) => bad_gateway(),

@@ -53,9 +53,18 @@ pub fn snapshot(gw: &Gateway) -> Value {
             "max_attempts": rt.rails.max_attempts,
             "request_deadline_ms": rt.rails.request_deadline.as_millis() as u64,
             "max_body_bytes": rt.rails.max_body_bytes,
+            "body_limits": body_limits(&rt.rails.body_limits),
         },
         "policy": policy,
     })
+}
+
+/// Each endpoint's body limit, by its config key.
+fn body_limits(limits: &crate::config::BodyLimits) -> Value {
+    let by_route = levee_exchange::body_limits::Route::KEYED
+        .iter()
+        .map(|(route, name)| (name.to_string(), json!(limits.of(*route))));
+    Value::Object(by_route.collect())
 }
 
 /// The admission queue now, and what each upstream's limiter has left.
