@@ -62,6 +62,15 @@ impl Usage {
         Some(input.saturating_add(self.cache_write.unwrap_or(0)))
     }
 
+    /// The usage as input-token limits see it where they count cache
+    /// reads too (`reads_count`, older models): the reads join the input.
+    pub fn limited_as(mut self, reads_count: bool) -> Usage {
+        if reads_count && let Some(reads) = self.cache_read.take() {
+            self.input = self.input.map(|input| input.saturating_add(reads));
+        }
+        self
+    }
+
     /// What a charge of `kind` reserved at `reserved` really cost: the
     /// reported usage, else the estimate; `None` for concurrency, which
     /// has nothing to settle.

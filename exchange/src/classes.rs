@@ -34,6 +34,8 @@ pub struct Classes {
     names: Vec<Arc<str>>,
     /// (substring, class), in order.
     rules: Vec<(Box<str>, Class)>,
+    /// One bit per class whose input-token limits count cache reads too.
+    cache_reads_count: u16,
 }
 
 impl Default for Classes {
@@ -84,7 +86,11 @@ impl Classes {
             rules.extend(contains.iter().map(|s| (Box::from(*s), class)));
         }
         names.extend(BUILT_IN.map(Arc::from));
-        Ok(Classes { names, rules })
+        Ok(Classes {
+            names,
+            rules,
+            cache_reads_count: 0,
+        })
     }
 
     /// The class of a request to `endpoint` for `model`: the endpoint's
@@ -130,6 +136,21 @@ impl Classes {
             .unwrap_or_else(|| self.names.last().expect("the catch-all"))
     }
 
+    /// The classes whose input-token limits count cache reads as well:
+    /// the API's rule for its older models (Claude 3 Haiku, 3.5 Haiku).
+    /// Current models' limits do not count them, which is the default.
+    pub fn with_cache_reads_counted(mut self, classes: impl IntoIterator<Item = Class>) -> Self {
+        for class in classes {
+            self.cache_reads_count |= 1 << class;
+        }
+        self
+    }
+
+    /// Whether `class`'s input-token limits count cache reads.
+    pub fn cache_reads_count(&self, class: Class) -> bool {
+        self.cache_reads_count & (1 << class) != 0
+    }
+
     /// The class named `name`.
     pub fn by_name(&self, name: &str) -> Option<Class> {
         self.names
@@ -154,6 +175,18 @@ fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_classes_named_count_cache_reads() {
+        let classes = Classes::new(&[("haiku-3", &["claude-3-haiku"]), ("sonnet", &["sonnet"])])
+            .unwrap()
+            .with_cache_reads_counted([0]);
+        let old = classes.of(Some("claude-3-haiku-20240307"));
+        assert!(classes.cache_reads_count(old));
+        assert!(!classes.cache_reads_count(classes.of(Some("claude-sonnet-4-5"))));
+        assert!(!classes.cache_reads_count(classes.other()));
+        assert!(!Classes::default().cache_reads_count(0));
+    }
 
     #[test]
     fn todays_model_ids_fall_in_their_class() {

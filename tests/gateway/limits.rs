@@ -434,6 +434,39 @@ async fn cache_reads_are_not_charged_against_the_input_limit_and_each_count_is_k
     assert!(line.contains("upstream_request_id=\"req_mock_"), "{line}");
 }
 
+/// Older models' limits count cache reads as input: a class configured so
+/// (`cache_reads_count`) is charged the 5,000 tokens read from the cache,
+/// where the same answer leaves a current model's budget nearly whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_class_whose_limits_count_cache_reads_is_charged_for_them() {
+    let cached = r#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}],"model":"claude-sonnet-4-5","stop_reason":"end_turn","usage":{"input_tokens":10,"cache_creation_input_tokens":0,"cache_read_input_tokens":5000,"output_tokens":5}}"#;
+    for (counted, range) in [(false, 1900..=2000), (true, 0..=100)] {
+        let upstream = MockUpstream::start(Script::always(Reply::json(200, cached))).await;
+        let classes = format!(
+            "classes = [{{ name = \"sonnet\", contains = [\"sonnet\"], cache_reads_count = {counted} }}]"
+        );
+        let levee = levee_with_limits(&upstream, "input_tokens_per_minute = 2000", &classes);
+        let resp = post_within(&levee, 5.0).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+        let series = "levee_tokens_total{upstream=\"primary\",direction=\"cache_read\"}";
+        until_metric(&levee, series, 5000.0).await;
+        let status = super::status(&levee).await;
+        let input = status["admission"]["upstreams"][0]["budgets"]
+            .as_array()
+            .expect("budgets")
+            .iter()
+            .find(|b| b["kind"] == "input-tokens" && b["model_class"] == "sonnet")
+            .unwrap_or_else(|| panic!("no sonnet input budget in {status}"))
+            .clone();
+        let left = input["remaining"].as_i64().unwrap();
+        assert!(
+            range.contains(&left),
+            "cache reads counted: {counted}; {input}"
+        );
+    }
+}
+
 /// A Messages request with one base64 `kind` source (`media_type`,
 /// `data`) and a question.
 fn media_request(kind: &str, media_type: &str, data: &[u8]) -> String {

@@ -4,7 +4,7 @@
 use super::check::{Checker, Key};
 use super::raw::{RawClass, RawLimitSpec, RawLimits, RawRates, RawRedis};
 use super::types::{LimitSpec, Ramp, ScopeLimits, Secret};
-use levee_exchange::classes::Classes;
+use levee_exchange::classes::{Class, Classes};
 use std::time::Duration;
 
 /// The admission queue's default length.
@@ -160,10 +160,17 @@ fn classes(c: &mut Checker<'_>, raw: Vec<RawClass>) -> Classes {
         given.push((name.as_str(), contains));
     }
     let given: Vec<(&str, &[&str])> = given.iter().map(|(n, s)| (*n, &s[..])).collect();
-    Classes::new(&given).unwrap_or_else(|why| {
-        c.report(&key, format_args!("{key}: {why}"));
-        Classes::default()
-    })
+    let counted = raw
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.cache_reads_count == Some(true));
+    match Classes::new(&given) {
+        Ok(classes) => classes.with_cache_reads_counted(counted.map(|(i, _)| i as Class)),
+        Err(why) => {
+            c.report(&key, format_args!("{key}: {why}"));
+            Classes::default()
+        }
+    }
 }
 
 /// One scope's limits under `prefix`, its classes' among them.

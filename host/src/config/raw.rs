@@ -260,6 +260,7 @@ pub(super) struct RawLimits {
 pub(super) struct RawClass {
     pub name: Option<String>,
     pub contains: Option<Vec<String>>,
+    pub cache_reads_count: Option<bool>,
 }
 
 /// `[limits.redis]`.

@@ -458,7 +458,7 @@ fn model_classes_and_their_own_limits_are_read() {
         r#"
         [limits]
         classes = [
-            { name = "fast", contains = ["haiku", "mini"] },
+            { name = "fast", contains = ["haiku", "mini"], cache_reads_count = true },
             { name = "big", contains = ["opus", "sonnet"] },
         ]
         [limits.client.classes.fast]
@@ -489,6 +489,7 @@ fn model_classes_and_their_own_limits_are_read() {
     assert_eq!(other.input_tokens_per_minute, Some(30000));
     let fast = classes.of(Some("claude-haiku-4-5"));
     assert_eq!(c.limits.client.rates(fast).requests_per_minute, Some(7));
+    assert!(classes.cache_reads_count(fast) && !classes.cache_reads_count(big));
     assert!(c.limits.client.rates(big).requests_per_minute.is_none());
 }
 

@@ -131,6 +131,8 @@ pub(super) struct Settle {
     reservation: Option<Reservation>,
     /// An error response: it produced no output, whatever it says.
     error: bool,
+    /// The request's class's input limits count cache reads.
+    cache_reads_count: bool,
 }
 
 impl Settle {
@@ -142,7 +144,14 @@ impl Settle {
             decoder: None,
             reservation,
             error,
+            cache_reads_count: false,
         }
+    }
+
+    /// Settles as limits that count cache reads do, when `count`.
+    pub(super) fn counting_cache_reads(mut self, count: bool) -> Settle {
+        self.cache_reads_count = count;
+        self
     }
 
     /// Reads the body through a decoder of `coding`, when it has one.
@@ -178,7 +187,7 @@ impl Settle {
             }
         }
         if let Some(r) = self.reservation {
-            r.finish(usage);
+            r.finish(usage.limited_as(self.cache_reads_count));
         }
         usage
     }

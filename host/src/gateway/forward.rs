@@ -769,6 +769,11 @@ impl Driver<'_> {
         Some(up.label.clone())
     }
 
+    /// Whether the request's class's input limits count cache reads.
+    fn cache_reads_count(&self) -> bool {
+        self.rt.limits.classes.cache_reads_count(self.class)
+    }
+
     fn reservation(&self) -> std::sync::MutexGuard<'_, Option<Reservation>> {
         self.reservation.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -777,7 +782,9 @@ impl Driver<'_> {
     /// ended.
     fn settle(&self, upstream: u32, body: &[u8], read: Read, how: Termination) {
         let reservation = self.reservation().take();
-        let mut settle = Settle::new(false, reservation, true).decoding(read.coding);
+        let mut settle = Settle::new(false, reservation, true)
+            .decoding(read.coding)
+            .counting_cache_reads(self.cache_reads_count());
         settle.feed(body);
         let usage = settle.finish(&self.gw.metrics, &self.rt.upstreams[upstream as usize]);
         self.access.body_ended(usage, how, false, body.len() as u64);
@@ -793,7 +800,9 @@ impl Driver<'_> {
     ) -> Body {
         self.access.expect_body();
         let reservation = self.reservation().take();
-        let settle = Settle::new(read.event_stream, reservation, read.error).decoding(read.coding);
+        let settle = Settle::new(read.event_stream, reservation, read.error)
+            .decoding(read.coding)
+            .counting_cache_reads(self.cache_reads_count());
         let watch = Box::new(Delivery {
             settle,
             gw: self.gw.clone(),

@@ -174,6 +174,12 @@ mod tests {
             Some(15),
             "writes count, reads do not"
         );
+        assert_eq!(
+            s.usage().limited_as(true).limited_input(),
+            Some(115),
+            "where the class's limits count reads, they count"
+        );
+        assert_eq!(s.usage().limited_as(false), s.usage());
         // A `usage` inside the content is the model's, not the bill.
         let mut nested = UsageScan::new(false);
         nested.feed(br#"{"content":[{"type":"tool_use","input":{"usage":{"input_tokens":999}}}],"usage":{"input_tokens":4,"output_tokens":2}}"#);
