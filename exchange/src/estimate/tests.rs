@@ -1,4 +1,7 @@
+use super::media::pdf_pages;
 use super::*;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 /// A PNG's signature and IHDR for `w × h`, then `pad` bytes of noise.
 fn png(w: u32, h: u32, pad: usize) -> Vec<u8> {
