@@ -143,22 +143,42 @@ fn pdf_pages_are_counted_across_the_decoding_windows() {
 }
 
 #[test]
-fn text_bodies_and_non_json_keep_the_quarter_estimate() {
+fn only_what_the_model_reads_counts_and_non_json_keeps_the_quarter() {
     let text = br#"{"model":"m","messages":[{"role":"user","content":"hello there"}]}"#;
-    assert_eq!(input_tokens(text), text.len().div_ceil(4) as u32);
+    // 11 characters of text (4 tokens at 3.5 a token), and one message.
+    assert_eq!(input_tokens(text), 4 + 4);
+    // The envelope counts nothing, however long.
+    let long_envelope = br#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64000,"metadata":{"user_id":"0123456789abcdef0123456789abcdef"},"stop_sequences":["\n\nHuman:"],"messages":[{"role":"user","content":"hello there"}]}"#;
+    assert_eq!(input_tokens(long_envelope), 4 + 4);
+    // Characters outside ASCII count one each: 4 of CJK, 1 of ASCII.
+    let cjk = r#"{"messages":[{"role":"user","content":"你好世界!"}]}"#;
+    assert_eq!(input_tokens(cjk.as_bytes()), 4 + 1 + 4);
     let odd = b"base64 but not JSON at all";
     assert_eq!(input_tokens(odd), odd.len().div_ceil(4) as u32);
     // Other base64 content counts as a quarter of what it decodes to.
     let plain = request("document", "text/plain", &[b'a'; 4000], "x");
     let est = input_tokens(&plain);
-    assert!((1_000..1_100).contains(&est), "{est}");
+    assert!((1_000..1_010).contains(&est), "{est}");
+    // A plain-text document source is text.
+    let doc = br#"{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"twenty-one characters"}}]}]}"#;
+    assert_eq!(input_tokens(doc), 6 + 4);
     // An unreadable image counts as the most an image can cost.
     let junk = request("image", "image/png", b"junk", "x");
     let est = u64::from(input_tokens(&junk));
     assert!(
-        (IMAGE_MAX_TOKENS..IMAGE_MAX_TOKENS + 60).contains(&est),
+        (IMAGE_MAX_TOKENS..IMAGE_MAX_TOKENS + 10).contains(&est),
         "{est}"
     );
+    // An image as a `data:` URL (the OpenAI-compatible path's form).
+    let url = format!(
+        "data:image/png;base64,{}",
+        STANDARD.encode(png(1000, 1000, 50_000))
+    );
+    let chat = serde_json::json!({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}},
+    ]}]});
+    let est = u64::from(input_tokens(chat.to_string().as_bytes()));
+    assert_eq!(est, image_tokens(1000, 1000) + 4);
 }
 
 #[test]
