@@ -3,6 +3,7 @@
 //! component's memory, under one limit, so these are the bundled host's.
 
 use crate::{FAST_POLICY, client, levee_for};
+use levee_tests::bodies::{RssSampler, batch_body, proc_kb};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script};
 
@@ -12,35 +13,6 @@ const BATCH_BYTES: usize = 100 << 20;
 /// How much the gateway's peak memory may grow while it takes the batch:
 /// a small fraction of the body, which it must not hold.
 const MOST_GROWTH_KB: u64 = 32 << 10;
-
-/// A Message Batches body of about `size` bytes: one request per line of
-/// the shape the API takes, each with its own id.
-fn batch_body(size: usize) -> Vec<u8> {
-    let mut body = br#"{"requests":["#.to_vec();
-    let mut i = 0;
-    while body.len() < size {
-        if i > 0 {
-            body.push(b',');
-        }
-        let line = format!(
-            r#"{{"custom_id":"req-{i}","params":{{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{{"role":"user","content":"Summarise item {i} of the catalogue in one line."}}]}}}}"#
-        );
-        body.extend_from_slice(line.as_bytes());
-        i += 1;
-    }
-    body.extend_from_slice(b"]}");
-    body
-}
-
-/// A line of `/proc/PID/status`, in kB.
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
 
 /// POSTs `body` to `path` on `levee`.
 async fn post_to(levee: &Levee, path: &str, body: Vec<u8>) -> reqwest::Response {
@@ -145,10 +117,6 @@ async fn a_100_mb_batch_is_retried_whole_without_being_held_in_memory() {
     let warm = post_to(&levee, "/v1/messages/batches", batch_body(64 << 10)).await;
     assert_eq!(warm.status(), 200, "{:?}", warm.text().await);
     let before = proc_kb(pid, "VmRSS:");
-    // The kernel's own peak (VmHWM) misses memory the allocator gives back
-    // with `madvise`, so the resident size is sampled while the body
-    // passes: a body held in memory stays for both attempts, far longer
-    // than a sample's gap.
     let sampler = RssSampler::start(pid);
     let resp = post_to(&levee, "/v1/messages/batches", batch_body(BATCH_BYTES)).await;
     let status = resp.status();
@@ -185,33 +153,4 @@ async fn a_100_mb_batch_is_retried_whole_without_being_held_in_memory() {
         "the gateway's peak memory grew by {growth} kB taking a {} kB body",
         BATCH_BYTES >> 10
     );
-}
-
-/// Samples a process's resident size on a thread of its own until stopped.
-struct RssSampler {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(u64, u32)>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let (mut peak, mut samples) = (0, 0);
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(proc_kb(pid, "VmRSS:"));
-                samples += 1;
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            (peak, samples)
-        });
-        RssSampler { stop, thread }
-    }
-
-    /// The largest resident size seen, kB, and how many samples were taken.
-    fn stop(self) -> (u64, u32) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().expect("the sampler")
-    }
 }

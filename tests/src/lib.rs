@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+pub mod bodies;
 pub mod edge;
 pub mod egress;
 pub mod flags;
