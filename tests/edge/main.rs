@@ -3,6 +3,7 @@
 //! and `jco serve`), in front of the scriptable mock upstream. The shared
 //! scenarios run on each.
 
+mod bodies;
 mod hygiene;
 mod manifest;
 mod runtime;

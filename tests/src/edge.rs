@@ -255,6 +255,11 @@ impl EdgeServer {
         }
     }
 
+    /// The runtime's process id (the group leader, for jco).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the runtime and the component wrote so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

@@ -4,6 +4,7 @@
 //!
 //! Secrets (`api_key`, `access_token`) are never echoed in an error.
 
+use levee_exchange::body_limits::{self, BodyLimits, Route};
 use levee_exchange::rails::defaults;
 use std::fmt;
 
@@ -67,8 +68,8 @@ pub struct Settings {
     /// How long a Messages stream's start is held back until content
     /// flows (`levee_exchange::early`); 0 holds nothing back.
     pub hold_ms: u64,
-    /// Request bodies above this are answered 413.
-    pub max_body_bytes: usize,
+    /// Each endpoint's largest request body; above it, 413.
+    pub body_limits: BodyLimits,
     /// How much of an error body is read before the policy decides.
     pub error_body_bytes: usize,
     /// Per-upstream limits (need a key-value store to be shared).
@@ -191,12 +192,19 @@ impl Settings {
                 defaults::IDLE_TIMEOUT_MS,
             )?,
             hold_ms: num("hold_ms", 0, defaults::HOLD_LIMIT_MS, defaults::HOLD_MS)?,
-            max_body_bytes: num(
-                "max_body_bytes",
-                1,
-                defaults::MAX_BODY_BYTES_LIMIT,
-                defaults::MAX_BODY_BYTES,
-            )? as usize,
+            body_limits: {
+                let standard = num(
+                    "max_body_bytes",
+                    1,
+                    defaults::MAX_BODY_BYTES_LIMIT,
+                    defaults::MAX_BODY_BYTES,
+                )? as usize;
+                let limits = BodyLimits::with_standard(standard);
+                match src.get("body_limits")? {
+                    Some(v) => parse_body_limits(&v, limits).map_err(|m| err("body_limits", m))?,
+                    None => limits,
+                }
+            },
             error_body_bytes: {
                 let (least, most) = defaults::ERROR_BODY_BYTES_RANGE;
                 num("error_body_bytes", least, most, defaults::ERROR_BODY_BYTES)? as usize
@@ -342,6 +350,29 @@ pub fn parse_limits(text: &str) -> Result<Limits, String> {
     Ok(limits)
 }
 
+/// `endpoint=N` (bytes), comma-separated, over `limits`.
+pub fn parse_body_limits(text: &str, mut limits: BodyLimits) -> Result<BodyLimits, String> {
+    let known = || {
+        let names: Vec<&str> = Route::KEYED.iter().map(|(_, name)| *name).collect();
+        names.join(", ")
+    };
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            format!("{item:?} must be `endpoint=bytes`, e.g. `batches=268435456`")
+        })?;
+        let (k, v) = (k.trim(), v.trim());
+        let Some(&(route, _)) = Route::KEYED.iter().find(|(_, name)| *name == k) else {
+            return Err(format!("unknown endpoint {k:?}; known: {}", known()));
+        };
+        *limits.of_mut(route) = v
+            .parse()
+            .ok()
+            .filter(|n| (1..=body_limits::MOST).contains(n))
+            .ok_or_else(|| format!("{k}: {v:?} must be 1 to {} bytes", body_limits::MOST))?;
+    }
+    Ok(limits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +488,22 @@ mod tests {
                 .contains("unknown limit \"tokens\"")
         );
         assert!(parse_limits("requests=0").unwrap_err().contains("positive"));
+    }
+
+    #[test]
+    fn body_limits_parse_over_the_apis_and_name_what_is_wrong() {
+        let base = BodyLimits::with_standard(1000);
+        let limits = parse_body_limits("batches=5000, count_tokens = 10", base).unwrap();
+        assert_eq!(limits.of(Route::Batches), 5000);
+        assert_eq!(limits.of(Route::CountTokens), 10);
+        assert_eq!(limits.of(Route::Messages), 1000);
+        assert_eq!(limits.of(Route::Files), 500 << 20);
+        let e = parse_body_limits("batch=5", base).unwrap_err();
+        assert!(
+            e.contains("unknown endpoint \"batch\"") && e.contains("batches"),
+            "{e}"
+        );
+        let e = parse_body_limits("files=0", base).unwrap_err();
+        assert!(e.contains("files: \"0\" must be 1 to"), "{e}");
     }
 }

@@ -12,7 +12,8 @@ use crate::deliver::{Delivery, Prefix, give_up, stream_body};
 use crate::io::Chunk;
 use crate::reply::{self, Headers, get, set, strip_hop_by_hop};
 use crate::state::State;
-use crate::upstream::{self, Failure, Upstreaming};
+use crate::upstream::{self, Failure, Outbound, Upstreaming};
+use levee_exchange::body_limits::Route;
 use levee_exchange::early::{self, Early};
 use levee_exchange::sse::{Dialect, is_event_stream};
 use levee_exchange::{Action, LocalReply, Rails, Reason, facts};
@@ -26,6 +27,17 @@ pub enum Last {
     Response(Upstreaming, Prefix),
     /// No response head.
     Failure(u32, Failure),
+}
+
+/// A client request's body.
+pub enum Body {
+    /// Read whole: levee reads it, and sends it again on every attempt.
+    Held(Vec<u8>),
+    /// A body levee only passes on (a batch, a file upload): streamed to
+    /// the one attempt it gets, never held, so a body of hundreds of MB
+    /// costs the component no memory. The edge has no disk to spool it
+    /// to, so such a request is not retried.
+    Passing(std::cell::RefCell<Option<upstream::Passing>>),
 }
 
 /// A client request being served.
@@ -42,8 +54,8 @@ pub struct Exchange<'a> {
     pub path: String,
     /// Headers to send upstream.
     pub headers: Headers,
-    /// The body, replayed on every attempt.
-    pub body: Vec<u8>,
+    /// The body: held and replayed on every attempt, or passed on once.
+    pub body: Body,
     /// Facts for the policy.
     pub facts: RequestFacts,
     /// The model's class (the default classes): its windows and closures.
@@ -65,7 +77,10 @@ impl Exchange<'_> {
     /// Runs the request; returns the status and attempt count for the log.
     pub async fn run(self, out: ResponseOutparam) -> (u16, u32) {
         let rails = Rails {
-            max_attempts: self.settings.max_attempts,
+            max_attempts: match self.body {
+                Body::Held(_) => self.settings.max_attempts,
+                Body::Passing(_) => 1,
+            },
             upstreams: self.settings.upstreams.len(),
         };
         let mut x = levee_exchange::Exchange::new(self.facts.clone(), rails);
@@ -168,12 +183,30 @@ impl Exchange<'_> {
     ) -> Result<(Upstreaming, Prefix, u32), (Last, Outcome)> {
         let up = &self.settings.upstreams[id as usize];
         let started = now_ms();
+        let outbound = match &self.body {
+            Body::Held(b) => Outbound::Held(b),
+            Body::Passing(p) => match p.borrow_mut().take() {
+                Some(p) => Outbound::Passing(p),
+                None => {
+                    let message = "the request body was passed on already".to_owned();
+                    let failure = Failure {
+                        kind: FailureKind::Reset,
+                        message,
+                        denied: false,
+                    };
+                    return Err((
+                        Last::Failure(id, failure),
+                        Outcome::Failure(FailureKind::Reset),
+                    ));
+                }
+            },
+        };
         let sent = upstream::send(
             up,
             &self.method,
             &self.path,
             &self.headers,
-            &self.body,
+            outbound,
             timeout_ms,
         )
         .await;
@@ -348,7 +381,24 @@ pub async fn accept<'a>(
         // The token is for the edge alone, never for the upstream.
         headers.retain(|(k, _)| k != "authorization");
     }
-    let body = read_body(req, settings.max_body_bytes).await?;
+    let route = Route::of(&path);
+    let limit = settings.body_limits.of(route);
+    let body = if route.passes_through() {
+        let length = get(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        if length.is_some_and(|n| n > limit as u64) {
+            return Err(LocalReply::body_too_large(limit));
+        }
+        let unreadable = || LocalReply::body_unreadable("the runtime gave no body stream");
+        let incoming = req.consume().map_err(|()| unreadable())?;
+        let passing = upstream::Passing::of(incoming, length, limit).ok_or_else(unreadable)?;
+        Body::Passing(std::cell::RefCell::new(Some(passing)))
+    } else {
+        Body::Held(read_body(req, limit).await?)
+    };
+    let readable: &[u8] = match &body {
+        Body::Held(b) => b,
+        Body::Passing(_) => &[],
+    };
     let client_timeout = get(&headers, facts::CLIENT_TIMEOUT).and_then(facts::client_timeout_ms);
     let retry_count = get(&headers, facts::CLIENT_RETRY_COUNT).and_then(facts::client_retry_count);
     strip_hop_by_hop(&mut headers);
@@ -364,7 +414,7 @@ pub async fn accept<'a>(
     if let Some(ms) = client_timeout {
         deadline = deadline.min(received.saturating_add(ms));
     }
-    let body_facts = facts::body_facts(&body);
+    let body_facts = facts::body_facts(readable);
     let method_name = method.to_string();
     let facts = RequestFacts {
         id: wasi::random::random::get_random_u64(),
@@ -373,7 +423,7 @@ pub async fn accept<'a>(
         model: body_facts.model,
         stream: body_facts.stream,
         max_tokens: body_facts.max_tokens,
-        est_input_tokens: facts::estimate_input_tokens(&body),
+        est_input_tokens: facts::estimate_input_tokens(readable),
         client: None,
         priority: 0,
         client_retry_count: retry_count,

@@ -3,12 +3,13 @@
 
 use crate::clock::timeout;
 use crate::config::Upstream;
-use crate::io::{Chunk, read, write_all};
+use crate::io::{Chunk, pipe, read, write_all};
 use crate::reply::Headers;
 use levee_policy_core::FailureKind;
 use spin_sdk::http::{
     ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme, SendError,
 };
+use spin_sdk::wit::wasi::http0_2_0::types::IncomingBody;
 use wasi::io::streams::InputStream;
 
 /// A response head and the body still to read.
@@ -16,7 +17,7 @@ pub struct Upstreaming {
     // Field order is drop order: the stream before its body before the
     // response it came from.
     stream: InputStream,
-    _body: spin_sdk::wit::wasi::http0_2_0::types::IncomingBody,
+    _body: IncomingBody,
     /// Held so the runtime keeps the exchange open.
     _resp: IncomingResponse,
     /// The status.
@@ -30,6 +31,39 @@ impl Upstreaming {
     pub async fn next(&self) -> Chunk {
         read(&self.stream).await
     }
+}
+
+/// A client's body that levee passes on as it arrives, once, never
+/// holding it (a batch, a file upload): bounded memory, no retry.
+pub struct Passing {
+    // The stream before the body it came from.
+    stream: InputStream,
+    _body: IncomingBody,
+    /// The client's `content-length`, sent on when it gave one.
+    length: Option<u64>,
+    /// The most it may carry.
+    limit: usize,
+}
+
+impl Passing {
+    /// The body of a client request, of `length` bytes if it said so.
+    pub fn of(body: IncomingBody, length: Option<u64>, limit: usize) -> Option<Passing> {
+        let stream = body.stream().ok()?;
+        Some(Passing {
+            stream,
+            _body: body,
+            length,
+            limit,
+        })
+    }
+}
+
+/// What an attempt sends.
+pub enum Outbound<'a> {
+    /// A held body, sent again on every attempt.
+    Held(&'a [u8]),
+    /// A passed-on body: its only attempt.
+    Passing(Passing),
 }
 
 /// Why an attempt got no response head.
@@ -59,15 +93,23 @@ pub async fn send(
     method: &Method,
     path_and_query: &str,
     headers: &Headers,
-    body: &[u8],
+    body: Outbound<'_>,
     timeout_ms: u64,
 ) -> Result<Upstreaming, Failure> {
     let fields = Fields::new();
     for (name, value) in headers {
         let _ = fields.append(name, value);
     }
-    if !body.is_empty() || matches!(method, Method::Post | Method::Put | Method::Patch) {
-        let _ = fields.set("content-length", &[body.len().to_string().into_bytes()]);
+    let length = match &body {
+        Outbound::Held(b) => {
+            let sends =
+                !b.is_empty() || matches!(method, Method::Post | Method::Put | Method::Patch);
+            sends.then_some(b.len() as u64)
+        }
+        Outbound::Passing(p) => p.length,
+    };
+    if let Some(n) = length {
+        let _ = fields.set("content-length", &[n.to_string().into_bytes()]);
     }
     let req = OutgoingRequest::new(fields);
     let _ = req.set_method(method);
@@ -83,26 +125,43 @@ pub async fn send(
         let sent = spin_sdk::http::send::<OutgoingRequest, IncomingResponse>(req);
         let write = async {
             let stream = out_body.write().expect("a new body is written once");
-            // A failed write shows up as the exchange's own error.
-            let _ = write_all(&stream, body).await;
+            // A failed write shows up as the exchange's own error; a
+            // passed-on body that breaks off, or runs past its limit, is
+            // never finished, so the upstream sees it fail, not end short.
+            let written = match body {
+                Outbound::Held(b) => write_all(&stream, b).await.map_err(|e| e.message),
+                Outbound::Passing(p) => pipe(&p.stream, &stream, p.limit).await.map(|_| ()),
+            };
             drop(stream);
-            let _ = OutgoingBody::finish(out_body, None);
+            match written {
+                Ok(()) => {
+                    let _ = OutgoingBody::finish(out_body, None);
+                    None
+                }
+                Err(why) => Some(why),
+            }
         };
-        futures::join!(sent, write).0
+        futures::join!(sent, write)
     };
     let resp = match timeout(timeout_ms, exchange).await {
-        Some(Ok(resp)) => resp,
-        Some(Err(SendError::Http(code))) => return Err(classify(&code, up)),
-        Some(Err(other)) => {
-            return Err(Failure::new(
-                FailureKind::Reset,
-                format!("the exchange with {} failed: {other}", up.authority),
-            ));
-        }
+        // The body could not be passed on: that, not what the broken
+        // exchange says, is why.
+        Some((Err(_), Some(why))) => return Err(Failure::new(FailureKind::Reset, why)),
+        Some((sent, _)) => sent,
         None => {
             return Err(Failure::new(
                 FailureKind::Timeout,
                 format!("no response head within {timeout_ms} ms"),
+            ));
+        }
+    };
+    let resp = match resp {
+        Ok(resp) => resp,
+        Err(SendError::Http(code)) => return Err(classify(&code, up)),
+        Err(other) => {
+            return Err(Failure::new(
+                FailureKind::Reset,
+                format!("the exchange with {} failed: {other}", up.authority),
             ));
         }
     };
