@@ -196,6 +196,24 @@ async fn a_request_limit_from_variables_holds_across_instances_through_key_value
     assert_eq!(kv_text(&edge, &requests).as_deref(), Some("1"));
 }
 
+/// Classes from the `classes` variable key the windows: a Sonnet request
+/// counts in the configured class `big`, and nothing in `sonnet`.
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_classes_key_the_windows() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let edge = spin(
+        Runtime::Spin,
+        &[("primary", upstream.url())],
+        &[("limits", "requests=5"), ("classes", "big=sonnet|opus")],
+    );
+    let window = fresh_window(Duration::from_secs(20)).await;
+    assert_eq!(post(&edge).await.status(), 200);
+    let big = format!("levee:v1:primary:big:w{window}:requests");
+    assert_eq!(kv_text(&edge, &big).as_deref(), Some("1"));
+    let sonnet = format!("levee:v1:primary:sonnet:w{window}:requests");
+    assert_eq!(kv_text(&edge, &sonnet), None);
+}
+
 /// `reply` from `primary`, through `first`, marks it in key-value at `key`
 /// (`now + retry-after`); the next request, in a fresh instance of the
 /// `then` wiring, reads the mark and goes straight to `backup`.

@@ -5,6 +5,7 @@
 //! Secrets (`api_key`, `access_token`) are never echoed in an error.
 
 use levee_exchange::body_limits::{self, BodyLimits, Route};
+use levee_exchange::classes::Classes;
 use levee_exchange::rails::defaults;
 use std::fmt;
 
@@ -74,6 +75,9 @@ pub struct Settings {
     pub error_body_bytes: usize,
     /// Per-upstream limits (need a key-value store to be shared).
     pub limits: Limits,
+    /// The model classes the limits' windows and 429 closures are kept
+    /// per.
+    pub classes: Classes,
     /// Sent upstream as `x-api-key` in place of the client's credentials.
     pub api_key: Option<Secret>,
     /// When set, clients must send `authorization: Bearer <token>`.
@@ -210,6 +214,10 @@ impl Settings {
                 num("error_body_bytes", least, most, defaults::ERROR_BODY_BYTES)? as usize
             },
             limits,
+            classes: match src.get("classes")? {
+                Some(v) => parse_classes(&v).map_err(|m| err("classes", m))?,
+                None => Classes::default(),
+            },
             api_key,
             access_token,
             kv_store: src.get("kv_store")?.unwrap_or_else(|| "default".into()),
@@ -348,6 +356,20 @@ pub fn parse_limits(text: &str) -> Result<Limits, String> {
         }
     }
     Ok(limits)
+}
+
+/// `name=substring|substring`, comma-separated, tried in order (the
+/// built-in `count_tokens`, `batches` and `other` follow).
+pub fn parse_classes(text: &str) -> Result<Classes, String> {
+    let mut given: Vec<(&str, Vec<&str>)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, contains) = item.split_once('=').ok_or_else(|| {
+            format!("{item:?} must be `name=substring|substring`, e.g. `fast=haiku|mini`")
+        })?;
+        given.push((name.trim(), contains.split('|').map(str::trim).collect()));
+    }
+    let given: Vec<(&str, &[&str])> = given.iter().map(|(n, s)| (*n, &s[..])).collect();
+    Classes::new(&given)
 }
 
 /// `endpoint=N` (bytes), comma-separated, over `limits`.
@@ -505,5 +527,27 @@ mod tests {
         );
         let e = parse_body_limits("files=0", base).unwrap_err();
         assert!(e.contains("files: \"0\" must be 1 to"), "{e}");
+    }
+
+    #[test]
+    fn classes_parse_in_order_and_a_bad_one_says_why() {
+        let classes = parse_classes("fast=haiku|mini, big=opus").unwrap();
+        let names: Vec<&str> = classes.names().map(|n| &**n).collect();
+        assert_eq!(names, ["fast", "big", "count_tokens", "batches", "other"]);
+        assert_eq!(
+            classes.name(classes.of(Some("gpt-4o-mini"))).as_ref(),
+            "fast"
+        );
+        assert_eq!(
+            classes.name(classes.of(Some("claude-sonnet-4-5"))).as_ref(),
+            "other"
+        );
+        assert!(
+            parse_classes("fast")
+                .unwrap_err()
+                .contains("must be `name=substring")
+        );
+        assert!(parse_classes("other=x").unwrap_err().contains("built-in"));
+        assert!(parse_classes("a=x|").unwrap_err().contains("non-empty"));
     }
 }

@@ -58,7 +58,7 @@ pub struct Exchange<'a> {
     pub body: Body,
     /// Facts for the policy.
     pub facts: RequestFacts,
-    /// The model's class (the default classes): its windows and closures.
+    /// The model's class (`classes`): its windows and closures.
     pub class: std::sync::Arc<str>,
 }
 
@@ -430,7 +430,7 @@ pub async fn accept<'a>(
         received_at: received,
         deadline,
     };
-    let classes = levee_exchange::classes::Classes::default();
+    let classes = &settings.classes;
     let class = classes.name(classes.of_request(facts.endpoint, facts.model.as_deref()));
     let class = class.clone();
     Ok(Exchange {
