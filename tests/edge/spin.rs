@@ -142,7 +142,7 @@ async fn settings_come_from_spin_variables_and_a_bad_one_is_named() {
         assert_eq!(resp.status(), 500);
         assert_eq!(
             error_message(resp).await,
-            "levee edge is misconfigured: `limits`: unknown limit \"tokens\"; known: requests, input_tokens (per minute)"
+            "levee edge is misconfigured: `limits`: unknown limit \"tokens\"; known: requests, input_tokens (per minute), ramp (percent)"
         );
         assert!(upstream.requests().is_empty(), "nothing was sent");
     }
@@ -154,7 +154,11 @@ async fn a_request_limit_from_variables_holds_across_instances_through_key_value
     let edge = spin(
         Runtime::Spin,
         &[("primary", upstream.url())],
-        &[("limits", "requests=2"), ("policy_config", NO_QUEUE)],
+        // No ramp: the whole limit from the first window.
+        &[
+            ("limits", "requests=2,ramp=100"),
+            ("policy_config", NO_QUEUE),
+        ],
     );
     let window = fresh_window(Duration::from_secs(20)).await;
     for n in 1..=2 {
@@ -194,6 +198,27 @@ async fn a_request_limit_from_variables_holds_across_instances_through_key_value
     );
     assert_eq!(post(&edge).await.status(), 200);
     assert_eq!(kv_text(&edge, &requests).as_deref(), Some("1"));
+}
+
+/// After an unused window the edge grants the ramp's share of a limit (half
+/// by default), not a burst of the whole: 2 of a limit of 4 pass, and the
+/// third is refused until the window ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_an_unused_window_the_limit_ramps_from_half() {
+    let upstream = MockUpstream::start(Script::new()).await;
+    let edge = spin(
+        Runtime::Spin,
+        &[("primary", upstream.url())],
+        &[("limits", "requests=4"), ("policy_config", NO_QUEUE)],
+    );
+    fresh_window(Duration::from_secs(20)).await;
+    for n in 1..=2 {
+        assert_eq!(post(&edge).await.status(), 200, "request {n}");
+    }
+    let resp = post(&edge).await;
+    assert_eq!(resp.status(), 429, "half of 4 after idle");
+    assert_eq!(header(&resp, "x-levee-attempts"), Some("0"));
+    assert_eq!(upstream.requests().len(), 2);
 }
 
 /// Classes from the `classes` variable key the windows: a Sonnet request

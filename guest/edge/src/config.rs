@@ -35,12 +35,30 @@ impl Upstream {
 }
 
 /// Per-upstream limits enforced through shared state, per minute.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Requests per minute.
     pub requests: Option<u32>,
     /// Input tokens per minute.
     pub input_tokens: Option<u32>,
+    /// The share of each limit, in percent, that the first window after an
+    /// unused one grants: the API answers a sudden burst after idle with
+    /// 429s (its acceleration limits). 100 turns the ramp off.
+    pub ramp_percent: u32,
+}
+
+/// The first window after idle grants half of each limit, as the bundled
+/// host's buckets start at half after idle.
+pub const RAMP_PERCENT: u32 = 50;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            requests: None,
+            input_tokens: None,
+            ramp_percent: RAMP_PERCENT,
+        }
+    }
 }
 
 /// A secret value: printed as `<redacted>`.
@@ -348,9 +366,11 @@ pub fn parse_limits(text: &str) -> Result<Limits, String> {
         match k.trim() {
             "requests" => limits.requests = Some(n),
             "input_tokens" => limits.input_tokens = Some(n),
+            "ramp" if n <= 100 => limits.ramp_percent = n,
+            "ramp" => return Err(format!("ramp: {n} must be a percent, 1 to 100")),
             other => {
                 return Err(format!(
-                    "unknown limit {other:?}; known: requests, input_tokens (per minute)"
+                    "unknown limit {other:?}; known: requests, input_tokens (per minute), ramp (percent)"
                 ));
             }
         }
@@ -501,9 +521,12 @@ mod tests {
             parse_limits("requests=60, input_tokens=40000").unwrap(),
             Limits {
                 requests: Some(60),
-                input_tokens: Some(40_000)
+                input_tokens: Some(40_000),
+                ramp_percent: RAMP_PERCENT,
             }
         );
+        assert_eq!(parse_limits("ramp=100").unwrap().ramp_percent, 100);
+        assert!(parse_limits("ramp=101").unwrap_err().contains("percent"));
         assert!(
             parse_limits("tokens=5")
                 .unwrap_err()

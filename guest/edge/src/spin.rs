@@ -39,6 +39,9 @@ impl Store for Kv {
     fn delete(&self, key: &str) {
         let _ = self.0.delete(key);
     }
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// Opens the store `label`; without it, runs on per-instance state and

@@ -27,6 +27,11 @@ pub trait Store {
     fn set(&self, key: &str, value: u64);
     /// Removes `key`, if present.
     fn delete(&self, key: &str);
+    /// Whether what is stored outlives one request (a key-value store
+    /// shared by instances), so that an unused window means idle.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Numbers in this instance's memory.
@@ -105,6 +110,7 @@ impl<'a> State<'a> {
                         .store
                         .get(&self.window_key(id, class, start, label))
                         .unwrap_or(0);
+                    let limit = self.ramped(id, class, start, limit);
                     budgets.push(Budget {
                         kind,
                         remaining: u64::from(limit).saturating_sub(used) as u32,
@@ -128,6 +134,27 @@ impl<'a> State<'a> {
                 }
             })
             .collect()
+    }
+
+    /// `limit`, or the ramp's share of it when the window before `start`
+    /// went unused: after idle the sending rate climbs back over a window
+    /// instead of bursting. Only a shared store can tell idle from a new
+    /// instance.
+    fn ramped(&self, id: u32, class: &str, start: u64, limit: u32) -> u32 {
+        let percent = self.limits.ramp_percent;
+        if percent >= 100 || !self.store.shared() {
+            return limit;
+        }
+        let last = start.saturating_sub(WINDOW_MS);
+        let used = |label| {
+            self.store
+                .get(&self.window_key(id, class, last, label))
+                .is_some()
+        };
+        if used("requests") || used("input_tokens") {
+            return limit;
+        }
+        (u64::from(limit) * u64::from(percent)).div_ceil(100).max(1) as u32
     }
 
     fn raise(&self, key: String, until: u64) {
@@ -181,6 +208,7 @@ mod tests {
         let limits = Limits {
             requests: Some(2),
             input_tokens: Some(100),
+            ramp_percent: 50,
         };
         let s = State::new(Box::<Local>::default(), &ups, limits);
         let now = 120_500;
@@ -228,5 +256,62 @@ mod tests {
         assert_eq!(haiku[0].rate_limited_until, None, "another class is open");
         assert_eq!(haiku[0].overloaded_until, Some(3_000), "overload is all");
         assert_eq!(s.view(5_000, "sonnet")[0].rate_limited_until, None);
+    }
+
+    /// A store that outlives the request, as Spin's key-value does.
+    #[derive(Default)]
+    struct Shared(Local);
+
+    impl Store for Shared {
+        fn get(&self, key: &str) -> Option<u64> {
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: u64) {
+            self.0.set(key, value)
+        }
+        fn delete(&self, key: &str) {
+            self.0.delete(key)
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_window_after_an_unused_one_grants_the_ramps_share() {
+        let ups = parse_upstreams("a=http://a").unwrap();
+        let limits = Limits {
+            requests: Some(10),
+            input_tokens: None,
+            ramp_percent: 50,
+        };
+        let s = State::new(Box::<Shared>::default(), &ups, limits);
+        let one = [Charge {
+            scope: LimitScope::Upstream,
+            kind: LimitKind::Requests,
+            amount: 1,
+        }];
+        let budget = |now| s.view(now, "sonnet")[0].budgets[0];
+        assert_eq!(
+            (budget(60_000).limit, budget(60_000).remaining),
+            (5, 5),
+            "after idle"
+        );
+        s.charge(0, "sonnet", 60_000, &one);
+        assert_eq!(budget(60_500).remaining, 4);
+        assert_eq!(budget(120_000).limit, 10, "the window after a used one");
+        assert_eq!(budget(180_000).limit, 5, "idle again");
+        let off = Limits {
+            ramp_percent: 100,
+            ..limits
+        };
+        let s = State::new(Box::<Shared>::default(), &ups, off);
+        assert_eq!(s.view(60_000, "sonnet")[0].budgets[0].limit, 10);
+        let local = State::new(Box::<Local>::default(), &ups, limits);
+        assert_eq!(
+            local.view(60_000, "sonnet")[0].budgets[0].limit,
+            10,
+            "an instance's own memory cannot tell idle"
+        );
     }
 }
