@@ -3,7 +3,7 @@
 //! by their endpoint's limit.
 
 use crate::serve;
-use levee_tests::bodies::{RssSampler, batch_body, proc_kb};
+use levee_tests::bodies::{RssSampler, batch_body, batches_overloaded_once, proc_kb};
 use levee_tests::edge::{EdgeServer, Runtime, components};
 use levee_tests::mock::{MockUpstream, Reply, Script};
 
@@ -38,13 +38,7 @@ async fn post_batch(edge: &EdgeServer, body: Vec<u8>) -> reqwest::Response {
 /// retry), and the runtime's memory grows by a fraction of the body.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_100_mb_batch_passes_through_once_without_being_held() {
-    let created =
-        r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"in_progress"}"#;
-    let upstream = MockUpstream::start(
-        Script::of([Reply::json(200, created), Reply::overloaded()])
-            .otherwise(Reply::json(200, created)),
-    )
-    .await;
+    let upstream = batches_overloaded_once().await;
     let edge = edge(&upstream, &[]);
     let warm = post_batch(&edge, batch_body(64 << 10)).await;
     assert_eq!(warm.status(), 200, "{:?}", warm.text().await);

@@ -3,7 +3,9 @@
 //! component's memory, under one limit, so these are the bundled host's.
 
 use crate::{FAST_POLICY, client, levee_for};
-use levee_tests::bodies::{RssSampler, batch_body, proc_kb};
+use levee_tests::bodies::{
+    BATCH_CREATED, RssSampler, batch_body, batches_overloaded_once, proc_kb,
+};
 use levee_tests::levee::Levee;
 use levee_tests::mock::{MockUpstream, Reply, Script};
 
@@ -104,13 +106,7 @@ async fn a_spooled_batch_leaves_no_file_and_a_spool_it_cannot_write_is_a_500() {
 /// grows by a fraction of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_100_mb_batch_is_retried_whole_without_being_held_in_memory() {
-    let created =
-        r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"in_progress"}"#;
-    let upstream = MockUpstream::start(
-        Script::of([Reply::json(200, created), Reply::overloaded()])
-            .otherwise(Reply::json(200, created)),
-    )
-    .await;
+    let upstream = batches_overloaded_once().await;
     let levee = levee_for(&upstream, "");
     let pid = levee.pid();
     // A small batch first: the path runs once before memory is measured.
@@ -124,7 +120,7 @@ async fn a_100_mb_batch_is_retried_whole_without_being_held_in_memory() {
     let text = resp.text().await.expect("an answer");
     let (peak, samples) = sampler.stop();
     assert_eq!(status, 200, "{text}");
-    assert_eq!(text, created);
+    assert_eq!(text, BATCH_CREATED);
     assert_eq!(
         attempts.as_ref().map(|v| v.as_bytes()),
         Some(&b"2"[..]),

@@ -1,5 +1,6 @@
 //! Large request bodies, and how much memory a process spends on them.
 
+use crate::mock::{MockUpstream, Reply, Script};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -22,6 +23,17 @@ pub fn batch_body(size: usize) -> Vec<u8> {
     }
     body.extend_from_slice(b"]}");
     body
+}
+
+/// What the API answers a batch it accepted with.
+pub const BATCH_CREATED: &str =
+    r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"in_progress"}"#;
+
+/// A mock that accepts a batch, answers the next with 529, then accepts
+/// every one after.
+pub async fn batches_overloaded_once() -> MockUpstream {
+    let created = || Reply::json(200, BATCH_CREATED);
+    MockUpstream::start(Script::of([created(), Reply::overloaded()]).otherwise(created())).await
 }
 
 /// A line of `/proc/PID/status`, in kB.
