@@ -23,7 +23,7 @@
 //! `usage` corrects the limiter either way; `tests.rs` keeps the set of
 //! shaped requests the rules are measured on, with their error.
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -55,6 +55,24 @@ const TEXT_KEYS: [&str; 10] = [
     "context",
     "arguments",
     "prompt",
+];
+/// Envelope members that never hold what the model reads: skipped without
+/// parsing their strings.
+const SKIP_KEYS: [&str; 14] = [
+    "model",
+    "max_tokens",
+    "max_completion_tokens",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "metadata",
+    "id",
+    "tool_use_id",
+    "signature",
+    "cache_control",
+    "service_tier",
 ];
 /// Members whose value is JSON the model reads whole.
 const JSON_KEYS: [&str; 3] = ["input_schema", "parameters", "input"];
@@ -222,7 +240,12 @@ impl<'de> Visitor<'de> for Node<'_> {
                         (Mode::Json, _) => Mode::Json,
                         (_, "role") => {
                             found.messages += 1;
-                            Mode::Envelope
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                        (_, k) if SKIP_KEYS.contains(&k) => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
                         }
                         (_, k) if TEXT_KEYS.contains(&k) => Mode::Text,
                         (_, k) if JSON_KEYS.contains(&k) => {
