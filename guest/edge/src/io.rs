@@ -71,22 +71,27 @@ pub async fn write_all(stream: &OutputStream, data: &[u8]) -> Result<(), WriteEr
 }
 
 /// Copies `from` to `to` until `from` ends, at most `limit` bytes; how many
-/// were copied, or why it stopped.
-pub async fn pipe(from: &InputStream, to: &OutputStream, limit: usize) -> Result<u64, String> {
+/// were copied. It stops with why when `from` failed or ran past `limit`,
+/// and with `None` when writing to `to` failed (its owner knows why).
+pub async fn pipe(
+    from: &InputStream,
+    to: &OutputStream,
+    limit: usize,
+) -> Result<u64, Option<String>> {
     let mut copied = 0u64;
     loop {
         match read(from).await {
             Chunk::Data(d) => {
                 copied += d.len() as u64;
                 if copied > limit as u64 {
-                    return Err(format!(
+                    return Err(Some(format!(
                         "request body is larger than the {limit} bytes levee accepts"
-                    ));
+                    )));
                 }
-                write_all(to, &d).await.map_err(|e| e.message)?;
+                write_all(to, &d).await.map_err(|_| None)?;
             }
             Chunk::End => return Ok(copied),
-            Chunk::Failed(e) => return Err(format!("could not read the request body: {e}")),
+            Chunk::Failed(e) => return Err(Some(format!("could not read the request body: {e}"))),
         }
     }
 }

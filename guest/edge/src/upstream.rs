@@ -125,11 +125,12 @@ pub async fn send(
         let sent = spin_sdk::http::send::<OutgoingRequest, IncomingResponse>(req);
         let write = async {
             let stream = out_body.write().expect("a new body is written once");
-            // A failed write shows up as the exchange's own error; a
-            // passed-on body that breaks off, or runs past its limit, is
-            // never finished, so the upstream sees it fail, not end short.
+            // A failed write to the upstream shows up as the exchange's own
+            // error, named by its layer. A passed-on body that the client
+            // broke off, or that ran past its limit, is never finished, so
+            // the upstream sees it fail, not end short; that is the why.
             let written = match body {
-                Outbound::Held(b) => write_all(&stream, b).await.map_err(|e| e.message),
+                Outbound::Held(b) => write_all(&stream, b).await.map_err(|_| None),
                 Outbound::Passing(p) => pipe(&p.stream, &stream, p.limit).await.map(|_| ()),
             };
             drop(stream);
@@ -138,7 +139,7 @@ pub async fn send(
                     let _ = OutgoingBody::finish(out_body, None);
                     None
                 }
-                Err(why) => Some(why),
+                Err(why) => why,
             }
         };
         futures::join!(sent, write)
